@@ -1,0 +1,39 @@
+# Two commands for a newcomer (see README.md):
+#   make serve   install if needed, build the sample studies if needed, start the server on 127.0.0.1:8000
+#   make test    install if needed, run the whole test suite
+# Both only need python3 (3.11), pip's registries, g++ and the Python headers (pydensecrf2 compiles).
+
+PYTHON ?= python3
+VENV   ?= .venv
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+MODELS ?= all
+SAMPLE := apps/scribble_seg/data/sample
+BIN    := $(CURDIR)/$(VENV)/bin
+
+# MONAI Label reads its settings from the environment: training tracking off, since MONAI 1.6
+# rejects MLflow's default file store (the train request would fail with a 500).
+export MONAI_LABEL_TRACKING_ENABLED ?= false
+
+.PHONY: serve test sample install clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -q torch==2.13.0
+	$(VENV)/bin/pip install --disable-pip-version-check -q --no-deps -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+sample: $(VENV)/.installed
+	$(VENV)/bin/python apps/scribble_seg/sample_data.py --out $(SAMPLE)
+
+serve: sample
+	PATH="$(BIN):$$PATH" monailabel start_server --app apps/scribble_seg --studies $(SAMPLE)/studies \
+		--host $(HOST) --port $(PORT) --conf models $(MODELS)
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf $(VENV) $(SAMPLE) apps/scribble_seg/model apps/scribble_seg/logs apps/scribble_seg/bin

@@ -1,0 +1,1 @@
+from .spacing import Spacingd

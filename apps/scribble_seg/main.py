@@ -1,0 +1,137 @@
+"""scribble_seg: a MONAI Label app that trains segmentation networks from scribbles.
+
+Serve it (see the README for the one-line version)::
+
+    monailabel start_server --app apps/scribble_seg --studies <folder> --host 127.0.0.1 \\
+        --conf models all --conf labels '{"lv": 1, "myocardium": 2, "rv": 3}'
+
+Conf options (``--conf key value``; every value is a string):
+
+=========================  ================================================================================
+``models``                 comma-separated config names of ``lib/configs`` or ``all`` (default ``all``)
+``labels``                 JSON ``{"name": id}`` with ids 1..K, or comma-separated names (default: the sample
+                           phantoms' ``{"lv": 1, "myocardium": 2, "rv": 3}``)
+``background_scribble_id`` value of a background stroke in scribble maps (default ``len(labels) + 1``)
+``scribble_tag``           datastore tag that holds the scribbles used for training (default ``final``)
+``device``                 ``cpu``, ``cuda`` or ``cuda:N`` (default ``cuda`` when available, else ``cpu``)
+=========================  ================================================================================
+
+The label convention is :mod:`lib.scribbles.convention`; ``/info`` reports it under ``scribbles``.
+"""
+
+import logging
+import os
+from typing import Dict
+
+import lib.configs
+import torch
+from lib.activelearning import Random
+from lib.scribbles.convention import ScribbleConvention
+
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.config import TaskConfig
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.scoring import ScoringMethod
+from monailabel.interfaces.tasks.strategy import Strategy
+from monailabel.interfaces.tasks.train import TrainTask
+from monailabel.tasks.activelearning.first import First
+from monailabel.utils.others.class_utils import get_class_names
+
+logger = logging.getLogger(__name__)
+
+__version__ = "0.1.0"
+
+
+def available_configs() -> Dict[str, str]:
+    """``{model name: TaskConfig class path}`` of every config in ``lib/configs`` (name = file name)."""
+    configs = {c.split(".")[-2].lower(): c for c in get_class_names(lib.configs, "TaskConfig")}
+    return dict(sorted(configs.items()))
+
+
+def select_models(requested: str, configs: Dict[str, str]) -> Dict[str, str]:
+    """The configs named by the ``models`` conf (``all`` = every one)."""
+    names = [m.strip() for m in (requested or "all").split(",") if m.strip()]
+    unknown = [m for m in names if m != "all" and m not in configs]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown} in conf 'models'; available: all, {', '.join(configs) or '(none)'}")
+    return {k: v for k, v in configs.items() if "all" in names or k in names}
+
+
+def resolve_device(name: str) -> str:
+    """The ``device`` conf as a torch device string; ``cuda`` falls back to ``cpu`` without a GPU."""
+    name = (name or ("cuda" if torch.cuda.is_available() else "cpu")).strip().lower()
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"conf 'device' must be cpu, cuda or cuda:N, got {name!r} ({e})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        logger.warning(f"conf device {name!r} asked for, but CUDA is not available: using cpu")
+        return "cpu"
+    return str(device)
+
+
+class ScribbleSegApp(MONAILabelApp):
+    """Trains segmentation networks from scribbles, refines segmentations from new scribbles and
+    tells annotators which volume to scribble next."""
+
+    def __init__(self, app_dir, studies, conf):
+        self.model_dir = os.path.join(app_dir, "model")
+        self.convention = ScribbleConvention.from_conf(conf)
+        self.scribble_tag = conf.get("scribble_tag", "final").strip() or "final"
+        self.device = resolve_device(conf.get("device", ""))
+
+        self.models: Dict[str, TaskConfig] = {}
+        for name, cls in select_models(conf.get("models", "all"), available_configs()).items():
+            logger.info(f"+++ Adding Model: {name} => {cls}")
+            module, _, cls_name = cls.rpartition(".")
+            config = getattr(__import__(module, fromlist=[cls_name]), cls_name)()
+            config.init(name, self.model_dir, conf, None, convention=self.convention, device=self.device)
+            self.models[name] = config
+        logger.info(f"+++ Using Models: {list(self.models)}; labels {self.convention.labels}; device {self.device}")
+
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="scribble_seg",
+            description="Segmentation networks trained from scribbles, scribble refinement, active learning",
+            version=__version__,
+            labels=dict(self.convention.labels),
+        )
+
+    def init_infers(self) -> Dict[str, InferTask]:
+        infers: Dict[str, InferTask] = {}
+        for name, config in self.models.items():
+            task = config.infer()
+            for k, v in (task if isinstance(task, dict) else {name: task}).items():
+                logger.info(f"+++ Adding Inferer:: {k} => {v}")
+                infers[k] = v
+        return infers
+
+    def init_trainers(self) -> Dict[str, TrainTask]:
+        trainers: Dict[str, TrainTask] = {}
+        for name, config in self.models.items():
+            task = config.trainer()
+            if task:
+                logger.info(f"+++ Adding Trainer:: {name} => {task}")
+                trainers[name] = task
+        return trainers
+
+    def init_strategies(self) -> Dict[str, Strategy]:
+        strategies: Dict[str, Strategy] = {"random": Random(), "first": First()}
+        for name, config in self.models.items():
+            s = config.strategy()
+            strategies.update(s if isinstance(s, dict) else ({name: s} if s else {}))
+        return strategies
+
+    def init_scoring_methods(self) -> Dict[str, ScoringMethod]:
+        methods: Dict[str, ScoringMethod] = {}
+        for name, config in self.models.items():
+            s = config.scoring_method()
+            methods.update(s if isinstance(s, dict) else ({name: s} if s else {}))
+        return methods
+
+    def info(self):
+        meta = super().info()
+        meta["scribbles"] = {**self.convention.describe(), "tag": self.scribble_tag}
+        return meta
