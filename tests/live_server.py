@@ -28,6 +28,17 @@ QUIET_ENV = {
 }
 
 
+def http_status(exc) -> int:
+    """HTTP status of a ``MONAILabelClientException`` (some client methods leave ``status_code`` unset
+    and only write ``Status: NNN`` into the message)."""
+    import re
+
+    if getattr(exc, "status_code", None):
+        return int(exc.status_code)
+    m = re.search(r"Status: (\d+)", str(getattr(exc, "msg", exc)))
+    return int(m.group(1)) if m else -1
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -8,7 +8,8 @@ Serve it (see the README for the one-line version)::
 Conf options (``--conf key value``; every value is a string):
 
 =========================  ================================================================================
-``models``                 comma-separated config names of ``lib/configs`` or ``all`` (default ``all``)
+``models``                 comma-separated config names of ``lib/configs`` or ``all`` (default ``all``: every
+                           config but the benchmark-only ones, e.g. ``full``, which must be named)
 ``labels``                 JSON ``{"name": id}`` with ids 1..K, or comma-separated names (default: the sample
                            phantoms' ``{"lv": 1, "myocardium": 2, "rv": 3}``)
 ``background_scribble_id`` value of a background stroke in scribble maps (default ``len(labels) + 1``)
@@ -19,6 +20,7 @@ Conf options (``--conf key value``; every value is a string):
 The label convention is :mod:`lib.scribbles.convention`; ``/info`` reports it under ``scribbles``.
 """
 
+import importlib
 import logging
 import os
 from typing import Dict
@@ -42,19 +44,23 @@ logger = logging.getLogger(__name__)
 __version__ = "0.1.0"
 
 
-def available_configs() -> Dict[str, str]:
-    """``{model name: TaskConfig class path}`` of every config in ``lib/configs`` (name = file name)."""
-    configs = {c.split(".")[-2].lower(): c for c in get_class_names(lib.configs, "TaskConfig")}
+def available_configs() -> Dict[str, type]:
+    """``{model name: TaskConfig class}`` of every config in ``lib/configs`` (name = file name)."""
+    configs = {}
+    for path in get_class_names(lib.configs, "TaskConfig"):
+        module, _, cls_name = path.rpartition(".")
+        configs[path.split(".")[-2].lower()] = getattr(importlib.import_module(module), cls_name)
     return dict(sorted(configs.items()))
 
 
-def select_models(requested: str, configs: Dict[str, str]) -> Dict[str, str]:
-    """The configs named by the ``models`` conf (``all`` = every one)."""
+def select_models(requested: str, configs: Dict[str, type]) -> Dict[str, type]:
+    """The configs named by the ``models`` conf; ``all`` = every one not marked ``benchmark_only``."""
     names = [m.strip() for m in (requested or "all").split(",") if m.strip()]
     unknown = [m for m in names if m != "all" and m not in configs]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown} in conf 'models'; available: all, {', '.join(configs) or '(none)'}")
-    return {k: v for k, v in configs.items() if "all" in names or k in names}
+    return {k: v for k, v in configs.items()
+            if k in names or ("all" in names and not getattr(v, "benchmark_only", False))}
 
 
 def resolve_device(name: str) -> str:
@@ -82,9 +88,8 @@ class ScribbleSegApp(MONAILabelApp):
 
         self.models: Dict[str, TaskConfig] = {}
         for name, cls in select_models(conf.get("models", "all"), available_configs()).items():
-            logger.info(f"+++ Adding Model: {name} => {cls}")
-            module, _, cls_name = cls.rpartition(".")
-            config = getattr(__import__(module, fromlist=[cls_name]), cls_name)()
+            logger.info(f"+++ Adding Model: {name} => {cls.__module__}.{cls.__name__}")
+            config = cls()
             config.init(name, self.model_dir, conf, None, convention=self.convention, device=self.device)
             self.models[name] = config
         logger.info(f"+++ Using Models: {list(self.models)}; labels {self.convention.labels}; device {self.device}")

@@ -67,6 +67,19 @@ def crop_to_label(volume: LabelledVolume, margin_mm: float) -> LabelledVolume:
     return LabelledVolume(image=volume.image[sl], label=volume.label[sl], spacing=volume.spacing)
 
 
+def read_spacing(path: str) -> Tuple[float, float, float]:
+    """Voxel size in mm per array axis (MONAI's (H, W, D) order), from the header only."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    reader.ReadImageInformation()
+    spacing = tuple(float(s) for s in reader.GetSpacing())
+    if len(spacing) != 3:
+        raise ValueError(f"{path} is {len(spacing)}D; volumes must be 3D")
+    return spacing
+
+
 def write_nifti(path: str, array: np.ndarray, affine: np.ndarray) -> str:
     """Write ``array`` as NIfTI (directories created); integer-valued images are stored as int16."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -1,1 +1,2 @@
+from .scribbles import AnnotatedMaskd, ScribbleMapd
 from .spacing import Spacingd

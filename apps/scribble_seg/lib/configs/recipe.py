@@ -1,0 +1,65 @@
+"""What every recipe's TaskConfig shares (a mixin: MONAI Label registers only classes whose
+*direct* base is ``TaskConfig``, so each ``lib/configs/<recipe>.py`` declares
+``class <Recipe>(RecipeConfig, TaskConfig)`` and sets its trainer class and network).
+
+Conf keys read here (all optional): ``target_spacing`` (JSON mm list or ``auto``), ``patch_size``
+(JSON, default ``[96, 96, 16]``), ``dropout`` (default 0.1), ``scribble_tag``, ``gt_tag``.
+"""
+
+import json
+import os
+from typing import Any, Dict, Optional
+
+import torch
+
+from lib.infers import ScribbleSegmentation
+from lib.networks import AttentionUNet2D5
+from lib.scribbles.convention import ScribbleConvention
+from lib.trainers.base import ScribbleTrainTask, meta_path
+
+
+class RecipeConfig:
+    """One recipe = one trainer + one segmentation infer task, both named after the config file."""
+
+    trainer_class = ScribbleTrainTask
+    description = ""
+    benchmark_only = False
+    """Registered only when named in conf ``models`` (not by ``all``): e.g. ``full`` needs dense masks."""
+
+    def init(self, name: str, model_dir: str, conf: Dict[str, str], planner: Any, convention: Optional[ScribbleConvention] = None,
+             device: str = "cpu", **kwargs):
+        super().init(name, model_dir, conf, planner, **kwargs)
+        self.convention = convention or ScribbleConvention.from_conf(conf)
+        self.labels = dict(self.convention.labels)
+        self.device = device
+        self.path = [os.path.join(model_dir, f"pretrained_{name}.pt"), os.path.join(model_dir, f"{name}.pt")]
+        spacing = conf.get("target_spacing", "auto")
+        self.target_spacing = spacing if spacing.strip().lower() == "auto" else json.loads(spacing)
+        self.patch_size = json.loads(conf.get("patch_size", "[96, 96, 16]"))
+        self.network = self.build_network(conf)
+
+    def build_network(self, conf: Dict[str, str]) -> torch.nn.Module:
+        return AttentionUNet2D5(in_channels=1, out_channels=self.convention.num_classes,
+                                dropout=float(conf.get("dropout", 0.1)))
+
+    def infer(self):
+        explicit = None if isinstance(self.target_spacing, str) else self.target_spacing
+        return ScribbleSegmentation(self.name, self.path, self.network, self.convention, meta_path(self.path[1]),
+                                    target_spacing=explicit, description=self.description,
+                                    config={"device": self.device})
+
+    def trainer(self):
+        load_path = self.path[0] if os.path.exists(self.path[0]) else self.path[1]
+        return self.trainer_class(
+            model_dir=os.path.join(self.model_dir, self.name),
+            network=self.network,
+            convention=self.convention,
+            publish_path=self.path[1],
+            load_path=load_path,
+            description=self.description,
+            scribble_tag=self.conf.get("scribble_tag", "final"),
+            gt_tag=self.conf.get("gt_tag", "gt"),
+            target_spacing=self.target_spacing,
+            patch_size=self.patch_size,
+            config={"device": self.device},
+        )

@@ -1,0 +1,2 @@
+from .inferer import SegmentationInferer
+from .segmentation import ScribbleSegmentation

@@ -1,0 +1,109 @@
+"""Segmentation infer task for networks trained from scribbles (one per recipe: ``pce``, ...).
+
+Pipeline (MONAI Label ``BasicInferTask``): load -> resample to the spacing the model was trained
+at (``model/<name>.json``, written by the trainer) -> z-score -> :class:`SegmentationInferer`
+(one pass for volumes that fit, sliding windows otherwise) -> softmax -> probabilities resampled
+back to the input's grid (``Invertd`` of the pre-transforms; replaces MONAI Label's ``Restored``,
+which imports torchvision) -> argmax -> label map of the input's shape and affine. The network
+is loaded once per device and reloaded only when training publishes new weights.
+
+A model that was never trained answers HTTP 409 naming the ``/train/<name>`` to run, instead of
+a random-weights result.
+"""
+
+import json
+import os
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import torch
+from monai.transforms import (
+    Activationsd,
+    AsDiscreted,
+    Compose,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    Invertd,
+    LoadImaged,
+    NormalizeIntensityd,
+    SqueezeDimd,
+)
+
+from lib.errors import RequestError
+from lib.infers.inferer import SegmentationInferer
+from lib.scribbles.convention import ScribbleConvention
+from lib.transforms import Spacingd
+
+from monailabel.interfaces.tasks.infer_v2 import InferType
+from monailabel.tasks.infer.basic_infer import BasicInferTask
+
+
+class ScribbleSegmentation(BasicInferTask):
+    """Segmentation with a network trained by recipe ``name``.
+
+    Args:
+        name: model / recipe name (``/infer/<name>``, ``/train/<name>``).
+        path: candidate weight files, MONAI Label style: ``[pretrained, published]``.
+        network: the network architecture.
+        convention: the app's label convention (``labels`` in ``/info``).
+        meta_path: the trainer's geometry sidecar of the published model.
+        target_spacing: used when the sidecar is missing (e.g. weights uploaded by hand).
+        description: shown in ``/info``.
+        config: extra request defaults shown in ``/info``.
+    """
+
+    def __init__(self, name: str, path: Sequence[str], network: torch.nn.Module, convention: ScribbleConvention,
+                 meta_path: str, target_spacing: Optional[Sequence[float]] = None, description: str = "",
+                 config: Optional[Dict[str, Any]] = None, **kwargs):
+        super().__init__(path=list(path), network=network, type=InferType.SEGMENTATION,
+                         labels=dict(convention.labels), dimension=3,
+                         description=description or f"Segmentation by the '{name}' recipe",
+                         config={"result_dtype": "uint8", **(config or {})}, load_strict=True, **kwargs)
+        self.name, self.convention = name, convention
+        self.meta_path, self.default_spacing = meta_path, target_spacing
+        self._pre = None
+
+    def is_trained(self) -> bool:
+        return bool(self.get_path())
+
+    def target_spacing(self) -> Sequence[float]:
+        if os.path.exists(self.meta_path):
+            with open(self.meta_path) as f:
+                return json.load(f)["target_spacing"]
+        if self.default_spacing is None:
+            raise RequestError(f"model '{self.name}' has weights but no {os.path.basename(self.meta_path)} "
+                               f"recording its training spacing; set --conf target_spacing or retrain", 409)
+        return self.default_spacing
+
+    def __call__(self, request, callbacks: Optional[Dict[Any, Callable]] = None):
+        if not self.is_trained():
+            raise RequestError(f"model '{self.name}' has not been trained yet: run POST /train/{self.name} "
+                               f"(3D Slicer: Train) once scribbles are submitted", 409)
+        return super().__call__(request, callbacks)
+
+    def pre_transforms(self, data=None):
+        """Built once per training geometry: ``Invertd`` must invert with the very instances that ran."""
+        spacing = tuple(self.target_spacing())
+        if self._pre is None or self._pre[0] != spacing:
+            self._pre = (spacing, [
+                LoadImaged("image", image_only=True),
+                EnsureChannelFirstd("image"),
+                Spacingd("image", pixdim=spacing, mode="bilinear"),
+                NormalizeIntensityd("image"),
+                EnsureTyped("image", dtype=torch.float32),
+            ])
+        return self._pre[1]
+
+    def inferer(self, data=None):
+        return SegmentationInferer()
+
+    def inverse_transforms(self, data=None):
+        return None  # done in post_transforms, on probabilities
+
+    def post_transforms(self, data=None):
+        return [
+            EnsureTyped("pred", device="cpu", track_meta=True),  # Invertd needs a MetaTensor to take the trace
+            Activationsd("pred", softmax=True),
+            Invertd("pred", transform=Compose(self.pre_transforms(data)), orig_keys="image", nearest_interp=False),
+            AsDiscreted("pred", argmax=True),
+            SqueezeDimd("pred", dim=0),
+        ]

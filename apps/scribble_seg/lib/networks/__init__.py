@@ -1,0 +1,14 @@
+"""nn.Modules only. Segmentation networks return logits ``(B, C, H, W, D)`` or a dict whose
+``"final"`` entry holds them; :func:`final_logits` gives the logits either way."""
+
+from typing import Mapping, Union
+
+import torch
+
+from .attention_unet2d5 import AttentionUNet2D5
+from .unet2d import ExModUNet, UNet2DBN
+
+
+def final_logits(output: Union[torch.Tensor, Mapping[str, torch.Tensor]]) -> torch.Tensor:
+    """The segmentation logits of a network output (a tensor, or a dict with ``"final"``)."""
+    return output["final"] if isinstance(output, Mapping) else output

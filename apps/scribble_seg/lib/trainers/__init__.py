@@ -1,0 +1,3 @@
+from .base import ScribbleTrainTask
+from .full import FullTrainTask
+from .pce import PceTrainTask

@@ -1,0 +1,79 @@
+"""Train ``pce`` through the real server (POST /train/pce in a subprocess, as Slicer's Train
+button does), then infer: a label volume of the input's shape and geometry."""
+
+import os
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from live_server import http_status
+
+from monailabel.client.client import MONAILabelClientException
+
+TINY = {"max_epochs": 1, "epoch_length": 3, "train_batch_size": 1, "patch_size": [64, 64, 16],
+        "bn_recalibration_batches": 2, "val_split": 0.34}
+
+
+def _wait_for_training(client, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = client.train_status()
+        if status and status.get("status") in ("DONE", "ERROR", "STOPPED"):
+            return status
+        time.sleep(1.0)
+    raise TimeoutError("training did not finish")
+
+
+def test_info_lists_pce_but_not_the_benchmark_only_full(server):
+    info = server.client().info()
+    assert info["models"]["pce"]["type"] == "segmentation"
+    assert info["models"]["pce"]["labels"] == {"lv": 1, "myocardium": 2, "rv": 3}
+    assert "pce" in info["trainers"] and "full" not in info["trainers"] and "full" not in info["models"]
+    assert info["trainers"]["pce"]["config"]["patch_size"] == [96, 96, 16]
+
+
+def test_infer_before_training_says_which_train_to_run(server):
+    with pytest.raises(MONAILabelClientException) as e:
+        server.client().infer("pce", "case_004", {})
+    assert http_status(e.value) == 409
+    assert "has not been trained yet: run POST /train/pce" in e.value.msg
+
+
+def test_train_pce_then_infer_restores_the_input_geometry(server, sample_root):
+    client = server.client()
+    task = client.train_start("pce", {**TINY, "gt_dir": os.path.join(sample_root, "groundtruth")})
+    assert task["status"] in ("SUBMITTED", "RUNNING")
+    status = _wait_for_training(client)
+    assert status["status"] == "DONE", "\n".join(status.get("details", []))
+
+    stats = client.info()["train_stats"]["pce"]
+    assert stats["total_epochs"] == 1 and "val_scribble_dice" in stats["eval"]["metrics"]
+    assert "val_dice" in stats["eval"]["metrics"]  # dense truth given through gt_dir: validation only
+
+    result, params = client.infer("pce", "case_004", {})
+    out, image = nib.load(result), nib.load(os.path.join(server.studies, "case_004.nii.gz"))
+    assert out.shape == image.shape
+    np.testing.assert_allclose(out.affine, image.affine, atol=1e-4)
+    assert set(np.unique(np.asarray(out.dataobj))) <= {0, 1, 2, 3}
+    assert params["label_names"] == {"lv": 1, "myocardium": 2, "rv": 3}
+
+
+def test_training_without_scribbles_fails_with_a_message(tmp_path, sample_root):
+    """A datastore without any scribble: the train task ends in ERROR and says why."""
+    import shutil
+
+    from live_server import LiveServer, copy_app
+
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    shutil.copy(os.path.join(sample_root, "studies", "case_004.nii.gz"), studies)
+    app = copy_app(str(tmp_path / "app"))
+    with LiveServer(app, str(studies), conf={"models": "pce"}, workdir=str(tmp_path)) as s:
+        client = s.client()
+        client.train_start("pce", TINY)
+        status = _wait_for_training(client)
+        assert status["status"] == "ERROR"
+        assert any("no volume in the datastore has scribbles under tag 'final'" in line for line in status["details"])
+        assert client.info()["name"] == "scribble_seg"  # the server is still up
