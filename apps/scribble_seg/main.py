@@ -82,6 +82,7 @@ class ScribbleSegApp(MONAILabelApp):
 
     def __init__(self, app_dir, studies, conf):
         self.model_dir = os.path.join(app_dir, "model")
+        os.makedirs(self.model_dir, exist_ok=True)  # start_server makes it; in-process use (benchmarks) too
         self.convention = ScribbleConvention.from_conf(conf)
         self.scribble_tag = conf.get("scribble_tag", "final").strip() or "final"
         self.device = resolve_device(conf.get("device", ""))

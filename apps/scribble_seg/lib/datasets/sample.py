@@ -26,7 +26,7 @@ from .study import LabelledVolume, write_case
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bump when phantoms or simulated scribbles change, so cached sample folders are rebuilt."""
 
 Cases = Callable[[int, int], List[Tuple[str, LabelledVolume]]]

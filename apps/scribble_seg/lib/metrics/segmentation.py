@@ -56,7 +56,7 @@ def hd95_per_class(pred, target, num_classes: int, spacing: Sequence[float]) -> 
     for k in range(1, num_classes):
         p, t = pred == k, target == k
         if p.any() and t.any():
-            d = compute_hausdorff_distance(p[None, None], t[None, None], percentile=95, spacing=list(spacing))
+            d = compute_hausdorff_distance(p[None, None], t[None, None], percentile=95, spacing=[float(s) for s in spacing])
             out[k - 1] = float(d.item())
     return out
 

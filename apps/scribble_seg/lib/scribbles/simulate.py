@@ -11,8 +11,11 @@ ScribbleBench's interior + contour strokes, Gotkowski et al. 2024), per scribble
   crescent (RV) its spine.
 * optional **contour stroke**: a random arc of the iso-contour ``d = contour_inset_mm`` inside
   the component.
-* optional **background strokes**: random arcs of iso-contours at random distances
-  (``background_distance_mm``) outside the union of all classes -- loops around the structures.
+* optional **background strokes**: random arcs of iso-contours of the distance to the union of
+  all classes -- loops around the structures: the first at ``background_distance_mm``, the next
+  ones farther out at ``far_background_distance_mm``, across the other tissues (a background
+  stroke only near the structures leaves lungs, fat and liver unannotated, and partial CE then
+  labels them as heart).
 
 A stroke's centre line is one voxel wide and is thickened by ``(stroke_width_mm - s) / 2`` mm on
 each side (``s`` the finer in-plane spacing), so it is ``stroke_width_mm`` wide in whole voxels.
@@ -53,9 +56,10 @@ class ScribbleSimulation:
         contour_strokes: add a contour stroke per component.
         contour_inset_mm: (min, max) depth of the contour stroke inside its component.
         contour_fraction: (min, max) fraction of the contour kept.
-        background_strokes: number of background strokes per scribbled slice (0 for none).
+        background_strokes: number of background loops per scribbled slice (0 for none).
         background_width_mm: thickness of background strokes (annotators use a bigger brush there).
-        background_distance_mm: (min, max) distance of a background loop from the structures.
+        background_distance_mm: (min, max) distance of the first background loop from the structures.
+        far_background_distance_mm: (min, max) distance of the other background loops.
         background_fraction: (min, max) fraction of a background loop kept.
     """
 
@@ -69,7 +73,8 @@ class ScribbleSimulation:
     contour_fraction: Tuple[float, float] = (0.1, 0.2)
     background_strokes: int = 2
     background_width_mm: float = 6.0
-    background_distance_mm: Tuple[float, float] = (5.0, 30.0)
+    background_distance_mm: Tuple[float, float] = (5.0, 15.0)
+    far_background_distance_mm: Tuple[float, float] = (20.0, 50.0)
     background_fraction: Tuple[float, float] = (0.5, 0.9)
 
     def __post_init__(self):
@@ -219,21 +224,22 @@ def simulate_scribbles(
                 if rank > 0 and sizes[i] < min_px:
                     continue
                 out[..., z][_component_strokes(comps == i + 1, spacing2d, config, thicken, rng)] = cls
-        for _ in range(config.background_strokes):
-            out[..., z][_background_stroke(sl, spacing2d, config, thicken_bg, rng)] = convention.background_scribble_id
+        for i in range(config.background_strokes):
+            distance = config.far_background_distance_mm if i else config.background_distance_mm
+            stroke = _background_stroke(sl, spacing2d, distance, config.background_fraction, thicken_bg, rng)
+            out[..., z][stroke] = convention.background_scribble_id
     return np.moveaxis(out, -1, axis)
 
 
-def _background_stroke(sl, spacing2d, cfg: ScribbleSimulation, thicken, rng) -> np.ndarray:
-    """A random arc of a loop at a random distance outside all structures of slice ``sl``."""
+def _background_stroke(sl, spacing2d, distance_mm: Tuple[float, float], fraction, thicken, rng) -> np.ndarray:
+    """A random arc of a loop at a random distance (mm) outside all structures of slice ``sl``."""
     background = sl == BACKGROUND_CLASS
     distance = ndimage.distance_transform_edt(background, sampling=spacing2d)
-    level = rng.uniform(*cfg.background_distance_mm)
-    level = min(level, 0.5 * float(distance.max()))  # small fields of view
+    level = min(rng.uniform(*distance_mm), 0.5 * float(distance.max()))  # small fields of view
     loop = _longest_contour(distance, level)
     if loop is None:
         return np.zeros(sl.shape, dtype=bool)
-    stroke = _rasterise(_sub_arc(loop, cfg.background_fraction, rng, closed=True), sl.shape)
+    stroke = _rasterise(_sub_arc(loop, fraction, rng, closed=True), sl.shape)
     return ndimage.binary_dilation(stroke, thicken) & background
 
 

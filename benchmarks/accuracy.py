@@ -1,0 +1,192 @@
+"""Accuracy of the training recipes on the sample phantoms: one harness, one table.
+
+Each recipe is trained through its real MONAI Label train task (in-process) on the same phantoms
+with the same simulated scribbles, seed and budget, then its infer task segments held-out
+phantoms that no recipe ever trained on; predictions are scored against their dense ground truth.
+Dense truth never reaches a scribble recipe (not even for validation: checkpoints are selected on
+held-out scribbles); only ``full``, the upper bound, trains on the training volumes' masks.
+
+    python benchmarks/accuracy.py --recipes pce,full [--train 12 --test 8 --epochs 20 --epoch-length 50]
+
+Writes ``benchmarks/results/accuracy/<recipe>.json`` per recipe and regenerates, from every JSON
+present, ``benchmarks/results/accuracy.md`` (Dice, HD95 in mm, precision per class, mean +- std over
+the test volumes) and ``benchmarks/results/accuracy_overlays.png``. A later recipe adds its row by
+running this script with ``--recipes <name>`` and the same budget flags.
+"""
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import RESULTS, machine, make_app  # noqa: E402
+
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+
+OUT = os.path.join(RESULTS, "accuracy")
+OVERLAY_CASES = 3
+
+
+def build_data(root, n_train, n_test, seed):
+    from lib.datasets.sample import build_studies
+
+    manifest = build_studies(root, "phantoms", n=n_train + n_test, scribbled=n_train, seed=seed)
+    cases = sorted(manifest["cases"])
+    train, test = cases[:n_train], cases[n_train:]
+    gt_train = os.path.join(root, "groundtruth_train")  # what `full` may see: the training volumes only
+    os.makedirs(gt_train, exist_ok=True)
+    for c in train:
+        shutil.copy(os.path.join(root, "groundtruth", f"{c}.nii.gz"), gt_train)
+    coverage = float(np.mean([manifest["cases"][c]["coverage"]["structures"] for c in train]))
+    return manifest, train, test, gt_train, coverage
+
+
+def run_recipe(recipe, args, root, manifest, test, gt_train):
+    from lib.metrics import evaluate
+    from lib.scribbles.convention import ScribbleConvention
+
+    convention = ScribbleConvention(manifest["labels"])
+    work = os.path.join(args.workdir, recipe)
+    app = make_app(work, os.path.join(root, "studies"), {"models": recipe})
+    request = {"model": recipe, "max_epochs": args.epochs, "epoch_length": args.epoch_length, "seed": args.seed,
+               "train_batch_size": args.batch, "device": args.device, "pretrained": False}
+    if app._trainers[recipe].dense_targets:
+        request["gt_dir"] = gt_train
+    t = time.time()
+    stats = app.train(request)
+    train_s = time.time() - t
+
+    per_case, overlays, infer_s = {}, {}, []
+    for case in test:
+        t = time.time()
+        res = app.infer({"model": recipe, "image": case, "device": args.device})
+        infer_s.append(time.time() - t)
+        pred = np.asarray(nib.load(res["file"]).dataobj)
+        os.unlink(res["file"])
+        gt_img = nib.load(os.path.join(root, "groundtruth", f"{case}.nii.gz"))
+        truth = np.asarray(gt_img.dataobj)
+        per_case[case] = evaluate(pred, truth, convention, gt_img.header.get_zooms()[:3])
+        if len(overlays) < OVERLAY_CASES:
+            z = int(np.argmax((truth > 0).sum(axis=(0, 1))))
+            overlays[case] = {"z": z, "pred": pred[..., z].astype(np.uint8).tolist()}
+    return {
+        "recipe": recipe, "machine": machine(), "seed": args.seed, "n_train": len(manifest["cases"]) - len(test),
+        "n_test": len(test), "budget": {"epochs": args.epochs, "epoch_length": args.epoch_length, "batch": args.batch},
+        "train_seconds": round(train_s, 1), "infer_seconds_median": round(float(np.median(infer_s)), 2),
+        "best_val_metric": stats.get("best_metric"), "per_case": per_case, "overlays": overlays,
+        "labels": manifest["labels"],
+    }
+
+
+def summarise(results):
+    """Markdown table rows: mean +- std over test volumes, per class and overall."""
+    def fmt(values):
+        v = np.asarray([x for x in values if np.isfinite(x)])
+        return f"{v.mean():.3f} ± {v.std():.3f}" if len(v) else "n/a"
+
+    labels = list(results[0]["labels"])
+    head = ["recipe"] + [f"Dice {n}" for n in labels] + ["Dice mean"] + [f"HD95 {n} (mm)" for n in labels] + \
+        [f"precision {n}" for n in labels] + ["train (min)", "budget (epochs x it x batch)"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cases = list(r["per_case"].values())
+        dice = [fmt([c[n]["dice"] for c in cases]) for n in labels]
+        mean = fmt([np.nanmean([c[n]["dice"] for n in labels]) for c in cases])
+        hd = [fmt([c[n]["hd95"] for c in cases]) for n in labels]
+        prec = [fmt([c[n]["precision"] for c in cases]) for n in labels]
+        b = r["budget"]
+        rows.append("| " + " | ".join([f"`{r['recipe']}`"] + dice + [mean] + hd + prec +
+                                       [f"{r['train_seconds'] / 60:.1f}",
+                                        f"{b['epochs']} x {b['epoch_length']} x {b['batch']}"]) + " |")
+    return rows
+
+
+def overlay_png(results, root, path):
+    from PIL import Image, ImageDraw
+
+    palette = np.array([[0, 0, 0], [230, 60, 60], [60, 200, 60], [70, 110, 240]], np.uint8)
+    cases = list(results[0]["overlays"])
+    tiles = []
+    for case in cases:
+        img = np.asarray(nib.load(os.path.join(root, "studies", f"{case}.nii.gz")).dataobj).astype(np.float32)
+        truth = np.asarray(nib.load(os.path.join(root, "groundtruth", f"{case}.nii.gz")).dataobj)
+        z = results[0]["overlays"][case]["z"]
+        gray = np.repeat((255 * np.clip(img[..., z] / np.percentile(img[..., z], 99.5), 0, 1)).astype(np.uint8)[..., None], 3, -1)
+
+        def blend(mask):
+            out = gray.copy()
+            m = mask > 0
+            out[m] = (0.45 * gray[m] + 0.55 * palette[mask[m]]).astype(np.uint8)
+            return out
+
+        row = [gray, blend(truth[..., z])] + [blend(np.asarray(r["overlays"][case]["pred"])) for r in results]
+        tiles.append(np.concatenate(row, axis=1))
+    grid = np.concatenate(tiles, axis=0)
+    im = Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST)
+    draw = ImageDraw.Draw(im)
+    w = gray.shape[1] * 2
+    for i, title in enumerate(["image", "ground truth"] + [r["recipe"] for r in results]):
+        draw.text((i * w + 4, 2), title, fill=(255, 255, 0))
+    im.save(path)
+
+
+def write_report(args, root):
+    results = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(OUT, "*.json")))]
+    order = {"full": 99}
+    results.sort(key=lambda r: (order.get(r["recipe"], 0), r["recipe"]))
+    if not results:
+        return
+    budgets = {json.dumps(r["budget"]) for r in results} | {str((r["seed"], r["n_train"], r["n_test"])) for r in results}
+    lines = ["# Accuracy of the recipes on the sample phantoms", "",
+             f"Command (per recipe): `python benchmarks/accuracy.py --recipes <recipe> --train {results[0]['n_train']} "
+             f"--test {results[0]['n_test']} --epochs {results[0]['budget']['epochs']} "
+             f"--epoch-length {results[0]['budget']['epoch_length']} --batch {results[0]['budget']['batch']} "
+             f"--seed {results[0]['seed']}`  ",
+             f"Machine: {results[0]['machine']}  ",
+             f"Data: {results[0]['n_train']} training phantoms with simulated scribbles "
+             f"({100 * results[0].get('scribble_coverage', 0):.1f} % of structure voxels annotated), "
+             f"{results[0]['n_test']} held-out test phantoms (160x160x16, 1.5x1.5x8 mm). "
+             "Mean ± std over the test volumes.", ""]
+    if len(budgets) > 2:
+        lines += ["**Warning: rows were produced with different budgets/seeds; compare with care.**", ""]
+    lines += summarise(results)
+    lines += ["", "![overlays](accuracy_overlays.png)", ""]
+    with open(os.path.join(RESULTS, "accuracy.md"), "w") as f:
+        f.write("\n".join(lines))
+    overlay_png(results, root, os.path.join(RESULTS, "accuracy_overlays.png"))
+    print("\n".join(lines))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", default="pce,full")
+    parser.add_argument("--train", type=int, default=12)
+    parser.add_argument("--test", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epoch-length", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args()
+    args.workdir = args.workdir or tempfile.mkdtemp(prefix="accuracy_")
+    root = os.path.join(args.workdir, "data")
+    manifest, train, test, gt_train, coverage = build_data(root, args.train, args.test, args.seed)
+    os.makedirs(OUT, exist_ok=True)
+    for recipe in [r.strip() for r in args.recipes.split(",") if r.strip()]:
+        result = run_recipe(recipe, args, root, manifest, test, gt_train)
+        result["scribble_coverage"] = coverage
+        with open(os.path.join(OUT, f"{recipe}.json"), "w") as f:
+            json.dump(result, f)
+        print(f"{recipe}: trained in {result['train_seconds']} s")
+        write_report(args, root)
+
+
+if __name__ == "__main__":
+    main()
