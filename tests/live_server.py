@@ -59,6 +59,7 @@ class LiveServer:
                  env: Optional[Dict[str, str]] = None, timeout: float = 180.0):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.workdir = os.path.abspath(workdir)
         self.log_path = os.path.join(workdir, f"server_{self.port}.log")
         cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", app_dir, "--studies", studies,
                "--host", "127.0.0.1", "--port", str(self.port)]
@@ -85,7 +86,11 @@ class LiveServer:
         raise TimeoutError(f"server not up after {timeout} s:\n{self.log_tail()}")
 
     def client(self, client_id: str = "pytest") -> MONAILabelClient:
-        return MONAILabelClient(self.url, client_id=client_id)
+        # its own tmpdir: the client saves results under the server's temp-file name, which the
+        # server deletes after answering -- in a shared /tmp that races with the client's copy
+        tmpdir = os.path.join(self.workdir, "client")
+        os.makedirs(tmpdir, exist_ok=True)
+        return MONAILabelClient(self.url, tmpdir=tmpdir, client_id=client_id)
 
     def get_json(self, path: str):
         with urllib.request.urlopen(f"{self.url}{path}", timeout=30) as r:

@@ -15,6 +15,12 @@ Conf options (``--conf key value``; every value is a string):
 ``background_scribble_id`` value of a background stroke in scribble maps (default ``len(labels) + 1``)
 ``scribble_tag``           datastore tag that holds the scribbles used for training (default ``final``)
 ``device``                 ``cpu``, ``cuda`` or ``cuda:N`` (default ``cuda`` when available, else ``cpu``)
+``refinement``             ``false`` hides the ``crf`` / ``random_walk`` scribble refinement tasks (default on)
+``target_spacing``         training/inference spacing in mm, JSON list, or ``auto`` (median of the training
+                           volumes, recorded next to the published model; default)
+``patch_size``             training patch, JSON list (default ``[96, 96, 16]``)
+``dropout``                dropout of the networks (default 0.1; MC dropout needs it > 0)
+``gt_tag``                 datastore tag of dense ground truth, used for validation metrics only (default ``gt``)
 =========================  ================================================================================
 
 The label convention is :mod:`lib.scribbles.convention`; ``/info`` reports it under ``scribbles``.
@@ -28,6 +34,8 @@ from typing import Dict
 import lib.configs
 import torch
 from lib.activelearning import Random
+from lib.infers import ScribbleRefinement, ScribbleSegmentation
+from lib.scribbles.refine import METHODS as REFINEMENT_METHODS
 from lib.scribbles.convention import ScribbleConvention
 
 from monailabel.interfaces.app import MONAILabelApp
@@ -112,6 +120,10 @@ class ScribbleSegApp(MONAILabelApp):
             for k, v in (task if isinstance(task, dict) else {name: task}).items():
                 logger.info(f"+++ Adding Inferer:: {k} => {v}")
                 infers[k] = v
+        if self.conf.get("refinement", "true").strip().lower() != "false":
+            segmentation = {k: v for k, v in infers.items() if isinstance(v, ScribbleSegmentation)}
+            for method in REFINEMENT_METHODS:
+                infers[method] = ScribbleRefinement(method, self.convention, segmentation, device=self.device)
         return infers
 
     def init_trainers(self) -> Dict[str, TrainTask]:

@@ -1,2 +1,3 @@
 from .inferer import SegmentationInferer
 from .segmentation import ScribbleSegmentation
+from .refine import ScribbleRefinement

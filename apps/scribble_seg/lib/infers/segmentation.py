@@ -13,8 +13,11 @@ a random-weights result.
 
 import json
 import os
+import threading
+from collections import OrderedDict
 from typing import Any, Callable, Dict, Optional, Sequence
 
+import numpy as np
 import torch
 from monai.transforms import (
     Activationsd,
@@ -35,6 +38,11 @@ from lib.transforms import Spacingd
 
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
+
+
+PROBABILITIES = "return_probabilities"
+"""Request flag: return the softmax at the input geometry instead of the label map."""
+PROBABILITY_CACHE_SIZE = 8
 
 
 class ScribbleSegmentation(BasicInferTask):
@@ -61,6 +69,8 @@ class ScribbleSegmentation(BasicInferTask):
         self.name, self.convention = name, convention
         self.meta_path, self.default_spacing = meta_path, target_spacing
         self._pre = None
+        self._prob_cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def is_trained(self) -> bool:
         return bool(self.get_path())
@@ -100,10 +110,28 @@ class ScribbleSegmentation(BasicInferTask):
         return None  # done in post_transforms, on probabilities
 
     def post_transforms(self, data=None):
-        return [
+        restore = [
             EnsureTyped("pred", device="cpu", track_meta=True),  # Invertd needs a MetaTensor to take the trace
             Activationsd("pred", softmax=True),
             Invertd("pred", transform=Compose(self.pre_transforms(data)), orig_keys="image", nearest_interp=False),
-            AsDiscreted("pred", argmax=True),
-            SqueezeDimd("pred", dim=0),
         ]
+        if data is not None and data.get(PROBABILITIES):
+            return restore
+        return restore + [AsDiscreted("pred", argmax=True), SqueezeDimd("pred", dim=0)]
+
+    def probabilities(self, image_path: str, device: str) -> np.ndarray:
+        """Softmax ``(C, H, W, D)`` at the input's geometry, cached per image file and model weights
+        (a second scribble round on the same image does not rerun the network)."""
+        key = (os.path.abspath(image_path), os.stat(image_path).st_mtime_ns, self.get_path(),
+               os.stat(self.get_path()).st_mtime_ns if self.get_path() else 0)
+        with self._cache_lock:
+            if key in self._prob_cache:
+                self._prob_cache.move_to_end(key)
+                return self._prob_cache[key]
+        _, data = self({"image": image_path, "device": device, "skip_writer": True, PROBABILITIES: True})
+        prob = np.asarray(data["pred"], dtype=np.float32)
+        with self._cache_lock:
+            self._prob_cache[key] = prob
+            while len(self._prob_cache) > PROBABILITY_CACHE_SIZE:
+                self._prob_cache.popitem(last=False)
+        return prob

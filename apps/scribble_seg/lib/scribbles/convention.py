@@ -42,6 +42,10 @@ UNANNOTATED = 0
 BACKGROUND_CLASS = 0
 """Class index of background in predictions and training targets."""
 
+NO_SEED = -1
+"""Value of a free (unseeded) voxel in a seed map: class indices where strokes are, ``NO_SEED``
+elsewhere (what CRF clamping and random-walk seeding take, see :meth:`ScribbleConvention.seeds`)."""
+
 DEFAULT_LABELS: Dict[str, int] = {"lv": 1, "myocardium": 2, "rv": 3}
 """Labels of the embedded cardiac-like sample dataset, used when the app conf names none."""
 
@@ -228,6 +232,13 @@ class ScribbleConvention:
         is_bg = scribbles == self.background_scribble_id
         class_index = scribbles * (~is_bg)
         return class_index, annotated
+
+    def seeds(self, scribbles):
+        """Seed map: the class index of each stroke, ``NO_SEED`` on unannotated voxels."""
+        class_index, annotated = self.targets(scribbles)
+        if isinstance(class_index, np.ndarray):
+            return np.where(annotated, class_index, NO_SEED)
+        return class_index.masked_fill(~annotated, NO_SEED)
 
     def from_dense(self, mask: np.ndarray) -> np.ndarray:
         """A dense class-index mask (0 = background, k = class k) as a fully annotated scribble map."""

@@ -1,0 +1,204 @@
+"""``crf`` and ``random_walk``: interactive scribble refinement infer tasks (``InferType.SCRIBBLES``).
+
+Two modes, chosen from the request:
+
+* **binary** (3D Slicer's scribbles panel): the ``label`` file is the whole segmentation node --
+  the current segments plus ``foreground_scribbles`` / ``background_scribbles`` -- with their ids
+  in ``label_info`` and the segment to refine in ``selected_label_name``. The reply is the refined
+  binary (0/1) mask of that segment, which Slicer imports into it.
+* **multi-class** (no ``selected_label_name``): the ``label`` file is a scribble map in the app's
+  convention (mapped by name when ``label_info`` is sent); the reply is a refined multi-class
+  label map. MONAI Label's own scribbles tasks are binary only (MONAILabel issues #607, #756).
+
+The prior, in this order: the softmax of the trained model named by ``prior_model`` (cached per
+image: the next scribble round does not rerun the network); else, in binary mode, the selected
+segment as it is in the label file (softened); else intensity likelihoods learnt from the strokes.
+Then :func:`lib.scribbles.refine.refine` (crop around what the user touched, CRF or random walk,
+strokes clamped). Every parameter of :class:`DenseCRFParams` / :class:`RandomWalkParams`, plus
+``margin_mm``, ``prior_confidence_segmentation`` and ``roi``, can be overridden per request.
+
+Bad input -- no strokes, strokes of one class without a prior, a label file of another shape,
+label ids ``label_info`` does not describe, an ROI outside the volume, NaN intensities -- answers
+HTTP 422 with the reason; nothing is written.
+"""
+
+import logging
+import time
+from typing import Any, Callable, Dict, Mapping, Optional
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+
+from lib.errors import RequestError
+from lib.scribbles.convention import (
+    BACKGROUND_SCRIBBLES,
+    FOREGROUND_SCRIBBLES,
+    NO_SEED,
+    ScribbleConvention,
+    from_slicer_binary,
+    parse_label_info,
+    to_scribble_map,
+)
+from lib.scribbles.crf import DenseCRFParams
+from lib.scribbles.prior import likelihood_prior, normalise_intensity, segmentation_prior
+from lib.scribbles.random_walk import RandomWalkParams
+from lib.scribbles.refine import refine
+
+from monailabel.interfaces.tasks.infer_v2 import InferType
+from monailabel.tasks.infer.basic_infer import BasicInferTask
+
+logger = logging.getLogger(__name__)
+
+PARAMS = {"crf": DenseCRFParams, "random_walk": RandomWalkParams}
+
+
+def _client_error(exc: BaseException) -> Optional[RequestError]:
+    """The client's fault behind MONAI's "applying transform" wrappers, as a RequestError (or None)."""
+    while exc is not None:
+        if isinstance(exc, RequestError):
+            return exc
+        if isinstance(exc, ValueError):
+            return RequestError(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+class ScribbleRefinement(BasicInferTask):
+    """Refine a segmentation from scribbles with a dense CRF or a random walk.
+
+    Args:
+        method: ``crf`` or ``random_walk``.
+        convention: the app's label convention (multi-class mode).
+        segmentation: ``{model name: ScribbleSegmentation}`` usable as ``prior_model``.
+        margin_mm: margin of the solved box around what the user touched.
+        description: shown in ``/info``.
+    """
+
+    def __init__(self, method: str, convention: ScribbleConvention, segmentation: Mapping[str, Any],
+                 margin_mm: float = 25.0, description: str = "", device: str = "cpu"):
+        defaults = PARAMS[method]()
+        config = {"prior_model": "", "margin_mm": margin_mm, "prior_confidence_segmentation": 0.9,
+                  "proximity_mm": 5.0, "device": device,
+                  **{k: getattr(defaults, k) for k in defaults.__dataclass_fields__}}
+        super().__init__(path=None, network=None, type=InferType.SCRIBBLES, labels=dict(convention.labels),
+                         dimension=3, description=description or f"Scribble refinement: {method}", config=config)
+        self.method, self.convention, self.segmentation = method, convention, dict(segmentation)
+
+    def is_valid(self) -> bool:
+        return True
+
+    def __call__(self, request, callbacks: Optional[Dict[Any, Callable]] = None):
+        if not request.get("label"):
+            raise RequestError("send the scribbles as the 'label' file (a labelmap of the image's shape)")
+        try:
+            return super().__call__(request, callbacks)
+        except Exception as e:
+            error = _client_error(e)
+            if error is None:
+                raise
+            raise RequestError(f"{self.method}: {error.detail}", error.status_code) from None
+
+    def pre_transforms(self, data=None):
+        return [LoadImaged(["image", "label"], image_only=True), EnsureChannelFirstd(["image", "label"])]
+
+    def inferer(self, data=None):
+        return Compose([self._refine])
+
+    def post_transforms(self, data=None):
+        return []
+
+    # ---------------------------------------------------------------------------------------------
+    def _refine(self, data: Dict[str, Any]) -> Dict[str, Any]:
+        start = time.time()
+        image_t, label_t = data["image"], data["label"]
+        if image_t.shape[0] != 1:
+            raise ValueError(f"image must have one channel, got {image_t.shape[0]}")
+        image = np.asarray(image_t[0], dtype=np.float32)
+        if image.ndim != 3:
+            raise ValueError(f"image must be 3D, got {image.ndim}D")
+        if tuple(label_t.shape[1:]) != image.shape or label_t.shape[0] != 1:
+            raise ValueError(f"label file has shape {tuple(label_t.shape[1:])}, the image {image.shape}")
+        label = np.asarray(label_t[0])
+        spacing = [float(s) for s in image_t.pixdim]
+        img01 = normalise_intensity(image)
+
+        if self._is_binary(data):
+            binary = from_slicer_binary(label, data.get("label_info") or [], data.get("selected_label_name"))
+            seeds = binary.convention.seeds(binary.scribbles)
+            prior, region, source = self._binary_prior(data, binary, img01, seeds)
+            mode = "binary"
+        else:
+            scribbles = to_scribble_map(label, self.convention, data.get("label_info") or None)
+            seeds = self.convention.seeds(scribbles)
+            prior, region, source = self._multiclass_prior(data, img01, seeds)
+            mode = "multiclass"
+        if not (seeds != NO_SEED).any():
+            raise ValueError("no scribbles in the label: draw at least one stroke")
+
+        params = PARAMS[self.method].from_request(data)
+        margin = float(data.get("margin_mm", 25.0))
+        probs = refine(self.method, image, seeds, spacing, prior, params, region=region, margin_mm=margin,
+                       roi=data.get("roi") or None)
+        pred = probs.argmax(0).astype(np.uint8)
+        data["pred"] = MetaTensor(torch.as_tensor(pred), meta=dict(image_t.meta))
+        data["result"] = {"method": self.method, "mode": mode, "prior": source,
+                          "refine_seconds": round(time.time() - start, 3)}
+        return data
+
+    @staticmethod
+    def _is_binary(data) -> bool:
+        if data.get("selected_label_name"):
+            return True
+        try:
+            names = {n.strip().lower() for n in parse_label_info(data.get("label_info") or []).values()}
+        except ValueError:
+            return False
+        return bool(names & {FOREGROUND_SCRIBBLES, BACKGROUND_SCRIBBLES})
+
+    def _model_prior(self, data) -> Optional[np.ndarray]:
+        name = (data.get("prior_model") or "").strip()
+        if not name:
+            return None
+        if name not in self.segmentation:
+            raise RequestError(f"prior_model {name!r} is not a segmentation model of this app; "
+                               f"choose one of {sorted(self.segmentation)}", 404)
+        return self.segmentation[name].probabilities(data["image_path"], data.get("device", "cpu"))
+
+    def _binary_prior(self, data, binary, img01, seeds):
+        model = self._model_prior(data)
+        selected = data["selected_label_name"].strip()
+        if model is not None:
+            labels = {n.lower(): i for n, i in self.convention.labels.items()}
+            if selected.lower() not in labels:
+                raise ValueError(f"prior_model segments {list(self.convention.labels)}, not {selected!r}")
+            p = model[labels[selected.lower()]]
+            return np.stack([1.0 - p, p]), p > 0.5, f"model:{data['prior_model']}"
+        if binary.prior.any():
+            conf = float(data.get("prior_confidence_segmentation", 0.9))
+            return segmentation_prior(binary.prior.astype(np.int64), 2, conf), binary.prior, "segmentation"
+        self._check_two_classes(seeds)
+        return self._likelihood(data, img01, seeds, 2), None, "likelihood"
+
+    def _multiclass_prior(self, data, img01, seeds):
+        model = self._model_prior(data)
+        if model is not None:
+            return model, model.argmax(0) != 0, f"model:{data['prior_model']}"
+        self._check_two_classes(seeds)
+        return self._likelihood(data, img01, seeds, self.convention.num_classes), None, "likelihood"
+
+    @staticmethod
+    def _likelihood(data, img01, seeds, num_classes):
+        spacing = [float(s) for s in data["image"].pixdim]
+        proximity = float(data.get("proximity_mm", 5.0))
+        return likelihood_prior(img01, seeds, num_classes, spacing=spacing, proximity_mm=proximity or None)
+
+    @staticmethod
+    def _check_two_classes(seeds):
+        classes = np.unique(seeds[seeds != NO_SEED])
+        if len(classes) == 0:
+            raise ValueError("no scribbles in the label: draw at least one stroke")
+        if len(classes) < 2:
+            raise ValueError("strokes of a single class and no prior to refine: add background strokes "
+                             "(or name a trained prior_model)")

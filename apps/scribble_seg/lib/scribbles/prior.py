@@ -1,0 +1,85 @@
+"""Prior probability maps for interactive refinement, in the order the infer tasks try them:
+
+1. a trained model's softmax (computed by the infer task, not here);
+2. :func:`segmentation_prior` -- the current segmentation carried in the label file, softened:
+   the labelled class gets ``confidence``, the others share the rest (a hard mask would leave a
+   CRF nothing to decide; cf. MONAI Label's ``SoftenProbSoftmax``, issue #266);
+3. :func:`likelihood_prior` -- no model, no segmentation: class-conditional intensity histograms
+   learnt from the strokes (MONAI Label's histogram method, generalised to C classes) times a
+   proximity term for the foreground classes::
+
+       p(c | I, x)  proportional to  p(I | c) * exp(-d_c(x) / lambda)      (c != background)
+       p(bg | I, x) proportional to  p(I | bg)
+
+   with ``d_c(x)`` the distance in mm from ``x`` to the nearest stroke of class ``c``. Intensity
+   alone cannot tell a bright LV blood pool from a bright RV or fat; the proximity term keeps a
+   class near where it was drawn (``lambda = None`` gives the pure histogram prior).
+
+All take / return ``(C, H, W, D)`` float32 probabilities that sum to 1 over ``C``.
+"""
+
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from .convention import BACKGROUND_CLASS, NO_SEED
+
+
+def normalise_intensity(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """Robust min-max to [0, 1] between the ``low`` and ``high`` percentiles (float32).
+
+    Raises:
+        ValueError: NaN or Inf in the image.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if not np.all(np.isfinite(image)):
+        raise ValueError("image holds NaN or Inf values")
+    lo, hi = np.percentile(image, [low, high])
+    return np.clip((image - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def segmentation_prior(segmentation: np.ndarray, num_classes: int, confidence: float = 0.8) -> np.ndarray:
+    """One-hot of a class-index map, softened: ``confidence`` for its class, the rest shared."""
+    if not 1.0 / num_classes < confidence < 1.0:
+        raise ValueError(f"confidence must be in (1/C, 1), got {confidence}")
+    seg = np.asarray(segmentation)
+    if seg.min() < 0 or seg.max() >= num_classes:
+        raise ValueError(f"segmentation holds values outside 0..{num_classes - 1}")
+    other = (1.0 - confidence) / (num_classes - 1)
+    prior = np.full((num_classes,) + seg.shape, other, dtype=np.float32)
+    np.put_along_axis(prior, seg[None].astype(np.int64), confidence, axis=0)
+    return prior
+
+
+def likelihood_prior(image01: np.ndarray, seeds: np.ndarray, num_classes: int, bins: int = 64,
+                     spacing: Optional[Sequence[float]] = None, proximity_mm: Optional[float] = 5.0) -> np.ndarray:
+    """Stroke intensity histograms (uniform class prior) times a proximity term (see the module doc).
+
+    Args:
+        image01: ``(H, W, D)`` intensities in [0, 1] (:func:`normalise_intensity`).
+        seeds: ``(H, W, D)`` class index at strokes, ``NO_SEED`` elsewhere.
+        num_classes: ``C``; classes without strokes get the Laplace-smoothed uniform likelihood.
+        bins: histogram bins.
+        spacing: voxel size in mm (needed with ``proximity_mm``).
+        proximity_mm: ``lambda``; ``None`` disables the proximity term.
+    """
+    idx = np.minimum((np.asarray(image01) * bins).astype(np.int64), bins - 1)
+    seeded = seeds != NO_SEED
+    counts = np.ones((num_classes, bins), dtype=np.float64)  # Laplace smoothing
+    np.add.at(counts, (seeds[seeded], idx[seeded]), 1.0)
+    likelihood = counts / counts.sum(axis=1, keepdims=True)
+    prob = likelihood[:, idx]
+    if proximity_mm:
+        if spacing is None:
+            raise ValueError("the proximity term needs the voxel spacing")
+        for c in range(num_classes):
+            if c == BACKGROUND_CLASS:
+                continue
+            strokes = seeds == c
+            if strokes.any():
+                prob[c] *= np.exp(-ndimage.distance_transform_edt(~strokes, sampling=spacing) / proximity_mm)
+            else:
+                prob[c] = 0.0
+    prob /= np.maximum(prob.sum(axis=0, keepdims=True), 1e-12)
+    return prob.astype(np.float32)

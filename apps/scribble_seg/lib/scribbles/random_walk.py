@@ -1,0 +1,159 @@
+"""Random-walk refinement with the prior as a data term (Grady, "Random walks for image
+segmentation", PAMI 2006; "Multilabel random walker image segmentation using prior models",
+CVPR 2005).
+
+On the 6-connected voxel graph with edge weights (skimage's ``random_walker`` weights, with voxel
+distances in **mm**, so ``beta`` is physical and thick slices are handled)::
+
+    w_ij = exp(-beta * ((I_i - I_j) / dx_ij)^2 / (10 * std(I))),      I normalised to [0, 1]
+
+the probability ``x_c`` that a walker from each free voxel first reaches a stroke of class ``c``,
+pulled toward the prior ``p_c`` with strength ``gamma``, minimises
+``x_c^T L x_c + gamma * |x_c - p_c|^2`` with the strokes fixed (one-hot). Over the free voxels U,
+with S the seeded ones::
+
+    (L_UU + gamma * I) x_c,U = -L_US s_c + gamma * p_c,U          (one sparse SPD system per class)
+
+solved by conjugate gradient with a Jacobi preconditioner, then normalised over classes. With
+``gamma = 0`` (or no prior) this is Grady's plain random walker. ``skimage.segmentation
+.random_walker`` has no data term, hence this solver; its results match skimage's for
+``gamma = 0`` (tested).
+
+Made fast by :mod:`lib.scribbles.refine`, which solves only the box around what the user
+touched (its faces fixed to the prior's class), and by warm-starting CG from the prior.
+Output: probabilities ``(C, H, W, D)``, not just labels.
+"""
+
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import cg
+
+from .convention import BACKGROUND_CLASS, NO_SEED
+from .prior import normalise_intensity
+
+
+@dataclass(frozen=True)
+class RandomWalkParams:
+    """Random-walk parameters (request keys: the field names).
+
+    Defaults chosen on phantoms held out from the benchmark (binary mode, 3 phantoms x 3 classes):
+    Dice 0.868 on the stroke-likelihood prior (prior alone 0.847; gamma = 0, i.e. no data term,
+    0.62 at beta 300) and 0.759 on a degraded segmentation (alone 0.722).
+
+    Attributes:
+        beta: edge sensitivity to intensity gradients (per mm, intensities in [0, 1]).
+        gamma: weight of the prior data term (0 = plain random walker).
+        tol: relative residual of conjugate gradient.
+        max_iterations: conjugate-gradient iteration cap.
+    """
+
+    beta: float = 3000.0
+    gamma: float = 0.5
+    tol: float = 1e-3
+    max_iterations: int = 500
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not np.isfinite(v) or v < 0:
+                raise ValueError(f"random-walk parameter {f.name} must be a non-negative number, got {v}")
+        if self.beta <= 0 or self.tol <= 0 or self.max_iterations < 1:
+            raise ValueError("random walk needs beta > 0, tol > 0 and max_iterations >= 1")
+
+    @classmethod
+    def from_request(cls, request: Mapping[str, Any]) -> "RandomWalkParams":
+        updates = {}
+        for f in fields(cls):
+            if f.name in request and request[f.name] not in (None, ""):
+                try:
+                    updates[f.name] = type(getattr(cls(), f.name))(float(request[f.name]))
+                except (TypeError, ValueError):
+                    raise ValueError(f"random-walk parameter {f.name} must be a number, got {request[f.name]!r}") from None
+        return replace(cls(), **updates)
+
+
+def laplacian(image01: np.ndarray, spacing: Sequence[float], beta: float) -> sp.csr_matrix:
+    """Graph Laplacian ``L = D - W`` of the 6-connected grid (skimage's weights, mm distances)."""
+    shape = image01.shape
+    n = image01.size
+    index = np.arange(n).reshape(shape)
+    sigma = float(image01.std()) or 1.0
+    rows, cols, weights = [], [], []
+    for ax in range(3):
+        if shape[ax] < 2:
+            continue
+        a = [slice(None)] * 3
+        b = [slice(None)] * 3
+        a[ax], b[ax] = slice(0, -1), slice(1, None)
+        grad = (image01[tuple(b)] - image01[tuple(a)]) / float(spacing[ax])
+        w = np.exp(-beta * grad**2 / (10.0 * sigma)) + 1e-10
+        rows.append(index[tuple(a)].ravel())
+        cols.append(index[tuple(b)].ravel())
+        weights.append(w.ravel())
+    i, j, w = np.concatenate(rows), np.concatenate(cols), np.concatenate(weights)
+    W = sp.coo_matrix((np.r_[w, w], (np.r_[i, j], np.r_[j, i])), shape=(n, n)).tocsr()
+    return (sp.diags(np.asarray(W.sum(axis=1)).ravel()) - W).tocsr()
+
+
+def random_walk(image: np.ndarray, seeds: np.ndarray, spacing: Sequence[float], num_classes: int,
+                prior: Optional[np.ndarray] = None, params: RandomWalkParams = RandomWalkParams(),
+                fixed: Optional[np.ndarray] = None) -> np.ndarray:
+    """Random walk with strokes as seeds and ``prior`` as a data term.
+
+    Args:
+        image: ``(H, W, D)`` intensities.
+        seeds: ``(H, W, D)`` class index at strokes, ``NO_SEED`` elsewhere.
+        spacing: voxel size in mm per axis.
+        num_classes: ``C`` (background included).
+        prior: optional ``(C, H, W, D)`` probabilities (data term; also the CG warm start).
+        params: see :class:`RandomWalkParams`.
+        fixed: optional ``(H, W, D)`` mask of extra seeds given the prior's class (background
+            without a prior) -- :mod:`lib.scribbles.refine` fixes the faces of its crop this way.
+
+    Returns:
+        ``(C, H, W, D)`` float32 probabilities (one-hot at seeds).
+
+    Raises:
+        ValueError: no stroke, shape mismatch, NaN intensities.
+    """
+    image, seeds = np.asarray(image), np.asarray(seeds)
+    if image.ndim != 3 or seeds.shape != image.shape:
+        raise ValueError(f"image {image.shape} and seeds {seeds.shape} must be the same 3D shape")
+    if prior is not None and prior.shape != (num_classes,) + image.shape:
+        raise ValueError(f"prior must be {(num_classes,) + image.shape}, got {prior.shape}")
+    if not (seeds != NO_SEED).any():
+        raise ValueError("random walk needs at least one stroke")
+    labels = seeds.astype(np.int64).copy()
+    if fixed is not None:
+        fill = prior.argmax(0) if prior is not None else np.full(image.shape, BACKGROUND_CLASS)
+        labels = np.where((labels == NO_SEED) & np.asarray(fixed, bool), fill, labels)
+
+    flat = labels.ravel()
+    seeded = flat != NO_SEED
+    free = ~seeded
+    out = np.zeros((num_classes, flat.size), dtype=np.float64)
+    out[flat[seeded], np.flatnonzero(seeded)] = 1.0
+    if not free.any():
+        return out.reshape((num_classes,) + image.shape).astype(np.float32)
+
+    L = laplacian(normalise_intensity(image), spacing, params.beta)
+    gamma = params.gamma if prior is not None else 0.0
+    A = (L[free][:, free] + gamma * sp.identity(int(free.sum()), format="csr")).tocsr()
+    B = L[free][:, seeded]
+    jacobi = sp.diags(1.0 / A.diagonal())
+    p = prior.reshape(num_classes, -1)[:, free].astype(np.float64) if prior is not None else None
+    for c in range(num_classes):
+        rhs = -(B @ out[c, seeded])
+        if p is not None:
+            rhs += gamma * p[c]
+        if not rhs.any() and (p is None or not p[c].any()):
+            continue  # a class with neither seeds nor prior mass stays 0
+        x0 = p[c] if p is not None else None
+        x, _ = cg(A, rhs, x0=x0, rtol=params.tol, maxiter=int(params.max_iterations), M=jacobi)
+        out[c, free] = x
+    out = np.clip(out, 0.0, None)
+    out /= np.maximum(out.sum(axis=0, keepdims=True), 1e-12)
+    return out.reshape((num_classes,) + image.shape).astype(np.float32)

@@ -1,0 +1,127 @@
+"""The pure refinement functions: priors, crop box, dense CRF, random walk, refine."""
+
+import numpy as np
+import pytest
+import torch
+from lib.scribbles.convention import NO_SEED
+from lib.scribbles.crf import DenseCRFParams, dense_crf
+from lib.scribbles.crop import roi_box
+from lib.scribbles.prior import likelihood_prior, normalise_intensity, segmentation_prior
+from lib.scribbles.random_walk import RandomWalkParams, random_walk
+from lib.scribbles.refine import refine
+from skimage.segmentation import random_walker
+
+SPACING = (1.5, 1.5, 8.0)
+
+
+@pytest.fixture
+def disk():
+    """A bright disk in noise, strokes inside and outside, a noisy prior."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:48, :48]
+    truth = np.repeat((((yy - 24) ** 2 + (xx - 24) ** 2) < 12**2)[..., None], 4, axis=2)
+    image = truth * 1.0 + rng.normal(0, 0.25, truth.shape)
+    seeds = np.full(truth.shape, NO_SEED)
+    seeds[20:28, 24, :] = 1
+    seeds[2:46, 3, :] = 0
+    noisy = np.clip(truth * 0.6 + 0.2 + rng.normal(0, 0.25, truth.shape), 0.01, 0.99)
+    prior = np.stack([1 - noisy, noisy]).astype(np.float32)
+    return image.astype(np.float32), truth, seeds, prior
+
+
+def _dice(a, b):
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def test_convention_seeds_numpy_and_torch(convention):
+    s = np.array([0, 1, 4, 3])
+    assert convention.seeds(s).tolist() == [NO_SEED, 1, 0, 3]
+    assert convention.seeds(torch.as_tensor(s)).tolist() == [NO_SEED, 1, 0, 3]
+
+
+def test_priors_are_distributions(disk):
+    image, truth, seeds, _ = disk
+    img01 = normalise_intensity(image)
+    assert img01.min() == 0.0 and img01.max() == 1.0
+    for p in (likelihood_prior(img01, seeds, 2, spacing=SPACING), likelihood_prior(img01, seeds, 2, proximity_mm=None)):
+        np.testing.assert_allclose(p.sum(0), 1.0, atol=1e-5)
+    assert _dice(likelihood_prior(img01, seeds, 2, proximity_mm=None).argmax(0) == 1, truth) > 0.7
+    near = likelihood_prior(img01, seeds, 2, spacing=SPACING, proximity_mm=5.0)
+    far = likelihood_prior(img01, seeds, 2, proximity_mm=None)
+    assert near[1][~truth].mean() < far[1][~truth].mean()  # the proximity term keeps a class near its strokes
+    seg = segmentation_prior(truth.astype(int), 2, 0.9)
+    assert seg[1][truth].min() == pytest.approx(0.9) and seg[1][~truth].max() == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="NaN"):
+        normalise_intensity(np.array([0.0, np.nan]))
+    with pytest.raises(ValueError, match="confidence"):
+        segmentation_prior(truth.astype(int), 2, 0.4)
+
+
+def test_roi_box_margin_in_mm_and_roi_checks():
+    m = np.zeros((40, 40, 10), bool)
+    m[20, 20, 5] = True
+    box = roi_box([m], SPACING, 9.0)
+    assert box == (slice(14, 27), slice(14, 27), slice(3, 8))  # 6 voxels in-plane, 2 slices (ceil 9 / 8)
+    assert roi_box([m], SPACING, 9.0, roi=[18, 40, 0, 40, 0, 10])[0] == slice(18, 27)
+    with pytest.raises(ValueError, match="outside the volume"):
+        roi_box([m], SPACING, 9.0, roi=[50, 60, 0, 40, 0, 10])
+
+
+def test_dense_crf_improves_a_noisy_prior_and_clamps_seeds(disk):
+    image, truth, seeds, prior = disk
+    q = dense_crf(image, prior, SPACING, seeds)
+    assert q.shape == prior.shape and q.dtype == np.float32
+    np.testing.assert_allclose(q.sum(0), 1.0, atol=1e-4)
+    assert _dice(q.argmax(0) == 1, truth) > _dice(prior.argmax(0) == 1, truth) + 0.05
+    stroked = seeds != NO_SEED
+    assert np.array_equal(q.argmax(0)[stroked], seeds[stroked]) and set(np.unique(q[:, stroked])) <= {0.0, 1.0}
+
+
+def test_dense_crf_validates_before_the_c_library(disk):
+    image, truth, seeds, prior = disk
+    with pytest.raises(ValueError, match="prior must be"):
+        dense_crf(image, prior[:, :10], SPACING)  # would segfault pydensecrf
+    with pytest.raises(ValueError, match="seeds hold class indices"):
+        dense_crf(image, prior, SPACING, np.where(seeds == 1, 5, seeds))
+    with pytest.raises(ValueError, match="must be a positive number"):
+        DenseCRFParams(bilateral_spatial_mm=0)
+    with pytest.raises(ValueError, match="must be a number"):
+        DenseCRFParams.from_request({"gaussian_weight": "heavy"})
+    p = DenseCRFParams.from_request({"gaussian_weight": "10", "iterations": 3, "unrelated": 1})
+    assert p.gaussian_weight == 10.0 and p.iterations == 3 and DenseCRFParams.can_et_al().gaussian_weight == 10.0
+
+
+def test_random_walk_without_data_term_matches_skimage(disk):
+    image, truth, seeds, _ = disk
+    img = image[:, :, :2]
+    sd = seeds[:, :, :2]
+    ours = random_walk(img, sd, SPACING, 2, params=RandomWalkParams(beta=300.0, gamma=0.0, tol=1e-6))
+    ref = random_walker(normalise_intensity(img), np.where(sd == NO_SEED, 0, sd + 1), beta=300.0, mode="cg_j",
+                        tol=1e-6, spacing=np.asarray(SPACING), return_full_prob=True)
+    np.testing.assert_allclose(ours, ref, atol=2e-3)
+
+
+def test_random_walk_data_term_improves_the_prior(disk):
+    image, truth, seeds, prior = disk
+    q = random_walk(image, seeds, SPACING, 2, prior)
+    np.testing.assert_allclose(q.sum(0), 1.0, atol=1e-4)
+    assert _dice(q.argmax(0) == 1, truth) > _dice(prior.argmax(0) == 1, truth) + 0.05
+    stroked = seeds != NO_SEED
+    assert np.array_equal(q.argmax(0)[stroked], seeds[stroked])
+    with pytest.raises(ValueError, match="at least one stroke"):
+        random_walk(image, np.full(image.shape, NO_SEED), SPACING, 2, prior)
+
+
+@pytest.mark.parametrize("method", ["crf", "random_walk"])
+def test_refine_solves_a_box_and_keeps_the_prior_outside(disk, method):
+    image, truth, seeds, prior = disk
+    local = np.where(np.arange(48)[None, :, None] > 30, NO_SEED, seeds)  # strokes only on the left half
+    params = DenseCRFParams() if method == "crf" else RandomWalkParams()
+    out = refine(method, image, local, SPACING, prior, params, margin_mm=3.0)
+    outside = np.zeros(truth.shape, bool)
+    outside[:, 36:, :] = True
+    np.testing.assert_array_equal(out[:, outside], prior[:, outside])
+    with pytest.raises(ValueError, match="unknown refinement method"):
+        refine("graphcut", image, seeds, SPACING, prior, params)
+    with pytest.raises(ValueError, match="no scribbles"):
+        refine(method, image, np.full(image.shape, NO_SEED), SPACING, prior, params)
