@@ -26,9 +26,10 @@ def _wait_for_training(client, timeout=300):
     raise TimeoutError("training did not finish")
 
 
-def test_info_lists_pce_but_not_the_benchmark_only_full(server):
+def test_info_lists_the_recipes_but_not_the_benchmark_only_full(server):
     info = server.client().info()
-    assert info["models"]["pce"]["type"] == "segmentation"
+    assert info["models"]["pce"]["type"] == info["models"]["scribble2d5"]["type"] == "segmentation"
+    assert info["models"]["crf"]["type"] == info["models"]["random_walk"]["type"] == "scribbles"
     assert info["models"]["pce"]["labels"] == {"lv": 1, "myocardium": 2, "rv": 3}
     assert "pce" in info["trainers"] and "full" not in info["trainers"] and "full" not in info["models"]
     assert info["trainers"]["pce"]["config"]["patch_size"] == [96, 96, 16]
@@ -41,18 +42,19 @@ def test_infer_before_training_says_which_train_to_run(server):
     assert "has not been trained yet: run POST /train/pce" in e.value.msg
 
 
-def test_train_pce_then_infer_restores_the_input_geometry(server, sample_root):
+@pytest.mark.parametrize("recipe", ["pce", "scribble2d5"])
+def test_train_then_infer_restores_the_input_geometry(server, sample_root, recipe):
     client = server.client()
-    task = client.train_start("pce", {**TINY, "gt_dir": os.path.join(sample_root, "groundtruth")})
+    task = client.train_start(recipe, {**TINY, "gt_dir": os.path.join(sample_root, "groundtruth")})
     assert task["status"] in ("SUBMITTED", "RUNNING")
     status = _wait_for_training(client)
     assert status["status"] == "DONE", "\n".join(status.get("details", []))
 
-    stats = client.info()["train_stats"]["pce"]
+    stats = client.info()["train_stats"][recipe]
     assert stats["total_epochs"] == 1 and "val_scribble_dice" in stats["eval"]["metrics"]
     assert "val_dice" in stats["eval"]["metrics"]  # dense truth given through gt_dir: validation only
 
-    result, params = client.infer("pce", "case_004", {})
+    result, params = client.infer(recipe, "case_004", {})
     out, image = nib.load(result), nib.load(os.path.join(server.studies, "case_004.nii.gz"))
     assert out.shape == image.shape
     np.testing.assert_allclose(out.affine, image.affine, atol=1e-4)

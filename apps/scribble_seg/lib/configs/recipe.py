@@ -62,4 +62,9 @@ class RecipeConfig:
             target_spacing=self.target_spacing,
             patch_size=self.patch_size,
             config={"device": self.device},
+            **self.trainer_kwargs(),
         )
+
+    def trainer_kwargs(self) -> Dict[str, Any]:
+        """Recipe-specific keyword arguments of ``trainer_class`` (from conf)."""
+        return {}

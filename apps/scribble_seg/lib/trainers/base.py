@@ -222,8 +222,8 @@ class ScribbleTrainTask(BasicTrainTask):
     def train_pre_transforms(self, context: Context):
         patch = [int(p) for p in context.request["patch_size"]]
         pos = float(context.request.get("pos_fraction", 0.75))
-        keys = ["image", "label"]
-        return self.load_transforms(context, with_gt=False) + [
+        keys = ["image", "label"] + self.extra_batch_keys(context)
+        return self.load_transforms(context, with_gt=False) + self.recipe_transforms(context) + [
             AnnotatedMaskd("label", self.convention),
             SpatialPadd(keys + ["annotated"], spatial_size=patch),
             FgBgToIndicesd("annotated"),
@@ -235,11 +235,16 @@ class ScribbleTrainTask(BasicTrainTask):
             RandRotate90d(keys, prob=0.5, spatial_axes=(0, 1)),
             RandScaleIntensityd("image", factors=0.1, prob=0.5),
             RandShiftIntensityd("image", offsets=0.1, prob=0.5),
-            SelectItemsd(keys + self.extra_batch_keys(context)),
+            SelectItemsd(keys),
         ]
 
+    def recipe_transforms(self, context: Context) -> list:
+        """Deterministic per-volume steps of a recipe (cached with the volume), after loading."""
+        return []
+
     def extra_batch_keys(self, context: Context) -> List[str]:
-        """Keys, besides image and label, that a recipe's transforms add to the batch."""
+        """Per-voxel keys, besides image and label, that :meth:`recipe_transforms` add: they are
+        padded, cropped and flipped with the image and reach :meth:`compute_loss` in the batch."""
         return []
 
     def train_post_transforms(self, context: Context):

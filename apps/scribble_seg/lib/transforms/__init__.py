@@ -1,2 +1,3 @@
+from .propagation import PropagateScribblesd
 from .scribbles import AnnotatedMaskd, ScribbleMapd
 from .spacing import Spacingd

@@ -1,0 +1,41 @@
+from lib.networks import AttentionUNet2D5
+from lib.scribbles.propagation import PropagationParams
+from lib.trainers.scribble2d5 import Scribble2D5TrainTask
+
+from monailabel.interfaces.config import TaskConfig
+
+from .recipe import RecipeConfig
+
+
+def _flag(conf, key: str) -> bool:
+    value = conf.get(key, "true").strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"conf {key} must be true or false, got {value!r}")
+    return value == "true"
+
+
+class Scribble2D5(RecipeConfig, TaskConfig):
+    """``scribble2d5``: the headline 2.5D model -- label propagation, static boundary, active boundary loss.
+
+    Conf (ablations of the paper's Table 2): ``scribble2d5_lpm``, ``scribble2d5_boundary``,
+    ``scribble2d5_abl`` (``true``/``false``), ``scribble2d5_supervoxel_mm`` (12),
+    ``scribble2d5_attention_supervision`` (0)."""
+
+    description = "Scribble2D5: 2.5D attention UNet + label propagation + static boundary + active boundary loss"
+
+    def build_network(self, conf):
+        boundary = _flag(conf, "scribble2d5_boundary")
+        return AttentionUNet2D5(in_channels=1, out_channels=self.convention.num_classes,
+                                dropout=float(conf.get("dropout", 0.1)), boundary=boundary, refinement=boundary)
+
+    def trainer_kwargs(self):
+        conf = self.conf
+        return {
+            "lpm": _flag(conf, "scribble2d5_lpm"),
+            "boundary": _flag(conf, "scribble2d5_boundary"),
+            "abl": _flag(conf, "scribble2d5_abl"),
+            "attention_supervision": float(conf.get("scribble2d5_attention_supervision", 0.0)),
+            "propagation": PropagationParams(supervoxel_mm=float(conf.get("scribble2d5_supervoxel_mm", 12.0))),
+        }
+
+    trainer_class = Scribble2D5TrainTask

@@ -1,0 +1,118 @@
+"""Scribble2D5's label propagation module (Chen et al., MICCAI 2022, §2.1): supervoxel pseudo
+labels and a static pseudo boundary.
+
+**Pseudo mask.** SLIC supervoxels (Achanta et al., PAMI 2012: k-means on intensity + position,
+positions in mm through ``spacing`` so thick slices are handled) over the volume; a supervoxel
+crossed by the strokes of exactly one class (background strokes included) becomes that class,
+one crossed by several classes is left out (``M_voxel = 0`` in the paper), one crossed by none
+stays unannotated. The strokes themselves always keep their class. The result is returned as a
+**scribble map of the same convention** -- a denser one -- so the partial cross-entropy restricted
+to ``M_voxel`` is just :class:`lib.losses.PartialCrossEntropyLoss` on it.
+
+**Static boundary.** Per-slice edge maps of the intensity-normalised image, stacked into a 3D
+pseudo boundary in [0, 1] (the paper uses HED, whose weights cannot be downloaded here; its own
+code also computes Canny). :func:`static_boundary` is the one function a learned detector would
+replace.
+
+Both are pure functions of (image, scribbles, parameters); :class:`lib.transforms.PropagateScribblesd`
+caches them on disk keyed by that content.
+"""
+
+from dataclasses import dataclass
+from typing import Sequence, Tuple
+
+import numpy as np
+from skimage.feature import canny
+from skimage.filters import sobel
+from skimage.segmentation import slic
+
+from .convention import UNANNOTATED, ScribbleConvention
+from .prior import normalise_intensity
+
+
+@dataclass(frozen=True)
+class PropagationParams:
+    """Defaults chosen on phantoms held out from the benchmark (3 phantoms, simulated scribbles
+    covering 5.5 % of the structures): the pseudo mask covers 70 % of the structures' voxels with
+    97.9 % of its labels right (8 mm supervoxels: 38 % at 98.6 %).
+
+    Attributes:
+        supervoxel_mm: target supervoxel edge length (the number of SLIC segments follows from the
+            volume's physical size).
+        compactness: SLIC compactness (higher = more regular, less intensity-driven).
+        edge_detector: ``canny`` or ``sobel`` (per slice).
+        edge_sigma_mm: Gaussian smoothing of the edge detector, in-plane mm.
+    """
+
+    supervoxel_mm: float = 12.0
+    compactness: float = 0.05
+    edge_detector: str = "canny"
+    edge_sigma_mm: float = 2.0
+
+    def __post_init__(self):
+        if self.supervoxel_mm <= 0 or self.compactness <= 0 or self.edge_sigma_mm <= 0:
+            raise ValueError("supervoxel_mm, compactness and edge_sigma_mm must be > 0")
+        if self.edge_detector not in ("canny", "sobel"):
+            raise ValueError(f"edge_detector must be 'canny' or 'sobel', got {self.edge_detector!r}")
+
+
+def supervoxels(image: np.ndarray, spacing: Sequence[float], params: PropagationParams = PropagationParams()) -> np.ndarray:
+    """SLIC supervoxel ids ``(H, W, D)`` (from 1), about ``supervoxel_mm`` across."""
+    img01 = normalise_intensity(image)
+    volume_mm3 = float(np.prod(np.asarray(img01.shape) * np.asarray(spacing, dtype=float)))
+    n_segments = max(2, int(round(volume_mm3 / params.supervoxel_mm**3)))
+    return slic(img01, n_segments=n_segments, compactness=params.compactness, channel_axis=None,
+                spacing=np.asarray(spacing, dtype=float), start_label=1)
+
+
+def propagate_labels(scribbles: np.ndarray, segments: np.ndarray, convention: ScribbleConvention) -> np.ndarray:
+    """Pseudo scribble map: supervoxels touched by exactly one class's strokes take that class.
+
+    Args:
+        scribbles: ``(H, W, D)`` scribble map of ``convention``.
+        segments: ``(H, W, D)`` supervoxel ids (>= 0).
+
+    Returns:
+        ``(H, W, D)`` int64 scribble map of ``convention`` (unannotated where no or several classes).
+    """
+    scribbles, segments = np.asarray(scribbles), np.asarray(segments)
+    if scribbles.shape != segments.shape:
+        raise ValueError(f"scribbles {scribbles.shape} and supervoxels {segments.shape} differ in shape")
+    values = np.sort(np.asarray(convention.values[1:]))  # the annotated values: classes + background stroke
+    annotated = convention.annotated(scribbles)
+    n_seg = int(segments.max()) + 1
+    hits = np.zeros((n_seg, len(values)), dtype=np.int64)  # strokes of each value in each supervoxel
+    np.add.at(hits, (segments[annotated], np.searchsorted(values, scribbles[annotated])), 1)
+    touched = hits > 0
+    unique = touched.sum(axis=1) == 1
+    lut = np.full(n_seg, UNANNOTATED, dtype=np.int64)
+    lut[unique] = values[touched[unique].argmax(axis=1)]
+    pseudo = lut[segments]
+    pseudo[annotated] = scribbles[annotated]  # the strokes keep their class
+    return pseudo
+
+
+def static_boundary(image: np.ndarray, spacing: Sequence[float], params: PropagationParams = PropagationParams(),
+                    slice_axis: int = -1) -> np.ndarray:
+    """Per-slice edge map stacked into ``(H, W, D)`` float32 in [0, 1] (Canny: binary; Sobel: magnitude)."""
+    img01 = np.moveaxis(normalise_intensity(image), slice_axis, -1)
+    axis = slice_axis % 3
+    inplane = [s for i, s in enumerate(spacing) if i != axis]
+    sigma_px = params.edge_sigma_mm / float(np.mean(inplane))
+    out = np.zeros(img01.shape, dtype=np.float32)
+    for z in range(img01.shape[-1]):
+        if params.edge_detector == "canny":
+            out[..., z] = canny(img01[..., z], sigma=sigma_px)
+        else:
+            from scipy import ndimage
+
+            mag = sobel(ndimage.gaussian_filter(img01[..., z], sigma_px))
+            out[..., z] = mag / max(float(mag.max()), 1e-6)
+    return np.moveaxis(out, -1, slice_axis)
+
+
+def propagate(image: np.ndarray, scribbles: np.ndarray, spacing: Sequence[float], convention: ScribbleConvention,
+              params: PropagationParams = PropagationParams()) -> Tuple[np.ndarray, np.ndarray]:
+    """``(pseudo scribble map, static boundary)`` of one volume."""
+    return propagate_labels(scribbles, supervoxels(image, spacing, params), convention), \
+        static_boundary(image, spacing, params)

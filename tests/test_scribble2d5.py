@@ -1,0 +1,124 @@
+"""Scribble2D5's parts: label propagation, static boundary, losses and their gradients, the cache."""
+
+import numpy as np
+import pytest
+import torch
+from lib.datasets.phantoms import make_cardiac_phantom
+from lib.losses import ActiveBoundaryLoss, BoundaryLoss, PartialCrossEntropyLoss
+from lib.networks import AttentionUNet2D5
+from lib.scribbles.propagation import PropagationParams, propagate_labels, static_boundary, supervoxels
+from lib.scribbles.simulate import scribble_coverage, simulate_scribbles
+from lib.trainers.scribble2d5 import Scribble2D5TrainTask
+from lib.transforms import PropagateScribblesd
+
+
+def test_a_supervoxel_touched_by_two_classes_is_left_unannotated(convention):
+    segments = np.zeros((6, 1, 1), np.int64)
+    segments[:, 0, 0] = [1, 1, 2, 2, 3, 3]
+    scribbles = np.zeros((6, 1, 1), np.int64)
+    scribbles[0], scribbles[2], scribbles[3] = 1, 1, 2  # supervoxel 1: class 1 only; 2: classes 1 and 2; 3: none
+    pseudo = propagate_labels(scribbles, segments, convention)
+    assert pseudo[:, 0, 0].tolist() == [1, 1, 1, 2, 0, 0]  # strokes keep their class, the mixed one adds nothing
+
+
+def test_background_strokes_propagate_like_a_class(convention):
+    segments = np.array([1, 1, 2, 2]).reshape(4, 1, 1)
+    scribbles = np.array([4, 0, 0, 3]).reshape(4, 1, 1)
+    assert propagate_labels(scribbles, segments, convention).ravel().tolist() == [4, 4, 3, 3]
+
+
+def test_propagation_on_a_phantom_is_mostly_right_and_much_denser(convention):
+    p = make_cardiac_phantom(300)
+    s = simulate_scribbles(p.label, p.spacing, convention, seed=300)
+    pseudo = propagate_labels(s, supervoxels(p.image, p.spacing), convention)
+    idx, ann = convention.targets(pseudo)
+    assert (idx[ann] == p.label[ann]).mean() > 0.95  # measured 0.98
+    before, after = scribble_coverage(s, p.label, convention), scribble_coverage(pseudo, p.label, convention)
+    assert after["structures"] > 5 * before["structures"]  # measured 0.055 -> 0.70
+
+
+def test_static_boundary_marks_the_intensity_edges():
+    image = np.zeros((40, 40, 3), np.float32)
+    image[20:] = 1.0
+    edges = static_boundary(image, (1.5, 1.5, 8.0))
+    assert edges.shape == image.shape and set(np.unique(edges)) <= {0.0, 1.0}
+    rows = np.flatnonzero(edges[:, 20, 1])
+    assert len(rows) and np.all(np.abs(rows - 19.5) <= 1.5)
+    sobel = static_boundary(image, (1.5, 1.5, 8.0), PropagationParams(edge_detector="sobel"))
+    assert sobel[19:21, 20, 1].max() == pytest.approx(1.0) and sobel[5, 20, 1] < 0.01
+
+
+def _soft_step(position, size=32):
+    x = torch.arange(size).float()
+    fg = torch.sigmoid((x - position) * 2.0)[:, None, None].expand(size, 8, 4)
+    return torch.stack([1 - fg, fg])[None]
+
+
+def test_active_boundary_loss_is_lowest_on_the_intensity_edge():
+    image = torch.zeros(1, 1, 32, 8, 4)
+    image[:, :, 16:] = 1.0
+    abl = ActiveBoundaryLoss((1.5, 1.5, 8.0))
+    losses = {pos: abl(_soft_step(pos), image).item() for pos in (8, 12, 16, 20, 24)}
+    assert min(losses, key=losses.get) == 16, losses
+    assert losses[12] > losses[16] < losses[20]
+
+
+def test_active_boundary_surface_is_spacing_aware():
+    u = torch.zeros(1, 2, 4, 4, 4)
+    u[:, 1, ..., 2:] = 1.0  # a surface across slices (along z)
+    u[:, 0] = 1 - u[:, 1]
+    image = torch.zeros(1, 1, 4, 4, 4)
+    thin = ActiveBoundaryLoss((1.0, 1.0, 1.0), lambda_in=0, lambda_out=0)(u, image)
+    thick = ActiveBoundaryLoss((1.0, 1.0, 8.0), lambda_in=0, lambda_out=0)(u, image)
+    assert thick < thin / 4  # a step across an 8 mm slice is a gentler slope
+
+
+def test_boundary_loss_is_balanced_and_finite():
+    f = BoundaryLoss()
+    target = torch.zeros(1, 1, 8, 8, 2)
+    target[..., 3, :, :] = 1.0
+    assert torch.isfinite(f(torch.zeros_like(target), torch.zeros_like(target)))
+    good, bad = 10 * (2 * target - 1), -10 * (2 * target - 1)
+    assert f(good, target) < 0.01 < f(bad, target)
+
+
+def test_every_term_back_propagates_into_the_network(convention):
+    torch.manual_seed(0)
+    net = AttentionUNet2D5(out_channels=4, dropout=0.0, aspp_rates=(2,))
+    image = torch.randn(1, 1, 64, 64, 16)
+    pseudo = torch.zeros(1, 1, 64, 64, 16, dtype=torch.long)
+    pseudo[..., 20:30, 20:30, :] = 1
+    pseudo[..., 40:50, 40:50, :] = 4
+    boundary = torch.zeros(1, 1, 64, 64, 16)
+    boundary[..., 20, 20:30, :] = 1.0
+    batch = {"image": image, "label": pseudo, "pseudo": pseudo, "boundary": boundary}
+    task = Scribble2D5TrainTask(model_dir="/tmp/unused", network=net, convention=convention, publish_path="",
+                                attention_supervision=1.0)
+
+    class Engine:
+        loss_function = torch.nn.ModuleDict({"pce": PartialCrossEntropyLoss(convention), "boundary": BoundaryLoss(),
+                                             "abl": ActiveBoundaryLoss((1.5, 1.5, 8.0))})
+
+    terms = task.compute_loss(Engine(), net(image), batch)
+    assert set(terms) == {"seg_initial", "seg_final", "boundary", "abl", "attention", "loss"}
+    for name in ("seg_initial", "seg_final", "boundary", "abl", "attention"):
+        net.zero_grad()
+        task.compute_loss(Engine(), net(image), batch)[name].backward()
+        grads = [p.grad.abs().sum().item() for p in net.encoders[0].parameters() if p.grad is not None]
+        assert grads and sum(grads) > 0, f"{name} gives no gradient to the encoder"
+
+
+def test_propagation_is_cached_on_disk_by_content(tmp_path, convention):
+    p = make_cardiac_phantom(301, shape=(64, 64, 8))
+    s = simulate_scribbles(p.label, p.spacing, convention, seed=1)
+    data = {"image": torch.as_tensor(p.image)[None], "label": torch.as_tensor(s)[None]}
+    first = PropagateScribblesd(convention, p.spacing, PropagationParams(), str(tmp_path))
+    out1 = first(data)
+    assert (first.hits, first.misses) == (0, 1)
+    second = PropagateScribblesd(convention, p.spacing, PropagationParams(), str(tmp_path))  # e.g. the next run
+    out2 = second(data)
+    assert (second.hits, second.misses) == (1, 0)
+    assert torch.equal(out1["pseudo"], out2["pseudo"]) and torch.allclose(out1["boundary"], out2["boundary"], atol=1e-3)
+    changed = {"image": data["image"], "label": torch.where(data["label"] == 1, 0, data["label"])}
+    second(changed)
+    assert second.misses == 1  # other scribbles, other entry
