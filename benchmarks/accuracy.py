@@ -7,6 +7,10 @@ Dense truth never reaches a scribble recipe (not even for validation: checkpoint
 held-out scribbles); only ``full``, the upper bound, trains on the training volumes' masks.
 
     python benchmarks/accuracy.py --recipes pce,full [--train 12 --test 8 --epochs 20 --epoch-length 50]
+    python benchmarks/accuracy.py --recipes "scribble2d5,scribble2d5 w/o LPM,scribble2d5 w/o SBPM,scribble2d5 w/o ABL"
+
+A row is a recipe name, one of :data:`VARIANTS` (the paper's ablations), or
+``recipe[conf_key=value;...]`` for any conf override.
 
 Writes ``benchmarks/results/accuracy/<recipe>.json`` per recipe and regenerates, from every JSON
 present, ``benchmarks/results/accuracy.md`` (Dice, HD95 in mm, precision per class, mean +- std over
@@ -19,6 +23,7 @@ import glob
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +36,27 @@ import numpy as np  # noqa: E402
 
 OUT = os.path.join(RESULTS, "accuracy")
 OVERLAY_CASES = 3
+VARIANTS = {
+    "scribble2d5 w/o LPM": ("scribble2d5", {"scribble2d5_lpm": "false"}),
+    "scribble2d5 w/o SBPM": ("scribble2d5", {"scribble2d5_boundary": "false"}),
+    "scribble2d5 w/o ABL": ("scribble2d5", {"scribble2d5_abl": "false"}),
+}
+ROW_ORDER = ["pce", "scribble2d5 w/o LPM", "scribble2d5 w/o SBPM", "scribble2d5 w/o ABL", "scribble2d5"]
+
+
+def parse_row(spec):
+    """``(row name, recipe, conf overrides)`` of a ``--recipes`` entry."""
+    if spec in VARIANTS:
+        return (spec,) + VARIANTS[spec]
+    if "[" in spec and spec.endswith("]"):
+        recipe, _, body = spec[:-1].partition("[")
+        conf = dict(kv.split("=", 1) for kv in body.split(";") if kv)
+        return spec, recipe.strip(), {k.strip(): v.strip() for k, v in conf.items()}
+    return spec, spec, {}
+
+
+def file_name(row):
+    return "".join(c if c.isalnum() else "_" for c in row).strip("_") + ".json"
 
 
 def build_data(root, n_train, n_test, seed):
@@ -47,13 +73,14 @@ def build_data(root, n_train, n_test, seed):
     return manifest, train, test, gt_train, coverage
 
 
-def run_recipe(recipe, args, root, manifest, test, gt_train):
+def run_recipe(row, args, root, manifest, test, gt_train):
     from lib.metrics import evaluate
     from lib.scribbles.convention import ScribbleConvention
 
     convention = ScribbleConvention(manifest["labels"])
-    work = os.path.join(args.workdir, recipe)
-    app = make_app(work, os.path.join(root, "studies"), {"models": recipe})
+    row, recipe, overrides = parse_row(row)
+    work = os.path.join(args.workdir, file_name(row)[:-5])
+    app = make_app(work, os.path.join(root, "studies"), {"models": recipe, **overrides})
     request = {"model": recipe, "max_epochs": args.epochs, "epoch_length": args.epoch_length, "seed": args.seed,
                "train_batch_size": args.batch, "device": args.device, "pretrained": False}
     if app._trainers[recipe].dense_targets:
@@ -75,8 +102,10 @@ def run_recipe(recipe, args, root, manifest, test, gt_train):
         if len(overlays) < OVERLAY_CASES:
             z = int(np.argmax((truth > 0).sum(axis=(0, 1))))
             overlays[case] = {"z": z, "pred": pred[..., z].astype(np.uint8).tolist()}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
     return {
-        "recipe": recipe, "machine": machine(), "seed": args.seed, "n_train": len(manifest["cases"]) - len(test),
+        "recipe": row, "base_recipe": recipe, "conf": overrides, "machine": machine(), "commit": commit, "seed": args.seed, "n_train": len(manifest["cases"]) - len(test),
         "n_test": len(test), "budget": {"epochs": args.epochs, "epoch_length": args.epoch_length, "batch": args.batch},
         "train_seconds": round(train_s, 1), "infer_seconds_median": round(float(np.median(infer_s)), 2),
         "best_val_metric": stats.get("best_metric"), "per_case": per_case, "overlays": overlays,
@@ -101,7 +130,7 @@ def summarise(results):
         hd = [fmt([c[n]["hd95"] for c in cases]) for n in labels]
         prec = [fmt([c[n]["precision"] for c in cases]) for n in labels]
         b = r["budget"]
-        rows.append("| " + " | ".join([f"`{r['recipe']}`"] + dice + [mean] + hd + prec +
+        rows.append("| " + " | ".join([f"`{r['recipe']}` ({r.get('commit', '?')})"] + dice + [mean] + hd + prec +
                                        [f"{r['train_seconds'] / 60:.1f}",
                                         f"{b['epochs']} x {b['epoch_length']} x {b['batch']}"]) + " |")
     return rows
@@ -138,8 +167,8 @@ def overlay_png(results, root, path):
 
 def write_report(args, root):
     results = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(OUT, "*.json")))]
-    order = {"full": 99}
-    results.sort(key=lambda r: (order.get(r["recipe"], 0), r["recipe"]))
+    order = {name: i for i, name in enumerate(ROW_ORDER)}
+    results.sort(key=lambda r: (r["recipe"] == "full", order.get(r["recipe"], len(order)), r["recipe"]))
     if not results:
         return
     budgets = {json.dumps(r["budget"]) for r in results} | {str((r["seed"], r["n_train"], r["n_test"])) for r in results}
@@ -179,12 +208,12 @@ def main():
     root = os.path.join(args.workdir, "data")
     manifest, train, test, gt_train, coverage = build_data(root, args.train, args.test, args.seed)
     os.makedirs(OUT, exist_ok=True)
-    for recipe in [r.strip() for r in args.recipes.split(",") if r.strip()]:
-        result = run_recipe(recipe, args, root, manifest, test, gt_train)
+    for row in [r.strip() for r in args.recipes.split(",") if r.strip()]:
+        result = run_recipe(row, args, root, manifest, test, gt_train)
         result["scribble_coverage"] = coverage
-        with open(os.path.join(OUT, f"{recipe}.json"), "w") as f:
+        with open(os.path.join(OUT, file_name(row)), "w") as f:
             json.dump(result, f)
-        print(f"{recipe}: trained in {result['train_seconds']} s")
+        print(f"{row}: trained in {result['train_seconds']} s")
         write_report(args, root)
 
 

@@ -169,9 +169,17 @@ def write(rows, args):
                   "speed-up vs plain random_walker |", "|---|---|---|---|---|---|"]
         for m, s in methods.items():
             pc = " / ".join(f"{s['dice_per_class'][c]:.3f}" for c in ("lv", "myocardium", "rv"))
-            lines.append(f"| `{m}` | {s['dice_mean']:.3f} ± {s['dice_std']:.3f} | {pc} | {s['seconds_median']:.3f} | "
-                         f"{s['seconds_median'] / gc:.2f} | {plain / max(s['seconds_median'], 1e-9):.1f}x |")
+            timing = ("n/a | n/a | n/a" if m.startswith("prior_only") else
+                      f"{s['seconds_median']:.3f} | {s['seconds_median'] / gc:.2f} | {plain / s['seconds_median']:.1f}x")
+            lines.append(f"| `{m}` | {s['dice_mean']:.3f} ± {s['dice_std']:.3f} | {pc} | {timing} |")
         lines.append("")
+    lines += [
+        "Reading: with scribbles only, both our methods beat MONAI Label's histogram graph cut on Dice at both "
+        "sizes (the graph cut loses the thin myocardium), `crf` runs within the graph cut's time and "
+        "`random_walk` is more than 5x faster than the plain full-volume `random_walker` at higher Dice. "
+        "Refining a wrong segmentation (`+seg`: eroded and shifted by 3 voxels) gains less: the prior is "
+        "trusted where no stroke contradicts it. Defaults were chosen on other phantoms (seeds 300+), "
+        "not these (seeds 200+); `crf` uses Can et al.'s parameters except the Gaussian weight (1, not 10).", ""]
     with open(os.path.join(RESULTS, "refinement.md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))

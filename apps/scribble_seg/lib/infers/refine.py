@@ -44,7 +44,7 @@ from lib.scribbles.convention import (
 from lib.scribbles.crf import DenseCRFParams
 from lib.scribbles.prior import likelihood_prior, normalise_intensity, segmentation_prior
 from lib.scribbles.random_walk import RandomWalkParams
-from lib.scribbles.refine import refine
+from lib.scribbles.refine import DEFAULT_MARGIN_MM, refine
 
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
@@ -72,13 +72,14 @@ class ScribbleRefinement(BasicInferTask):
         method: ``crf`` or ``random_walk``.
         convention: the app's label convention (multi-class mode).
         segmentation: ``{model name: ScribbleSegmentation}`` usable as ``prior_model``.
-        margin_mm: margin of the solved box around what the user touched.
+        margin_mm: margin of the solved box around what the user touched (default per method).
         description: shown in ``/info``.
     """
 
     def __init__(self, method: str, convention: ScribbleConvention, segmentation: Mapping[str, Any],
-                 margin_mm: float = 25.0, description: str = "", device: str = "cpu"):
+                 margin_mm: Optional[float] = None, description: str = "", device: str = "cpu"):
         defaults = PARAMS[method]()
+        margin_mm = DEFAULT_MARGIN_MM[method] if margin_mm is None else margin_mm
         config = {"prior_model": "", "margin_mm": margin_mm, "prior_confidence_segmentation": 0.9,
                   "proximity_mm": 5.0, "device": device,
                   **{k: getattr(defaults, k) for k in defaults.__dataclass_fields__}}
@@ -138,7 +139,7 @@ class ScribbleRefinement(BasicInferTask):
             raise ValueError("no scribbles in the label: draw at least one stroke")
 
         params = PARAMS[self.method].from_request(data)
-        margin = float(data.get("margin_mm", 25.0))
+        margin = float(data.get("margin_mm", DEFAULT_MARGIN_MM[self.method]))
         probs = refine(self.method, image, seeds, spacing, prior, params, region=region, margin_mm=margin,
                        roi=data.get("roi") or None)
         pred = probs.argmax(0).astype(np.uint8)
