@@ -33,5 +33,5 @@ def server(tmp_path_factory, sample_root):
     studies = shutil.copytree(os.path.join(sample_root, "studies"), os.path.join(work, "studies"))
     app = copy_app(os.path.join(work, "app"))
     with LiveServer(app, studies, conf={"models": "all"}, workdir=work) as s:
-        s.studies = studies
+        s.studies, s.app_dir = studies, app
         yield s

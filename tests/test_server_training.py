@@ -79,3 +79,40 @@ def test_training_without_scribbles_fails_with_a_message(tmp_path, sample_root):
         assert status["status"] == "ERROR"
         assert any("no volume in the datastore has scribbles under tag 'final'" in line for line in status["details"])
         assert client.info()["name"] == "scribble_seg"  # the server is still up
+
+
+def test_stopping_a_training_keeps_the_published_model_and_the_next_one_starts(server):
+    """DELETE /train/ mid-epoch: the published model still serves, a new training runs to DONE."""
+    client = server.client()
+    published = os.path.join(server.app_dir, "model", "pce.pt")
+    assert os.path.exists(published)  # published by the training test above
+    client.train_start("pce", {**TINY, "max_epochs": 100, "epoch_length": 50})
+    deadline = time.time() + 120
+    while time.time() < deadline and not client.train_status(check_if_running=True):
+        time.sleep(0.5)
+    time.sleep(8)  # inside the first epochs
+    stopped = client.train_stop()
+    assert stopped["status"] == "STOPPED"
+    assert not client.train_status(check_if_running=True)
+    result, _ = client.infer("pce", "case_004", {})  # a partial weights file would answer 409 here
+    assert nib.load(result).shape == (160, 160, 16)
+    client.train_start("pce", TINY)
+    assert _wait_for_training(client)["status"] == "DONE"
+
+
+def test_a_corrupt_model_file_answers_409_and_the_server_stays_up(server):
+    client = server.client()
+    published = os.path.join(server.app_dir, "model", "pce.pt")
+    good = open(published, "rb").read()
+    try:
+        with open(published, "wb") as f:
+            f.write(good[: len(good) // 2])  # a partial copy
+        with pytest.raises(MONAILabelClientException) as e:
+            client.infer("pce", "case_004", {})
+        assert http_status(e.value) == 409 and "cannot be loaded" in e.value.msg and "POST /train/pce" in e.value.msg
+        assert client.info()["name"] == "scribble_seg"
+    finally:
+        with open(published, "wb") as f:
+            f.write(good)
+    result, _ = client.infer("pce", "case_004", {})  # restored: serves again
+    assert nib.load(result).shape == (160, 160, 16)

@@ -21,6 +21,7 @@ Conf options (``--conf key value``; every value is a string):
 ``patch_size``             training patch, JSON list (default ``[96, 96, 16]``)
 ``dropout``                dropout of the networks (default 0.1; MC dropout needs it > 0)
 ``gt_tag``                 datastore tag of dense ground truth, used for validation metrics only (default ``gt``)
+``max_upload_mb``          largest image or label accepted by the datastore (default 1024; larger: HTTP 413)
 =========================  ================================================================================
 
 The label convention is :mod:`lib.scribbles.convention`; ``/info`` reports it under ``scribbles``.
@@ -34,11 +35,15 @@ from typing import Dict
 import lib.configs
 import torch
 from lib.activelearning import Random
+from lib.datastore import ScribbleDatastore
+from lib.errors import RequestError
 from lib.infers import ScribbleRefinement, ScribbleSegmentation
 from lib.scribbles.refine import METHODS as REFINEMENT_METHODS
 from lib.scribbles.convention import ScribbleConvention
 
+from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.config import TaskConfig
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.scoring import ScoringMethod
@@ -50,6 +55,7 @@ from monailabel.utils.others.class_utils import get_class_names
 logger = logging.getLogger(__name__)
 
 __version__ = "0.1.0"
+DEFAULT_MAX_UPLOAD_MB = 1024.0
 
 
 def available_configs() -> Dict[str, type]:
@@ -153,3 +159,40 @@ class ScribbleSegApp(MONAILabelApp):
         meta = super().info()
         meta["scribbles"] = {**self.convention.describe(), "tag": self.scribble_tag}
         return meta
+
+    def init_datastore(self) -> Datastore:
+        """Local studies get the guarded datastore (bad writes refused with a 4xx, nothing stored)."""
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        return ScribbleDatastore(
+            self.studies,
+            extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+            auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+            convention=self.convention,
+            scribble_tag=self.scribble_tag,
+            max_upload_mb=float(self.conf.get("max_upload_mb", DEFAULT_MAX_UPLOAD_MB)),
+        )
+
+    # -- requests naming something that does not exist: 404 with the alternatives, not a bare 500
+    def infer(self, request, datastore=None):
+        model = request.get("model")
+        if model not in self._infers:
+            raise RequestError(f"unknown model {model!r}; available: {sorted(self._infers)}", 404)
+        image = request.get("image")
+        if image and not os.path.exists(image) and not request.get("session_id"):
+            if not (datastore or self.datastore()).get_image_uri(image):
+                raise RequestError(f"image {image!r} is not in the datastore", 404)
+        return super().infer(request, datastore)
+
+    def next_sample(self, request):
+        strategy = request.get("strategy") or "random"
+        if strategy not in self._strategies:
+            raise RequestError(f"unknown strategy {strategy!r}; available: {sorted(self._strategies)}", 404)
+        return super().next_sample(request)
+
+    def bundle_path(self, model):
+        """Asked by MONAI Label before it queues a training: refuse unknown models right away."""
+        if model is not None and model not in self._trainers and model not in self._infers:
+            raise RequestError(f"unknown model {model!r}; trainers: {sorted(self._trainers)}", 404)
+        return super().bundle_path(model)

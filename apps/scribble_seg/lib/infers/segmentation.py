@@ -84,6 +84,17 @@ class ScribbleSegmentation(BasicInferTask):
                                f"recording its training spacing; set --conf target_spacing or retrain", 409)
         return self.default_spacing
 
+    def _get_network(self, device, data):
+        """MONAI Label's cached loader; an unreadable weights file (partial copy, disk error, wrong
+        architecture) answers 409 with the reason instead of a bare 500."""
+        try:
+            return super()._get_network(device, data)
+        except Exception as e:
+            reason = (str(e).strip().splitlines() or [""])[0][:200]
+            raise RequestError(f"the weights of model '{self.name}' ({self.get_path()}) cannot be loaded "
+                               f"({type(e).__name__}: {reason}); retrain it (POST /train/{self.name}) or restore "
+                               f"the file", 409) from None
+
     def __call__(self, request, callbacks: Optional[Dict[Any, Callable]] = None):
         if not self.is_trained():
             raise RequestError(f"model '{self.name}' has not been trained yet: run POST /train/{self.name} "

@@ -28,19 +28,18 @@ What it does, so that recipes only override their loss / targets / hooks:
 """
 
 import copy
-import filecmp
 import json
 import logging
 import os
-import shutil
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from ignite.engine import Events
+from ignite.handlers import EarlyStopping
 from monai.data import ThreadDataLoader
 from monai.engines.utils import IterationEvents
-from monai.handlers import IgniteMetricHandler, LrScheduleHandler, from_engine
+from monai.handlers import IgniteMetricHandler, LrScheduleHandler, from_engine, stopping_fn_from_metric
 from monai.transforms import (
     DeleteItemsd,
     EnsureChannelFirstd,
@@ -69,6 +68,7 @@ from lib.scribbles.convention import ScribbleConvention
 from lib.transforms import AnnotatedMaskd, ScribbleMapd, Spacingd
 
 from .precise_bn import PreciseBatchNormHandler
+from .publish import AtomicPublisher
 
 from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
@@ -388,27 +388,29 @@ class ScribbleTrainTask(BasicTrainTask):
             set_determinism(seed=None)
 
     def finalize(self, context: Context):
-        super().finalize(context)
-        if context.local_rank != 0 or not self._publish_path:
-            return
-        meta = {
-            "target_spacing": context.request["target_spacing"],
-            "patch_size": context.request["patch_size"],
-            "labels": dict(self.convention.labels),
-            "background_scribble_id": self.convention.background_scribble_id,
-            "run_id": context.run_id,
-        }
-        run_meta = os.path.join(context.output_dir, "meta.json")
-        with open(run_meta, "w") as f:
-            json.dump(meta, f, indent=1)
-        engine = context.evaluator or context.trainer
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self._publish_meta, context.output_dir, run_meta)
+        """MONAI Label's finalize with an atomic publisher (:mod:`lib.trainers.publish`) that also
+        publishes the geometry sidecar; early stopping as in ``BasicTrainTask``."""
+        if context.local_rank == 0:
+            run_meta = os.path.join(context.output_dir, "meta.json")
+            with open(run_meta, "w") as f:
+                json.dump({
+                    "target_spacing": context.request["target_spacing"],
+                    "patch_size": context.request["patch_size"],
+                    "labels": dict(self.convention.labels),
+                    "background_scribble_id": self.convention.background_scribble_id,
+                    "run_id": context.run_id,
+                }, f, indent=1)
+            publisher = AtomicPublisher(
+                self._stats_path, self._publish_path, self._key_metric_filename, context.start_ts, context.run_id,
+                context.output_dir, context.trainer, context.evaluator, meta_file=run_meta,
+                meta_publish_path=meta_path(self._publish_path) if self._publish_path else None)
+            (context.evaluator or context.trainer).add_event_handler(Events.EPOCH_COMPLETED, publisher)
 
-    def _publish_meta(self, engine, output_dir: str, run_meta: str):
-        """Copy the run's geometry next to the published weights once they are this run's."""
-        best = os.path.join(output_dir, self._key_metric_filename)
-        if os.path.exists(self._publish_path) and os.path.exists(best) and filecmp.cmp(best, self._publish_path, False):
-            shutil.copy(run_meta, meta_path(self._publish_path))
+        patience = int(context.request.get("early_stop_patience", 0))
+        if patience > 0 and context.evaluator:
+            metric = next(iter(self.val_key_metric(context)))
+            context.evaluator.add_event_handler(Events.EPOCH_COMPLETED, EarlyStopping(
+                patience=patience, score_function=stopping_fn_from_metric(metric), trainer=context.trainer))
 
 
 def meta_path(model_path: str) -> str:

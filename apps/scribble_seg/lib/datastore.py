@@ -1,0 +1,129 @@
+"""A LocalDatastore that refuses bad writes before they touch the studies folder.
+
+Every refusal is an HTTP 4xx whose message names the problem (:class:`lib.errors.RequestError`),
+raised before MONAI Label copies anything, so the datastore holds exactly what it held plus the
+valid writes:
+
+* ids: a new image id or a label tag must be a plain name (letters, digits, ``.``, ``_``, ``-``;
+  no ``..``, no path separator, no absolute path) -- MONAI Label builds file paths from them; a
+  label must name an image already in the datastore (unknown ids, ``../x`` among them, resolve
+  to nothing when read);
+* size: uploads above ``max_upload_mb`` (413);
+* images: readable by ITK, 3D (a 2D or 4D image is refused), finite (NaN / Inf refused);
+* labels: the image exists (404), readable, the image's 3D shape; labels under the scribble tag
+  must fit the label convention (by name through ``label_info``) and hold at least one stroke.
+"""
+
+import logging
+import os
+import re
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from lib.errors import RequestError
+from lib.scribbles.convention import ScribbleConvention, to_scribble_map
+
+from monailabel.datastore.local import LocalDatastore
+
+logger = logging.getLogger(__name__)
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` if it is a safe file-name stem, else a 422 naming it."""
+    if not isinstance(value, str) or not SAFE_NAME.match(value) or ".." in value:
+        raise RequestError(f"{what} {value!r} is not allowed: use letters, digits, '.', '_' and '-' "
+                           f"(no path, no '..', at most 128 characters)")
+    return value
+
+
+def read_volume(path: str, what: str) -> np.ndarray:
+    """The voxels of an image file in MONAI's (H, W, D) order; 422 if unreadable, truncated or not 3D.
+
+    NIfTI is decoded by nibabel and NRRD by pynrrd, which both fail on a truncated file;
+    SimpleITK (used for other formats) silently returns garbage for a truncated ``.nii.gz``.
+    """
+    name = path.lower()
+    try:
+        if name.endswith((".nii", ".nii.gz")):
+            import nibabel as nib
+
+            data = np.asarray(nib.load(path).dataobj)
+        elif name.endswith((".nrrd", ".nhdr")):
+            import nrrd
+
+            data, _ = nrrd.read(path)  # index order F: (x, y, z), as MONAI's readers
+        else:
+            import SimpleITK as sitk
+
+            data = np.transpose(sitk.GetArrayFromImage(sitk.ReadImage(path)))
+    except Exception as e:  # every reader has its own error types; all mean the same here
+        reason = (str(e).strip().splitlines() or ["unknown format"])[-1][:200]
+        raise RequestError(f"{what} is not a readable image ({type(e).__name__}: {reason})") from None
+    if data.ndim == 4 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise RequestError(f"{what} must be a 3D single-channel volume; got {data.ndim}D of shape {data.shape}")
+    return data
+
+
+def read_shape(path: str):
+    """3D size of an image file in (H, W, D) order, from its header."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    reader.ReadImageInformation()
+    return tuple(int(n) for n in reader.GetSize())
+
+
+class ScribbleDatastore(LocalDatastore):
+    """:class:`LocalDatastore` with the checks of the module docstring.
+
+    Args:
+        convention: the app's label convention.
+        scribble_tag: the tag whose labels are training scribbles.
+        max_upload_mb: largest accepted image or label file.
+        (the other arguments are LocalDatastore's)
+    """
+
+    def __init__(self, *args, convention: ScribbleConvention, scribble_tag: str = "final",
+                 max_upload_mb: float = 1024.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.convention, self.scribble_tag, self.max_upload_mb = convention, scribble_tag, float(max_upload_mb)
+
+    def _check_size(self, path: str, what: str) -> None:
+        size_mb = os.path.getsize(path) / 2**20
+        if size_mb > self.max_upload_mb:
+            raise RequestError(f"{what} is {size_mb:.1f} MB, above the server's limit of {self.max_upload_mb:g} MB "
+                               f"(conf max_upload_mb)", 413)
+
+    def add_image(self, image_id: str, image_filename: str, image_info: Dict[str, Any]) -> str:
+        image_id = image_id or self._to_id(os.path.basename(image_filename))[0]
+        check_name(image_id, "image id")
+        self._check_size(image_filename, "the image")
+        voxels = read_volume(image_filename, "the uploaded image")
+        if not np.all(np.isfinite(voxels)):
+            raise RequestError(f"the uploaded image {image_id!r} holds NaN or Inf values")
+        return super().add_image(image_id, image_filename, image_info)
+
+    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
+        if image_id not in self._datastore.objects:  # a known id is a file name already: no path in it
+            raise RequestError(f"image {image_id!r} is not in the datastore", 404)
+        check_name(label_tag, "label tag")
+        self._check_size(label_filename, "the label")
+        label = read_volume(label_filename, "the label")
+        shape = read_shape(self.get_image_uri(image_id))
+        if label.shape != shape:
+            raise RequestError(f"the label has shape {label.shape}, image {image_id!r} has {shape}")
+        if label_tag == self.scribble_tag:
+            try:
+                scribbles = to_scribble_map(label, self.convention, (label_info or {}).get("label_info"))
+            except ValueError as e:
+                raise RequestError(f"scribbles for {image_id!r}: {e}") from None
+            if not self.convention.annotated(scribbles).any():
+                raise RequestError(f"the scribbles for {image_id!r} are empty: draw at least one stroke")
+        return super().save_label(image_id, label_filename, label_tag, label_info)
+
