@@ -116,3 +116,23 @@ def test_a_corrupt_model_file_answers_409_and_the_server_stays_up(server):
             f.write(good)
     result, _ = client.infer("pce", "case_004", {})  # restored: serves again
     assert nib.load(result).shape == (160, 160, 16)
+
+
+def test_concurrent_clients_are_all_answered_and_no_label_is_lost(server, sample_root, tmp_path, convention):
+    """4 threads x 6 requests mixing infer crf / infer pce / next_sample / save_label."""
+    from lib.datasets.sample import label_info
+    from lib.scribbles.simulate import simulate_scribbles
+    from load_driver import run_load
+
+    images, scribbles = ["case_003", "case_004", "case_005"], {}
+    for case in images:
+        truth_img = nib.load(os.path.join(sample_root, "groundtruth", f"{case}.nii.gz"))
+        strokes = simulate_scribbles(np.asarray(truth_img.dataobj), truth_img.header.get_zooms()[:3], convention, seed=5)
+        scribbles[case] = str(tmp_path / f"{case}.nii.gz")
+        nib.save(nib.Nifti1Image(strokes.astype(np.uint8), truth_img.affine), scribbles[case])
+    summary = run_load(server.url, images, scribbles, label_info(convention), "pce", str(tmp_path), threads=4,
+                       per_thread=6)
+    assert summary["requests"] == 24 and summary["status_counts"] == {"200": 24}, summary
+    assert summary["labels_saved"] > 0 and summary["labels_verified"] == summary["labels_saved"]
+    assert summary["labels_lost"] == 0 and set(summary["operations"]) == {"infer_crf", "infer_model", "next_sample",
+                                                                          "save_label"}

@@ -11,15 +11,19 @@ valid writes:
 * size: uploads above ``max_upload_mb`` (413);
 * images: readable by ITK, 3D (a 2D or 4D image is refused), finite (NaN / Inf refused);
 * labels: the image exists (404), readable, the image's 3D shape; labels under the scribble tag
-  must fit the label convention (by name through ``label_info``) and hold at least one stroke.
+  must fit the label convention (by name through ``label_info``) and hold at least one stroke;
+* metadata: ``datastore_v2.json`` is replaced atomically, never rewritten in place.
 """
 
+import json
 import logging
 import os
 import re
-from typing import Any, Dict, Optional
+import tempfile
+from typing import Any, Dict
 
 import numpy as np
+from filelock import FileLock
 
 from lib.errors import RequestError
 from lib.scribbles.convention import ScribbleConvention, to_scribble_map
@@ -93,6 +97,27 @@ class ScribbleDatastore(LocalDatastore):
                  max_upload_mb: float = 1024.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.convention, self.scribble_tag, self.max_upload_mb = convention, scribble_tag, float(max_upload_mb)
+
+    def _update_datastore_file(self, lock=True):
+        """LocalDatastore's metadata write (``datastore_v2.json``: every label's ``label_info``) made
+        atomic: the parent truncates and rewrites the file in place, so a server killed mid-write
+        left it corrupt."""
+
+        def write():
+            self._ignore_event_config = True
+            text = json.dumps(self._datastore.model_dump(exclude={"base_path"}), indent=2, default=str)
+            folder = os.path.dirname(self._datastore_config_path)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".datastore_", suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, self._datastore_config_path)
+            self._config_ts = os.stat(self._datastore_config_path).st_mtime
+
+        if lock:
+            with FileLock(self._lock_file):
+                write()
+        else:
+            write()
 
     def _check_size(self, path: str, what: str) -> None:
         size_mb = os.path.getsize(path) / 2**20
