@@ -22,19 +22,27 @@ Conf options (``--conf key value``; every value is a string):
 ``dropout``                dropout of the networks (default 0.1; MC dropout needs it > 0)
 ``gt_tag``                 datastore tag of dense ground truth, used for validation metrics only (default ``gt``)
 ``max_upload_mb``          largest image or label accepted by the datastore (default 1024; larger: HTTP 413)
+``al_model``               model whose MC-dropout uncertainty drives ``next_to_scribble`` (default ``scribble2d5``)
+``al_passes``, ``al_metric``   dropout passes (20) and ``mutual_information`` (default) or ``entropy``
+``al_exclusion_minutes``   a volume served to any client this recently is not served again (default 10)
+``al_diversity``           weight of the similarity-to-scribbled-volumes discount (default 0.5; 0 = off)
+``al_retrain_after``       new scribble maps that start a training of ``al_recipe`` (default 5; 0 = never)
+``al_recipe``              recipe retrained by that trigger (default: ``al_model``)
+``al_retrain_params``      JSON train-request parameters of that training, e.g. ``{"max_epochs": 5}``
 =========================  ================================================================================
 
 The label convention is :mod:`lib.scribbles.convention`; ``/info`` reports it under ``scribbles``.
 """
 
 import importlib
+import json
 import logging
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 import lib.configs
 import torch
-from lib.activelearning import Random
+from lib.activelearning import EpistemicScoring, NextToScribble, Random
 from lib.datastore import ScribbleDatastore
 from lib.errors import RequestError
 from lib.infers import ScribbleRefinement, ScribbleSegmentation
@@ -141,8 +149,25 @@ class ScribbleSegApp(MONAILabelApp):
                 trainers[name] = task
         return trainers
 
+    def _al_model(self) -> Optional[str]:
+        """The model whose uncertainty drives active learning (conf ``al_model``)."""
+        segmentation = [k for k, v in self._infers.items() if isinstance(v, ScribbleSegmentation)]
+        name = self.conf.get("al_model") or ("scribble2d5" if "scribble2d5" in segmentation else
+                                             (segmentation[0] if segmentation else None))
+        if name is not None and name not in segmentation:
+            raise ValueError(f"conf al_model {name!r} is not a segmentation model; available: {segmentation}")
+        return name
+
     def init_strategies(self) -> Dict[str, Strategy]:
-        strategies: Dict[str, Strategy] = {"random": Random(), "first": First()}
+        model = self._al_model()
+        strategies: Dict[str, Strategy] = {
+            "next_to_scribble": NextToScribble(
+                self._infers.get(model), self.scribble_tag,
+                exclusion_minutes=float(self.conf.get("al_exclusion_minutes", 10)),
+                diversity=float(self.conf.get("al_diversity", 0.5))),
+            "random": Random(),
+            "first": First(),
+        }
         for name, config in self.models.items():
             s = config.strategy()
             strategies.update(s if isinstance(s, dict) else ({name: s} if s else {}))
@@ -150,6 +175,11 @@ class ScribbleSegApp(MONAILabelApp):
 
     def init_scoring_methods(self) -> Dict[str, ScoringMethod]:
         methods: Dict[str, ScoringMethod] = {}
+        model = self._al_model()
+        if model:
+            methods["next_to_scribble"] = EpistemicScoring(
+                self._infers[model], self.scribble_tag, passes=int(self.conf.get("al_passes", 20)),
+                metric=self.conf.get("al_metric", "mutual_information"), device=self.device)
         for name, config in self.models.items():
             s = config.scoring_method()
             methods.update(s if isinstance(s, dict) else ({name: s} if s else {}))
@@ -190,6 +220,34 @@ class ScribbleSegApp(MONAILabelApp):
         if strategy not in self._strategies:
             raise RequestError(f"unknown strategy {strategy!r}; available: {sorted(self._strategies)}", 404)
         return super().next_sample(request)
+
+    def on_save_label(self, image_id, label_id):
+        """Count scribble submissions; after ``al_retrain_after`` of them start the active-learning
+        model's training (if none runs). The reply to ``PUT /datastore/label`` says what happened."""
+        every = int(self.conf.get("al_retrain_after", 5))
+        datastore = self.datastore()
+        pending = getattr(datastore, "scribble_saves", 0)
+        recipe = self.conf.get("al_recipe") or self._al_model()
+        if every <= 0 or not recipe or recipe not in self._trainers or pending < every:
+            return {"retraining": {"pending_scribbles": pending, "starts_after": every, "recipe": recipe}}
+        params = json.loads(self.conf.get("al_retrain_params") or "{}")
+        started = self.async_training(recipe, params={recipe: params} if params else None)
+        if started:
+            datastore.scribble_saves = 0
+            logger.info(f"{pending} new scribble maps: training '{recipe}' started")
+            return {"retraining": {"started": recipe, "after_scribbles": pending}}
+        return {"retraining": {"pending_scribbles": pending, "starts_after": every, "recipe": recipe,
+                               "note": "a training is already running; it starts after the next submission"}}
+
+    def train(self, request):
+        """MONAI Label's train, then a refresh of the active-learning scores for the new weights."""
+        result = super().train(request)
+        if "next_to_scribble" in self._scoring_methods and request.get("model") == self._al_model():
+            try:
+                self.async_scoring("next_to_scribble")
+            except Exception as e:  # no server to ask (in-process use): scores refresh on the next call
+                logger.warning(f"could not start the score refresh: {e}")
+        return result
 
     def bundle_path(self, model):
         """Asked by MONAI Label before it queues a training: refuse unknown models right away."""

@@ -12,7 +12,9 @@ valid writes:
 * images: readable by ITK, 3D (a 2D or 4D image is refused), finite (NaN / Inf refused);
 * labels: the image exists (404), readable, the image's 3D shape; labels under the scribble tag
   must fit the label convention (by name through ``label_info``) and hold at least one stroke;
-* metadata: ``datastore_v2.json`` is replaced atomically, never rewritten in place.
+* metadata: ``datastore_v2.json`` is replaced atomically, never rewritten in place, and re-read
+  when another process (MONAI Label's scoring / training subprocesses) changed it, so neither
+  process's writes are lost nor invisible.
 """
 
 import json
@@ -28,7 +30,7 @@ from filelock import FileLock
 from lib.errors import RequestError
 from lib.scribbles.convention import ScribbleConvention, to_scribble_map
 
-from monailabel.datastore.local import LocalDatastore
+from monailabel.datastore.local import LocalDatastore, LocalDatastoreModel
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +99,7 @@ class ScribbleDatastore(LocalDatastore):
                  max_upload_mb: float = 1024.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.convention, self.scribble_tag, self.max_upload_mb = convention, scribble_tag, float(max_upload_mb)
+        self.scribble_saves = 0
 
     def _update_datastore_file(self, lock=True):
         """LocalDatastore's metadata write (``datastore_v2.json``: every label's ``label_info``) made
@@ -119,6 +122,55 @@ class ScribbleDatastore(LocalDatastore):
         else:
             write()
 
+    # -- several processes share datastore_v2.json: MONAI Label's scoring / training subprocesses
+    # write it from their own in-memory copy. Re-read it when it changed before reading metadata,
+    # and update info as reload + modify + write under one lock, so no process's write is lost.
+    def _reload_if_changed(self) -> None:
+        path = self._datastore_config_path
+        if os.path.exists(path) and os.stat(path).st_mtime != self._config_ts:
+            with open(path) as fp:
+                self._datastore = LocalDatastoreModel.model_validate_json(fp.read())
+            self._datastore.base_path = self._datastore_path
+            self._config_ts = os.stat(path).st_mtime
+
+    def refresh_metadata(self) -> None:
+        with FileLock(self._lock_file):
+            self._reload_if_changed()
+
+    def update_image_info(self, image_id: str, info: Dict[str, Any]) -> None:
+        with FileLock(self._lock_file):
+            self._reload_if_changed()
+            obj = self._datastore.objects.get(image_id)
+            if not obj:
+                raise RequestError(f"image {image_id!r} is not in the datastore", 404)
+            obj.image.info.update(info)
+            self._update_datastore_file(lock=False)
+
+    def update_label_info(self, label_id: str, label_tag: str, info: Dict[str, Any]) -> None:
+        with FileLock(self._lock_file):
+            self._reload_if_changed()
+            label = self._datastore.label(label_id, label_tag)
+            if not label:
+                raise RequestError(f"label {label_id!r} / tag {label_tag!r} is not in the datastore", 404)
+            label.info.update(info)
+            self._update_datastore_file(lock=False)
+
+    def get_image_info(self, image_id: str) -> Dict[str, Any]:
+        self.refresh_metadata()
+        return super().get_image_info(image_id)
+
+    def list_images(self):
+        self.refresh_metadata()
+        return super().list_images()
+
+    def json(self):
+        self.refresh_metadata()
+        return super().json()
+
+    def status(self):
+        self.refresh_metadata()
+        return super().status()
+
     def _check_size(self, path: str, what: str) -> None:
         size_mb = os.path.getsize(path) / 2**20
         if size_mb > self.max_upload_mb:
@@ -132,9 +184,11 @@ class ScribbleDatastore(LocalDatastore):
         voxels = read_volume(image_filename, "the uploaded image")
         if not np.all(np.isfinite(voxels)):
             raise RequestError(f"the uploaded image {image_id!r} holds NaN or Inf values")
+        self.refresh_metadata()
         return super().add_image(image_id, image_filename, image_info)
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
+        self.refresh_metadata()
         if image_id not in self._datastore.objects:  # a known id is a file name already: no path in it
             raise RequestError(f"image {image_id!r} is not in the datastore", 404)
         check_name(label_tag, "label tag")
@@ -150,5 +204,8 @@ class ScribbleDatastore(LocalDatastore):
                 raise RequestError(f"scribbles for {image_id!r}: {e}") from None
             if not self.convention.annotated(scribbles).any():
                 raise RequestError(f"the scribbles for {image_id!r} are empty: draw at least one stroke")
-        return super().save_label(image_id, label_filename, label_tag, label_info)
+        label_id = super().save_label(image_id, label_filename, label_tag, label_info)
+        if label_tag == self.scribble_tag:
+            self.scribble_saves += 1  # read by the app's retraining trigger
+        return label_id
 

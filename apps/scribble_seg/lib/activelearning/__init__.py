@@ -1,1 +1,3 @@
+from .next_to_scribble import NextToScribble
 from .random import Random
+from .scoring import EpistemicScoring

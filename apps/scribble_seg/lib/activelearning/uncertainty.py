@@ -1,0 +1,86 @@
+"""Monte-Carlo dropout epistemic uncertainty of a segmentation (Gal & Ghahramani, ICML 2016;
+BALD, Houlsby et al. 2011). Pure torch / numpy: no MONAI Label here.
+
+With ``T`` stochastic passes (dropout on, batch norm frozen) giving ``p_t(c | x_i)``::
+
+    p_bar(c | x_i) = mean_t p_t(c | x_i)
+    entropy_i      = H[p_bar]            = -sum_c p_bar log p_bar           (total uncertainty)
+    mutual_info_i  = H[p_bar] - mean_t H[p_t]                               (epistemic part, BALD)
+
+and the volume's score is the mean of the chosen map over the **predicted foreground**
+(``argmax p_bar != background``) -- background voxels far from any structure would otherwise
+drown the signal -- or over all voxels when nothing is predicted (an unseen kind of image often
+yields no confident foreground at all, which must not read as "certain").
+
+Passes are batched (``batch`` copies per forward) and reduced as running sums, so memory does
+not grow with ``T``.
+"""
+
+from typing import Callable, Dict
+
+import numpy as np
+import torch
+
+from lib.scribbles.convention import BACKGROUND_CLASS
+
+METRICS = ("entropy", "mutual_information")
+
+
+def enable_mc_dropout(network: torch.nn.Module) -> torch.nn.Module:
+    """Eval mode (frozen batch norm) with every dropout layer sampling."""
+    network.eval()
+    for m in network.modules():
+        if isinstance(m, (torch.nn.Dropout, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.AlphaDropout)):
+            m.train()
+    return network
+
+
+@torch.no_grad()
+def mc_dropout_maps(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, passes: int = 20,
+                    batch: int = 4) -> Dict[str, torch.Tensor]:
+    """Mean probabilities, entropy and mutual information maps of ``passes`` stochastic passes.
+
+    Args:
+        logits_fn: ``(B, 1, H, W, D) -> (B, C, H, W, D)`` logits, dropout active.
+        x: ``(1, 1, H, W, D)`` input.
+        passes: ``T``.
+        batch: copies of ``x`` per forward.
+
+    Returns:
+        ``{"probabilities": (C, H, W, D), "entropy": (H, W, D), "mutual_information": (H, W, D)}``.
+    """
+    if passes < 2:
+        raise ValueError(f"MC dropout needs at least 2 passes, got {passes}")
+    sum_p, sum_h, done = None, None, 0
+    while done < passes:
+        n = min(batch, passes - done)
+        p = torch.softmax(logits_fn(x.expand(n, *x.shape[1:])).float(), dim=1)
+        h = -(p * torch.log(p.clamp_min(1e-12))).sum(dim=1)
+        sum_p = p.sum(0) if sum_p is None else sum_p + p.sum(0)
+        sum_h = h.sum(0) if sum_h is None else sum_h + h.sum(0)
+        done += n
+    p_bar = sum_p / passes
+    entropy = -(p_bar * torch.log(p_bar.clamp_min(1e-12))).sum(dim=0)
+    return {"probabilities": p_bar, "entropy": entropy, "mutual_information": (entropy - sum_h / passes).clamp_min(0)}
+
+
+def volume_score(maps: Dict[str, torch.Tensor], metric: str = "mutual_information") -> Dict[str, float]:
+    """Mean of each map over the predicted foreground (all voxels if none); ``score`` = ``metric``'s."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    foreground = maps["probabilities"].argmax(0) != BACKGROUND_CLASS
+    region = foreground if bool(foreground.any()) else torch.ones_like(foreground)
+    out = {m: float(maps[m][region].mean()) for m in METRICS}
+    out["foreground_fraction"] = float(foreground.float().mean())
+    out["score"] = out[metric]
+    return out
+
+
+def intensity_features(image: np.ndarray, bins: int = 32) -> np.ndarray:
+    """A volume's appearance as the histogram of its z-scored intensities in [-3, 3] (unit norm),
+    for the diversity term of the strategy."""
+    image = np.asarray(image, dtype=np.float32)
+    z = (image - image.mean()) / max(float(image.std()), 1e-6)
+    hist, _ = np.histogram(np.clip(z, -3, 3), bins=bins, range=(-3, 3))
+    hist = hist.astype(np.float64)
+    return hist / max(float(np.linalg.norm(hist)), 1e-12)
