@@ -126,9 +126,11 @@ def test_bad_input_answers_4xx_and_the_server_stays_up(server, case, convention,
     nan_image[10:20, 10:20, 3] = np.nan
     nan_path = str(tmp_path / "nan.nii.gz")
     nib.save(nib.Nifti1Image(nan_image, image.affine), nan_path)
-    server.client().upload_image(nan_path, image_id="nan_volume")
-    with pytest.raises(MONAILabelClientException) as e:
-        server.client().infer("crf", "nan_volume", info, label_in=good)
+    with pytest.raises(MONAILabelClientException) as e:  # the datastore refuses it ...
+        server.client().upload_image(nan_path, image_id="nan_volume")
+    assert http_status(e.value) == 422 and "NaN" in e.value.msg
+    with pytest.raises(MONAILabelClientException) as e:  # ... and refinement too, given it by path
+        server.client().infer("crf", nan_path, info, label_in=good)
     assert http_status(e.value) == 422 and "NaN" in e.value.msg
 
     assert server.client().info()["name"] == "scribble_seg"  # still up
