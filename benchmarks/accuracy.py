@@ -203,11 +203,16 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild the (seeded) data and rewrite the report from the committed rows")
     args = parser.parse_args()
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="accuracy_")
     root = os.path.join(args.workdir, "data")
     manifest, train, test, gt_train, coverage = build_data(root, args.train, args.test, args.seed)
     os.makedirs(OUT, exist_ok=True)
+    if args.report_only:
+        write_report(args, root)
+        return
     for row in [r.strip() for r in args.recipes.split(",") if r.strip()]:
         result = run_recipe(row, args, root, manifest, test, gt_train)
         result["scribble_coverage"] = coverage

@@ -242,10 +242,13 @@ class ScribbleSegApp(MONAILabelApp):
     def train(self, request):
         """MONAI Label's train, then a refresh of the active-learning scores for the new weights."""
         result = super().train(request)
-        if "next_to_scribble" in self._scoring_methods and request.get("model") == self._al_model():
+        # only as the server or its training subprocess (which inherits MONAI_LABEL_SERVER_PORT): an
+        # in-process app would otherwise POST to whatever listens on the default port
+        served = self._server_mode or "MONAI_LABEL_SERVER_PORT" in os.environ
+        if served and "next_to_scribble" in self._scoring_methods and request.get("model") == self._al_model():
             try:
                 self.async_scoring("next_to_scribble")
-            except Exception as e:  # no server to ask (in-process use): scores refresh on the next call
+            except Exception as e:  # the server went away: scores refresh on its next start
                 logger.warning(f"could not start the score refresh: {e}")
         return result
 
