@@ -37,7 +37,7 @@ def enable_mc_dropout(network: torch.nn.Module) -> torch.nn.Module:
 
 @torch.no_grad()
 def mc_dropout_maps(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, passes: int = 20,
-                    batch: int = 4) -> Dict[str, torch.Tensor]:
+                    batch: int = 4, logit_moments: bool = False) -> Dict[str, torch.Tensor]:
     """Mean probabilities, entropy and mutual information maps of ``passes`` stochastic passes.
 
     Args:
@@ -45,23 +45,41 @@ def mc_dropout_maps(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.
         x: ``(1, 1, H, W, D)`` input.
         passes: ``T``.
         batch: copies of ``x`` per forward.
+        logit_moments: also return the per-class mean and unbiased variance of the logits over the
+            passes (what Can et al.'s Welch test needs; accumulated as sums, float64).
 
     Returns:
-        ``{"probabilities": (C, H, W, D), "entropy": (H, W, D), "mutual_information": (H, W, D)}``.
+        ``{"probabilities": (C, H, W, D), "entropy": (H, W, D), "mutual_information": (H, W, D)}``,
+        plus ``"logit_mean"`` and ``"logit_var"`` ``(C, H, W, D)`` with ``logit_moments``.
     """
     if passes < 2:
         raise ValueError(f"MC dropout needs at least 2 passes, got {passes}")
-    sum_p, sum_h, done = None, None, 0
+    sums: Dict[str, torch.Tensor] = {}
+
+    def add(key, value):
+        sums[key] = value if key not in sums else sums[key] + value
+
+    done = 0
     while done < passes:
         n = min(batch, passes - done)
-        p = torch.softmax(logits_fn(x.expand(n, *x.shape[1:])).float(), dim=1)
-        h = -(p * torch.log(p.clamp_min(1e-12))).sum(dim=1)
-        sum_p = p.sum(0) if sum_p is None else sum_p + p.sum(0)
-        sum_h = h.sum(0) if sum_h is None else sum_h + h.sum(0)
+        z = logits_fn(x.expand(n, *x.shape[1:])).float()
+        p = torch.softmax(z, dim=1)
+        add("p", p.sum(0))
+        add("h", -(p * torch.log(p.clamp_min(1e-12))).sum(dim=1).sum(0))
+        if logit_moments:
+            z = z.double()
+            add("z", z.sum(0))
+            add("z2", (z * z).sum(0))
         done += n
-    p_bar = sum_p / passes
+    p_bar = sums["p"] / passes
     entropy = -(p_bar * torch.log(p_bar.clamp_min(1e-12))).sum(dim=0)
-    return {"probabilities": p_bar, "entropy": entropy, "mutual_information": (entropy - sum_h / passes).clamp_min(0)}
+    out = {"probabilities": p_bar, "entropy": entropy,
+           "mutual_information": (entropy - sums["h"] / passes).clamp_min(0)}
+    if logit_moments:
+        mean = sums["z"] / passes
+        out["logit_mean"] = mean.float()
+        out["logit_var"] = ((sums["z2"] - passes * mean * mean) / (passes - 1)).clamp_min(0).float()
+    return out
 
 
 def volume_score(maps: Dict[str, torch.Tensor], metric: str = "mutual_information") -> Dict[str, float]:

@@ -18,6 +18,14 @@ from lib.scribbles.convention import ScribbleConvention
 from lib.trainers.base import ScribbleTrainTask, meta_path
 
 
+def conf_flag(conf: Dict[str, str], key: str, default: bool = True) -> bool:
+    """A ``true``/``false`` conf value (anything else is a configuration error)."""
+    value = str(conf.get(key, str(default))).strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"conf {key} must be true or false, got {value!r}")
+    return value == "true"
+
+
 class RecipeConfig:
     """One recipe = one trainer + one segmentation infer task, both named after the config file."""
 

@@ -4,14 +4,7 @@ from lib.trainers.scribble2d5 import Scribble2D5TrainTask
 
 from monailabel.interfaces.config import TaskConfig
 
-from .recipe import RecipeConfig
-
-
-def _flag(conf, key: str) -> bool:
-    value = conf.get(key, "true").strip().lower()
-    if value not in ("true", "false"):
-        raise ValueError(f"conf {key} must be true or false, got {value!r}")
-    return value == "true"
+from .recipe import RecipeConfig, conf_flag as _flag
 
 
 class Scribble2D5(RecipeConfig, TaskConfig):

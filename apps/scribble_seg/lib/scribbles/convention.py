@@ -240,6 +240,16 @@ class ScribbleConvention:
             return np.where(annotated, class_index, NO_SEED)
         return class_index.masked_fill(~annotated, NO_SEED)
 
+    def from_seeds(self, seeds: np.ndarray) -> np.ndarray:
+        """A seed map (class index, ``NO_SEED`` where unknown) as a scribble map: the inverse of
+        :meth:`seeds` (relabelled training maps are stored this way)."""
+        s = np.asarray(seeds)
+        bad = np.setdiff1d(np.unique(s), [NO_SEED, *range(self.num_classes)])
+        if bad.size:
+            raise ValueError(f"seed map holds values {bad.tolist()} that are neither class indices 0..{len(self.labels)} "
+                             f"nor NO_SEED ({NO_SEED})")
+        return np.where(s == NO_SEED, UNANNOTATED, self.from_dense(np.where(s == NO_SEED, BACKGROUND_CLASS, s)))
+
     def from_dense(self, mask: np.ndarray) -> np.ndarray:
         """A dense class-index mask (0 = background, k = class k) as a fully annotated scribble map."""
         m = np.asarray(mask)

@@ -1,3 +1,4 @@
 from .propagation import PropagateScribblesd
 from .scribbles import AnnotatedMaskd, ScribbleMapd
 from .spacing import Spacingd
+from .seed_areas import CurrentLabelsd, SeedAreasd

@@ -1,9 +1,5 @@
 """Scribble2D5's label propagation as a pipeline step, cached on disk by content."""
 
-import hashlib
-import logging
-import os
-import tempfile
 from dataclasses import asdict
 from typing import Optional, Sequence
 
@@ -14,7 +10,7 @@ from monai.transforms import Transform
 from lib.scribbles.convention import ScribbleConvention
 from lib.scribbles.propagation import PropagationParams, propagate
 
-logger = logging.getLogger(__name__)
+from .cache import ContentCache
 
 
 class PropagateScribblesd(Transform):
@@ -30,41 +26,28 @@ class PropagateScribblesd(Transform):
                  cache_dir: Optional[str] = None, image_key: str = "image", label_key: str = "label",
                  pseudo_key: str = "pseudo", boundary_key: str = "boundary"):
         self.convention, self.spacing, self.params = convention, [float(s) for s in spacing], params
-        self.cache_dir = cache_dir
+        self.cache = ContentCache(cache_dir)
         self.image_key, self.label_key, self.pseudo_key, self.boundary_key = image_key, label_key, pseudo_key, boundary_key
-        self.hits = self.misses = 0
 
-    def _key(self, image: np.ndarray, label: np.ndarray) -> str:
-        h = hashlib.sha1()
-        for a in (np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(label, dtype=np.int64)):
-            h.update(str(a.shape).encode())
-            h.update(a.tobytes())
-        h.update(repr((self.spacing, sorted(asdict(self.params).items()), self.convention.values)).encode())
-        return h.hexdigest()
+    @property
+    def hits(self) -> int:
+        return self.cache.hits
+
+    @property
+    def misses(self) -> int:
+        return self.cache.misses
 
     def __call__(self, data):
         d = dict(data)
-        image = np.asarray(d[self.image_key])[0]
-        label = np.asarray(d[self.label_key])[0]
-        path = None
-        if self.cache_dir:
-            path = os.path.join(self.cache_dir, self._key(image, label) + ".npz")
-            if os.path.exists(path):
-                try:
-                    with np.load(path) as cached:
-                        pseudo, boundary = cached["pseudo"], cached["boundary"]
-                    self.hits += 1
-                    return self._put(d, pseudo, boundary)
-                except (OSError, KeyError, ValueError):
-                    logger.warning(f"propagation cache {path} unreadable: recomputing")
-        self.misses += 1
+        image = np.asarray(d[self.image_key], dtype=np.float32)[0]
+        label = np.asarray(d[self.label_key], dtype=np.int64)[0]
+        key = self.cache.key([image, label], repr((self.spacing, sorted(asdict(self.params).items()),
+                                                   self.convention.values)))
+        cached = self.cache.load(key)
+        if cached is not None:
+            return self._put(d, cached["pseudo"], cached["boundary"])
         pseudo, boundary = propagate(image, label, self.spacing, self.convention, self.params)
-        if path:
-            os.makedirs(self.cache_dir, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".npz")
-            os.close(fd)
-            np.savez_compressed(tmp, pseudo=pseudo.astype(np.int16), boundary=boundary.astype(np.float16))
-            os.replace(tmp, path)  # atomic: concurrent runs never read a partial file
+        self.cache.save(key, pseudo=pseudo.astype(np.int16), boundary=boundary.astype(np.float16))
         return self._put(d, pseudo, boundary)
 
     def _put(self, d, pseudo, boundary):

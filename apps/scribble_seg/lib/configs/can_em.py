@@ -1,0 +1,35 @@
+from lib.scribbles.crf import DenseCRFParams
+from lib.scribbles.random_walk import RandomWalkParams
+from lib.scribbles.relabel import DEFAULT_ALPHA
+from lib.scribbles.seed_areas import DEFAULT_TAU
+from lib.trainers.can_em import CanEMTrainTask
+
+from monailabel.interfaces.config import TaskConfig
+
+from .recipe import RecipeConfig, conf_flag
+
+
+class CanEm(RecipeConfig, TaskConfig):
+    """``can_em``: Can et al. 2018 -- random-walk seed areas, recursive hard EM with dense-CRF and
+    MC-dropout (Welch test) relabelling, on the 2.5D attention UNet.
+
+    Conf (the paper's Table 1 rows are switches): ``can_em_recursions`` (3), ``can_em_crf`` and
+    ``can_em_uncertainty`` (``true``/``false``), ``can_em_passes`` (50), ``can_em_alpha`` (0.05),
+    ``can_em_tau`` (0.99), ``can_em_beta`` (random-walk beta), ``can_em_relabel_tag`` (``can_em``).
+    The network's dropout is the app's ``dropout`` conf."""
+
+    description = "Can et al.: random-walk seed areas + recursive EM with dense-CRF / MC-dropout relabelling"
+    trainer_class = CanEMTrainTask
+
+    def trainer_kwargs(self):
+        conf = self.conf
+        return {
+            "recursions": int(conf.get("can_em_recursions", 3)),
+            "tau": float(conf.get("can_em_tau", DEFAULT_TAU)),
+            "beta": float(conf.get("can_em_beta", RandomWalkParams.beta)),
+            "crf": DenseCRFParams.can_et_al() if conf_flag(conf, "can_em_crf") else None,
+            "uncertainty": conf_flag(conf, "can_em_uncertainty"),
+            "passes": int(conf.get("can_em_passes", 50)),
+            "alpha": float(conf.get("can_em_alpha", DEFAULT_ALPHA)),
+            "relabel_tag": conf.get("can_em_relabel_tag", "can_em"),
+        }

@@ -1,0 +1,100 @@
+"""Can et al.'s pieces on their own: seed areas, the vectorised Welch test, the E step."""
+
+import numpy as np
+import pytest
+import torch
+from lib.activelearning.uncertainty import mc_dropout_maps
+from lib.datasets.phantoms import make_cardiac_phantom
+from lib.scribbles.convention import NO_SEED
+from lib.scribbles.crf import DenseCRFParams
+from lib.scribbles.relabel import relabel, uncertain_voxels, welch_p_value
+from lib.scribbles.seed_areas import seed_areas
+from lib.scribbles.simulate import simulate_scribbles
+from scipy.stats import ttest_ind
+
+SHAPE, SPACING = (64, 64, 8), (3.5, 3.5, 16.0)
+
+
+def test_welch_p_value_equals_scipy_on_the_samples():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.0, 1.0, size=(30, 50))
+    b = rng.normal(rng.uniform(-1, 1, size=50), rng.uniform(0.2, 3.0, size=50), size=(30, 50))
+    expected = ttest_ind(a, b, equal_var=False, axis=0).pvalue
+    got = welch_p_value(a.mean(0), a.var(0, ddof=1), b.mean(0), b.var(0, ddof=1), 30)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    assert welch_p_value(1.0, 0.0, 1.0, 0.0, 10) == 1.0 and welch_p_value(2.0, 0.0, 1.0, 0.0, 10) == 0.0
+
+
+def test_welch_flags_a_voxel_whose_two_best_classes_overlap_and_keeps_a_separated_one():
+    rng = np.random.default_rng(1)
+    T = 50
+    z = np.zeros((T, 3, 2, 1, 1))
+    same = rng.normal(2.0, 1.0, size=T)
+    z[:, 1, 0], z[:, 2, 0] = same[:, None, None], rng.permutation(same)[:, None, None]  # identical distributions
+    z[:, 1, 1], z[:, 2, 1] = rng.normal(4.0, 0.5, size=(T, 1, 1)), rng.normal(0.0, 0.5, size=(T, 1, 1))
+    z[:, 0] = -5.0
+    label = z.mean(0).argmax(0)
+    flagged = uncertain_voxels(label, z.mean(0), z.var(0, ddof=1), T)
+    assert flagged[0].all() and not flagged[1].any()
+
+
+def test_mc_dropout_logit_moments_match_the_samples():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 6, 3, padding=1), torch.nn.Dropout3d(0.5), torch.nn.Conv3d(6, 3, 1))
+    net.train()
+    x = torch.randn(1, 1, 6, 6, 2)
+    samples = []
+    torch.manual_seed(1)
+    with torch.no_grad():
+        maps = mc_dropout_maps(lambda b: (samples.append(net(b)), samples[-1])[1], x, passes=10, batch=3,
+                               logit_moments=True)
+    z = torch.cat(samples).double()
+    assert z.shape[0] == 10
+    torch.testing.assert_close(maps["logit_mean"].double(), z.mean(0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(maps["logit_var"].double(), z.var(0, unbiased=True), atol=1e-4, rtol=1e-4)
+
+
+def test_seed_areas_grow_the_scribbles_precisely_and_keep_every_stroke(convention):
+    v = make_cardiac_phantom(5, shape=SHAPE, spacing=SPACING)
+    strokes = convention.seeds(simulate_scribbles(v.label, SPACING, convention, seed=0))
+    grown = seed_areas(v.image, strokes, SPACING, convention.num_classes, tau=0.99)
+    seeded = strokes != NO_SEED
+    assert (grown[seeded] == strokes[seeded]).all()
+    labelled = grown != NO_SEED
+    assert labelled.sum() > 3 * seeded.sum()  # the walk grows the strokes a lot ...
+    assert (grown[labelled] == v.label[labelled]).mean() > 0.97  # ... and is right where it is sure
+    assert (seed_areas(v.image, strokes, SPACING, convention.num_classes, tau=0.0) != NO_SEED).all()
+    with pytest.raises(ValueError, match="tau"):
+        seed_areas(v.image, strokes, SPACING, convention.num_classes, tau=1.0)
+
+
+def test_relabel_keeps_seeds_and_marks_uncertain_voxels_unknown(convention):
+    v = make_cardiac_phantom(6, shape=SHAPE, spacing=SPACING)
+    C = convention.num_classes
+    rng = np.random.default_rng(0)
+    probs = np.full((C,) + SHAPE, 0.05, np.float32)
+    np.put_along_axis(probs, v.label[None].astype(np.int64), 0.85, axis=0)
+    seeds = np.full(SHAPE, NO_SEED)
+    seeds[30:34, 30:34, 4] = 2
+    mean = np.log(probs).astype(np.float64)
+    var = np.full_like(mean, 0.01)
+    unsure = rng.random(SHAPE) < 0.2
+    mean[:, unsure] = 0.0  # all classes tied there
+    out = relabel(probs, seeds, logit_mean=mean, logit_var=var, passes=20)
+    assert (out[seeds != NO_SEED] == 2).all()
+    free = seeds == NO_SEED
+    assert (out[free & unsure] == NO_SEED).all()
+    assert (out[free & ~unsure] == v.label[free & ~unsure]).all()
+    crf = relabel(probs, seeds, image=v.image, spacing=SPACING, crf=DenseCRFParams.can_et_al())
+    assert (crf[seeds != NO_SEED] == 2).all() and (crf != NO_SEED).all()
+    assert (crf == v.label).mean() > 0.95
+    with pytest.raises(ValueError, match="needs the image"):
+        relabel(probs, seeds, crf=DenseCRFParams.can_et_al())
+
+
+def test_from_seeds_inverts_seeds(convention):
+    rng = np.random.default_rng(0)
+    seeds = rng.integers(-1, convention.num_classes, size=(5, 5, 3))
+    assert (convention.seeds(convention.from_seeds(seeds)) == seeds).all()
+    with pytest.raises(ValueError, match="neither class indices"):
+        convention.from_seeds(np.array([7]))
