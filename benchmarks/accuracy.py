@@ -8,6 +8,7 @@ held-out scribbles); only ``full``, the upper bound, trains on the training volu
 
     python benchmarks/accuracy.py --recipes pce,full [--train 12 --test 8 --epochs 20 --epoch-length 50]
     python benchmarks/accuracy.py --recipes "scribble2d5,scribble2d5 w/o LPM,scribble2d5 w/o SBPM,scribble2d5 w/o ABL"
+    python benchmarks/accuracy.py --recipes "can_em base (no recursion),can_em base,can_em + CRF,can_em + uncertainty,can_em"
 
 A row is a recipe name, one of :data:`VARIANTS` (the paper's ablations), or
 ``recipe[conf_key=value;...]`` for any conf override.
@@ -40,8 +41,14 @@ VARIANTS = {
     "scribble2d5 w/o LPM": ("scribble2d5", {"scribble2d5_lpm": "false"}),
     "scribble2d5 w/o SBPM": ("scribble2d5", {"scribble2d5_boundary": "false"}),
     "scribble2d5 w/o ABL": ("scribble2d5", {"scribble2d5_abl": "false"}),
+    # Can et al. Table 1: seed areas only, then recursions relabelling by the network / + CRF / + uncertainty
+    "can_em base (no recursion)": ("can_em", {"can_em_recursions": "1"}),
+    "can_em base": ("can_em", {"can_em_crf": "false", "can_em_uncertainty": "false"}),
+    "can_em + CRF": ("can_em", {"can_em_uncertainty": "false"}),
+    "can_em + uncertainty": ("can_em", {"can_em_crf": "false"}),
 }
-ROW_ORDER = ["pce", "scribble2d5 w/o LPM", "scribble2d5 w/o SBPM", "scribble2d5 w/o ABL", "scribble2d5"]
+ROW_ORDER = ["pce", "scribble2d5 w/o LPM", "scribble2d5 w/o SBPM", "scribble2d5 w/o ABL", "scribble2d5",
+             "can_em base (no recursion)", "can_em base", "can_em + CRF", "can_em + uncertainty", "can_em"]
 
 
 def parse_row(spec):
@@ -108,7 +115,8 @@ def run_recipe(row, args, root, manifest, test, gt_train):
         "recipe": row, "base_recipe": recipe, "conf": overrides, "machine": machine(), "commit": commit, "seed": args.seed, "n_train": len(manifest["cases"]) - len(test),
         "n_test": len(test), "budget": {"epochs": args.epochs, "epoch_length": args.epoch_length, "batch": args.batch},
         "train_seconds": round(train_s, 1), "infer_seconds_median": round(float(np.median(infer_s)), 2),
-        "best_val_metric": stats.get("best_metric"), "per_case": per_case, "overlays": overlays,
+        "best_val_metric": stats.get("best_metric"), "recursions": stats.get("recursions"),
+        "per_case": per_case, "overlays": overlays,
         "labels": manifest["labels"],
     }
 
@@ -185,6 +193,15 @@ def write_report(args, root):
     if len(budgets) > 2:
         lines += ["**Warning: rows were produced with different budgets/seeds; compare with care.**", ""]
     lines += summarise(results)
+    em = [r for r in results if r.get("recursions")]
+    if em:
+        lines += ["", "Recursions (`can_em` rows): labelled fraction of the training maps per M step; relabelling "
+                  "time per volume per E step.", ""]
+        for r in em:
+            steps = "; ".join(f"r{x['recursion']}: {100 * x['labelled_fraction']:.0f} % labelled"
+                              + (f", E step {x['relabel_seconds_per_volume']} s/volume, {100 * x['changed_fraction']:.1f} % changed"
+                                 if "relabel_seconds_per_volume" in x else "") for x in r["recursions"])
+            lines.append(f"* `{r['recipe']}`: {steps}")
     lines += ["", "![overlays](accuracy_overlays.png)", ""]
     with open(os.path.join(RESULTS, "accuracy.md"), "w") as f:
         f.write("\n".join(lines))

@@ -31,6 +31,7 @@ Conf options (``--conf key value``; every value is a string):
 ``al_retrain_params``      JSON train-request parameters of that training, e.g. ``{"max_epochs": 5}``
 =========================  ================================================================================
 
+Recipe-specific keys (``scribble2d5_*``, ``can_em_*``) are documented in their ``lib/configs/<recipe>.py``.
 The label convention is :mod:`lib.scribbles.convention`; ``/info`` reports it under ``scribbles``.
 """
 
