@@ -80,3 +80,44 @@ def test_bad_points_label_maps_are_refused(convention):
         points_from_labelmap(label, convention)
     with pytest.raises(ValueError, match="at least 4"):
         fit_template(np.zeros((3, 3)))
+
+
+def test_boundary_weights_are_high_within_d_mm_of_the_template_boundary():
+    from lib.losses import boundary_weights
+
+    labels = np.zeros((40, 10, 10), np.int64)
+    labels[20:] = 1
+    w = boundary_weights(labels, (1.0, 1.0, 1.0), distance_mm=3.0, low=0.1)
+    assert (w[17:23] == 1.0).all() and (w[:16] == 0.1).all() and (w[24:] == 0.1).all()
+    coarse = boundary_weights(labels, (2.0, 1.0, 1.0), distance_mm=3.0, low=0.1)  # 2 mm voxels: fewer of them
+    assert (coarse[18:22] == 1.0).all() and (coarse[:17] == 0.1).all()
+    assert (boundary_weights(np.zeros((4, 4, 4)), (1, 1, 1), 3.0, 0.2) == 0.2).all()
+
+
+def test_the_reconstruction_loss_gradient_reaches_the_segmenter(convention):
+    import torch
+    from lib.losses import WeightedReconstructionLoss
+    from lib.networks import AttentionUNet2D5, final_logits
+    from monai.networks.nets import BasicUNet
+
+    torch.manual_seed(0)
+    seg = AttentionUNet2D5(out_channels=convention.num_classes, channels=(8, 16, 24, 32),
+                           strides=((2, 2, 1), (2, 2, 1), (2, 2, 2)), aspp_rates=(2,))
+    rec = BasicUNet(spatial_dims=3, in_channels=convention.num_classes, out_channels=1, features=(4, 4, 8, 8, 16, 4))
+    x = torch.randn(1, 1, 32, 32, 16)
+    weights = torch.ones_like(x)
+    loss = WeightedReconstructionLoss()(rec(torch.softmax(final_logits(seg(x)), 1)), x, weights)
+    loss.backward()
+    grads = [p.grad.abs().sum().item() for p in seg.parameters() if p.grad is not None]
+    assert len(grads) > 0.9 * len(list(seg.parameters())) and sum(grads) > 0
+    with pytest.raises(ValueError, match="same shape"):
+        WeightedReconstructionLoss()(x, x, weights[..., :8])
+
+
+def test_the_foreground_threshold_gamma():
+    import torch
+    from lib.infers.segmentation import threshold_foreground
+
+    p = torch.tensor([[0.4, 0.7, 0.2], [0.3, 0.1, 0.1], [0.3, 0.2, 0.7]])[..., None, None]  # (C=3, 3 voxels)
+    assert threshold_foreground(p, 0.5)[0, :, 0, 0].tolist() == [1, 0, 2]
+    assert threshold_foreground(p, 0.65)[0, :, 0, 0].tolist() == [0, 0, 2]

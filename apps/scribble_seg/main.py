@@ -22,6 +22,7 @@ Conf options (``--conf key value``; every value is a string):
 ``dropout``                dropout of the networks (default 0.1; MC dropout needs it > 0)
 ``gt_tag``                 datastore tag of dense ground truth, used for validation metrics only (default ``gt``)
 ``max_upload_mb``          largest image or label accepted by the datastore (default 1024; larger: HTTP 413)
+``points_tag``             datastore tag of Weak-Net surface points (default ``points``; checked at upload)
 ``al_model``               model whose MC-dropout uncertainty drives ``next_to_scribble`` (default ``scribble2d5``)
 ``al_passes``, ``al_metric``   dropout passes (20) and ``mutual_information`` (default) or ``entropy``
 ``al_exclusion_minutes``   a volume served to any client this recently is not served again (default 10)
@@ -203,6 +204,7 @@ class ScribbleSegApp(MONAILabelApp):
             convention=self.convention,
             scribble_tag=self.scribble_tag,
             max_upload_mb=float(self.conf.get("max_upload_mb", DEFAULT_MAX_UPLOAD_MB)),
+            points_tag=self.conf.get("points_tag", "points"),
         )
 
     # -- requests naming something that does not exist: 404 with the alternatives, not a bare 500

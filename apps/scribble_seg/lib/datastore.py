@@ -29,6 +29,7 @@ from filelock import FileLock
 
 from lib.errors import RequestError
 from lib.scribbles.convention import ScribbleConvention, to_scribble_map
+from lib.scribbles.points import points_of
 
 from monailabel.datastore.local import LocalDatastore, LocalDatastoreModel
 
@@ -96,9 +97,10 @@ class ScribbleDatastore(LocalDatastore):
     """
 
     def __init__(self, *args, convention: ScribbleConvention, scribble_tag: str = "final",
-                 max_upload_mb: float = 1024.0, **kwargs):
+                 max_upload_mb: float = 1024.0, points_tag: str = "points", **kwargs):
         super().__init__(*args, **kwargs)
         self.convention, self.scribble_tag, self.max_upload_mb = convention, scribble_tag, float(max_upload_mb)
+        self.points_tag = points_tag
         self.scribble_saves = 0
 
     def _update_datastore_file(self, lock=True):
@@ -204,6 +206,11 @@ class ScribbleDatastore(LocalDatastore):
                 raise RequestError(f"scribbles for {image_id!r}: {e}") from None
             if not self.convention.annotated(scribbles).any():
                 raise RequestError(f"the scribbles for {image_id!r} are empty: draw at least one stroke")
+        if label_tag == self.points_tag:
+            try:
+                points_of(label, label_info, self.convention)
+            except ValueError as e:
+                raise RequestError(f"surface points for {image_id!r}: {e}") from None
         label_id = super().save_label(image_id, label_filename, label_tag, label_info)
         if label_tag == self.scribble_tag:
             self.scribble_saves += 1  # read by the app's retraining trigger

@@ -54,7 +54,11 @@ class RecipeConfig:
         explicit = None if isinstance(self.target_spacing, str) else self.target_spacing
         return ScribbleSegmentation(self.name, self.path, self.network, self.convention, meta_path(self.path[1]),
                                     target_spacing=explicit, description=self.description,
-                                    config={"device": self.device})
+                                    config={"device": self.device}, **self.infer_kwargs())
+
+    def infer_kwargs(self) -> Dict[str, Any]:
+        """Recipe-specific keyword arguments of the segmentation infer task (from conf)."""
+        return {}
 
     def trainer(self):
         load_path = self.path[0] if os.path.exists(self.path[0]) else self.path[1]

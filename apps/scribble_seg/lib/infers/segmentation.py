@@ -26,6 +26,7 @@ from monai.transforms import (
     EnsureChannelFirstd,
     EnsureTyped,
     Invertd,
+    Lambdad,
     LoadImaged,
     NormalizeIntensityd,
     SqueezeDimd,
@@ -33,7 +34,7 @@ from monai.transforms import (
 
 from lib.errors import RequestError
 from lib.infers.inferer import SegmentationInferer
-from lib.scribbles.convention import ScribbleConvention
+from lib.scribbles.convention import BACKGROUND_CLASS, ScribbleConvention
 from lib.transforms import Spacingd
 
 from monailabel.interfaces.tasks.infer_v2 import InferType
@@ -43,6 +44,17 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 PROBABILITIES = "return_probabilities"
 """Request flag: return the softmax at the input geometry instead of the label map."""
 PROBABILITY_CACHE_SIZE = 8
+
+
+def threshold_foreground(probabilities: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``(C, H, W, D)`` softmax -> ``(1, H, W, D)`` labels: the likeliest foreground class where
+    ``1 - p(background) > gamma``, background elsewhere (Weak-Net's threshold ``gamma``)."""
+    foreground = 1.0 - probabilities[BACKGROUND_CLASS]
+    others = probabilities.clone()
+    others[BACKGROUND_CLASS] = -1.0
+    label = others.argmax(0)
+    label[foreground <= gamma] = BACKGROUND_CLASS
+    return label[None]
 
 
 class ScribbleSegmentation(BasicInferTask):
@@ -61,13 +73,16 @@ class ScribbleSegmentation(BasicInferTask):
 
     def __init__(self, name: str, path: Sequence[str], network: torch.nn.Module, convention: ScribbleConvention,
                  meta_path: str, target_spacing: Optional[Sequence[float]] = None, description: str = "",
-                 config: Optional[Dict[str, Any]] = None, **kwargs):
+                 config: Optional[Dict[str, Any]] = None, foreground_threshold: Optional[float] = None, **kwargs):
         super().__init__(path=list(path), network=network, type=InferType.SEGMENTATION,
                          labels=dict(convention.labels), dimension=3,
                          description=description or f"Segmentation by the '{name}' recipe",
                          config={"result_dtype": "uint8", **(config or {})}, load_strict=True, **kwargs)
         self.name, self.convention = name, convention
         self.meta_path, self.default_spacing = meta_path, target_spacing
+        if foreground_threshold is not None and not 0.0 < float(foreground_threshold) < 1.0:
+            raise ValueError(f"foreground_threshold must be in (0, 1), got {foreground_threshold}")
+        self.foreground_threshold = foreground_threshold
         self._pre = None
         self._prob_cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -128,6 +143,9 @@ class ScribbleSegmentation(BasicInferTask):
         ]
         if data is not None and data.get(PROBABILITIES):
             return restore
+        if self.foreground_threshold is not None:
+            gamma = float(self.foreground_threshold)
+            return restore + [Lambdad("pred", lambda p: threshold_foreground(p, gamma)), SqueezeDimd("pred", dim=0)]
         return restore + [AsDiscreted("pred", argmax=True), SqueezeDimd("pred", dim=0)]
 
     def probabilities(self, image_path: str, device: str) -> np.ndarray:

@@ -74,6 +74,20 @@ def points_from_json(points: Mapping[str, Sequence[Sequence[float]]], convention
     return _check_counts(out, convention)
 
 
+def points_of(label: np.ndarray, info: Mapping, convention: ScribbleConvention) -> Points:
+    """The points of a saved points label: the JSON ``info["points"]`` when present (the label map
+    may then be empty), plus the clicked voxels of the label map."""
+    label = np.asarray(label)
+    json_points = (info or {}).get("points")
+    if not json_points:
+        return points_from_labelmap(label, convention)
+    out = points_from_json(json_points, convention, label.shape)
+    if (label != UNANNOTATED).any():
+        for c, p in points_from_labelmap(label, convention).items():
+            out[c] = np.concatenate([out[c], p]) if c in out else p
+    return out
+
+
 def template_labels(points: Points, shape: Tuple[int, int, int], spacing: Sequence[float], **fit) -> np.ndarray:
     """Class-index map ``shape`` of the fitted templates (background elsewhere), largest first."""
     spacing = np.asarray(spacing, dtype=np.float64)

@@ -2,3 +2,4 @@ from .propagation import PropagateScribblesd
 from .scribbles import AnnotatedMaskd, ScribbleMapd
 from .spacing import Spacingd
 from .seed_areas import CurrentLabelsd, SeedAreasd
+from .template import TemplateWeightsd
