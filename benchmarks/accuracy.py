@@ -10,6 +10,9 @@ held-out scribbles); only ``full``, the upper bound, trains on the training volu
     python benchmarks/accuracy.py --recipes "scribble2d5,scribble2d5 w/o LPM,scribble2d5 w/o SBPM,scribble2d5 w/o ABL"
     python benchmarks/accuracy.py --recipes "can_em base (no recursion),can_em base,can_em + CRF,can_em + uncertainty,can_em"
 
+``--rescore <earlier workdir>`` re-scores the weights an earlier run trained with the current
+infer pipeline (e.g. after a post-processing change), keeping their training time.
+
 A row is a recipe name, one of :data:`VARIANTS` (the paper's ablations), or
 ``recipe[conf_key=value;...]`` for any conf override.
 
@@ -92,9 +95,19 @@ def run_recipe(row, args, root, manifest, test, gt_train):
                "train_batch_size": args.batch, "device": args.device, "pretrained": False}
     if app._trainers[recipe].dense_targets:
         request["gt_dir"] = gt_train
-    t = time.time()
-    stats = app.train(request)
-    train_s = time.time() - t
+    previous = {}
+    if args.rescore:  # the weights of an earlier run of this script, scored by today's infer pipeline
+        src = os.path.join(args.rescore, file_name(row)[:-5], "app", "model")
+        for f in (f"{recipe}.pt", f"{recipe}.json"):
+            shutil.copy(os.path.join(src, f), os.path.join(work, "app", "model", f))
+        with open(os.path.join(OUT, file_name(row))) as f:
+            previous = json.load(f)
+        stats, train_s = {"best_metric": previous.get("best_val_metric"), "recursions": previous.get("recursions")}, \
+            previous["train_seconds"]
+    else:
+        t = time.time()
+        stats = app.train(request)
+        train_s = time.time() - t
 
     per_case, overlays, infer_s = {}, {}, []
     for case in test:
@@ -111,8 +124,11 @@ def run_recipe(row, args, root, manifest, test, gt_train):
             overlays[case] = {"z": z, "pred": pred[..., z].astype(np.uint8).tolist()}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    if previous:
+        commit = f"{previous.get('trained_at', previous['commit'])}, scored {commit}"
     return {
-        "recipe": row, "base_recipe": recipe, "conf": overrides, "machine": machine(), "commit": commit, "seed": args.seed, "n_train": len(manifest["cases"]) - len(test),
+        "recipe": row, "base_recipe": recipe, "conf": overrides, "machine": machine(), "commit": commit,
+        "trained_at": previous.get("trained_at", previous.get("commit")) if previous else commit, "seed": args.seed, "n_train": len(manifest["cases"]) - len(test),
         "n_test": len(test), "budget": {"epochs": args.epochs, "epoch_length": args.epoch_length, "batch": args.batch},
         "train_seconds": round(train_s, 1), "infer_seconds_median": round(float(np.median(infer_s)), 2),
         "best_val_metric": stats.get("best_metric"), "recursions": stats.get("recursions"),
@@ -220,6 +236,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--rescore", default=None,
+                        help="workdir of an earlier run: reuse its trained weights (no training), score them again")
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild the (seeded) data and rewrite the report from the committed rows")
     args = parser.parse_args()

@@ -3,7 +3,8 @@
 ``class <Recipe>(RecipeConfig, TaskConfig)`` and sets its trainer class and network).
 
 Conf keys read here (all optional): ``target_spacing`` (JSON mm list or ``auto``), ``patch_size``
-(JSON, default ``[96, 96, 16]``), ``dropout`` (default 0.1), ``scribble_tag``, ``gt_tag``.
+(JSON, default ``[96, 96, 16]``), ``dropout`` (default 0.1), ``scribble_tag``, ``gt_tag``,
+``largest_component`` (``true``: keep one connected component per structure at inference).
 """
 
 import json
@@ -54,7 +55,9 @@ class RecipeConfig:
         explicit = None if isinstance(self.target_spacing, str) else self.target_spacing
         return ScribbleSegmentation(self.name, self.path, self.network, self.convention, meta_path(self.path[1]),
                                     target_spacing=explicit, description=self.description,
-                                    config={"device": self.device}, **self.infer_kwargs())
+                                    config={"device": self.device},
+                                    largest_component=conf_flag(self.conf, "largest_component"),
+                                    **self.infer_kwargs())
 
     def infer_kwargs(self) -> Dict[str, Any]:
         """Recipe-specific keyword arguments of the segmentation infer task (from conf)."""

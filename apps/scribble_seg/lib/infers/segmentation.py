@@ -4,7 +4,9 @@ Pipeline (MONAI Label ``BasicInferTask``): load -> resample to the spacing the m
 at (``model/<name>.json``, written by the trainer) -> z-score -> :class:`SegmentationInferer`
 (one pass for volumes that fit, sliding windows otherwise) -> softmax -> probabilities resampled
 back to the input's grid (``Invertd`` of the pre-transforms; replaces MONAI Label's ``Restored``,
-which imports torchvision) -> argmax -> label map of the input's shape and affine. The network
+which imports torchvision) -> argmax -> largest connected component per structure (conf
+``largest_component``, default on; turn it off for multi-focal structures such as lesions) ->
+label map of the input's shape and affine. The network
 is loaded once per device and reloaded only when training publishes new weights.
 
 A model that was never trained answers HTTP 409 naming the ``/train/<name>`` to run, instead of
@@ -26,6 +28,7 @@ from monai.transforms import (
     EnsureChannelFirstd,
     EnsureTyped,
     Invertd,
+    KeepLargestConnectedComponentd,
     Lambdad,
     LoadImaged,
     NormalizeIntensityd,
@@ -73,7 +76,8 @@ class ScribbleSegmentation(BasicInferTask):
 
     def __init__(self, name: str, path: Sequence[str], network: torch.nn.Module, convention: ScribbleConvention,
                  meta_path: str, target_spacing: Optional[Sequence[float]] = None, description: str = "",
-                 config: Optional[Dict[str, Any]] = None, foreground_threshold: Optional[float] = None, **kwargs):
+                 config: Optional[Dict[str, Any]] = None, foreground_threshold: Optional[float] = None,
+                 largest_component: bool = True, **kwargs):
         super().__init__(path=list(path), network=network, type=InferType.SEGMENTATION,
                          labels=dict(convention.labels), dimension=3,
                          description=description or f"Segmentation by the '{name}' recipe",
@@ -83,6 +87,7 @@ class ScribbleSegmentation(BasicInferTask):
         if foreground_threshold is not None and not 0.0 < float(foreground_threshold) < 1.0:
             raise ValueError(f"foreground_threshold must be in (0, 1), got {foreground_threshold}")
         self.foreground_threshold = foreground_threshold
+        self.largest_component = bool(largest_component)
         self._pre = None
         self._prob_cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -145,8 +150,13 @@ class ScribbleSegmentation(BasicInferTask):
             return restore
         if self.foreground_threshold is not None:
             gamma = float(self.foreground_threshold)
-            return restore + [Lambdad("pred", lambda p: threshold_foreground(p, gamma)), SqueezeDimd("pred", dim=0)]
-        return restore + [AsDiscreted("pred", argmax=True), SqueezeDimd("pred", dim=0)]
+            discrete = [Lambdad("pred", lambda p: threshold_foreground(p, gamma))]
+        else:
+            discrete = [AsDiscreted("pred", argmax=True)]
+        if self.largest_component:  # one connected blob per structure: stray islands become background
+            discrete.append(KeepLargestConnectedComponentd("pred", applied_labels=list(self.convention.labels.values()),
+                                                          is_onehot=False, independent=True))
+        return restore + discrete + [SqueezeDimd("pred", dim=0)]
 
     def probabilities(self, image_path: str, device: str) -> np.ndarray:
         """Softmax ``(C, H, W, D)`` at the input's geometry, cached per image file and model weights
