@@ -1,0 +1,86 @@
+"""Mix augmentation, occlusion and the consistency losses of CycleMix / ExMod / ZScribbleSeg."""
+
+import numpy as np
+import pytest
+import torch
+from lib.datasets.phantoms import make_cardiac_phantom
+from lib.losses.consistency import global_consistency, largest_component_labels, local_consistency, local_cross_entropy
+from lib.scribbles.convention import UNANNOTATED
+from lib.scribbles.mixing import occlude, saliency_cutmix
+from lib.scribbles.simulate import simulate_scribbles
+
+
+def _slices(convention, seeds=(1, 2)):
+    imgs, scrs = [], []
+    for s in seeds:
+        v = make_cardiac_phantom(s, shape=(96, 96, 8), spacing=(2.5, 2.5, 16.0))
+        scr = simulate_scribbles(v.label, v.spacing, convention, seed=s)
+        z = int(np.argmax((scr > 0).sum((0, 1))))
+        imgs.append(torch.as_tensor(v.image[..., z])[None])
+        scrs.append(torch.as_tensor(scr[..., z].astype(np.int64))[None])
+    return torch.stack(imgs), torch.stack(scrs)
+
+
+def test_mixing_keeps_each_scribble_of_its_source_or_unannotated_never_a_wrong_class(convention):
+    torch.manual_seed(0)
+    (xa, xb), (sa, sb) = (t.split(1) for t in _slices(convention))
+    for _ in range(20):
+        x, s, m = saliency_cutmix(xa, sa, xb, sb)
+        src = torch.where(m.bool(), sa, sb)
+        assert (s == src).all() and ((m == 0) | (m == 1)).all()
+        assert (x == torch.where(m.bool(), xa, xb)).all()
+        xo, so, kept = occlude(x, s, size=32)
+        hole = kept == 0
+        assert hole.sum() > 0 and (so[hole] == UNANNOTATED).all() and (xo[hole] == 0).all()
+        assert (so[~hole] == s[~hole]).all()
+
+
+def test_the_pasted_box_is_where_b_is_most_salient():
+    xa, sa = torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64, dtype=torch.long)
+    xb = torch.zeros(1, 1, 64, 64)
+    sal = torch.zeros(1, 1, 64, 64)
+    sal[..., 40:50, 10:20] = 1.0
+    torch.manual_seed(3)
+    _, _, m = saliency_cutmix(xa, sa, xb, sa.clone(), saliency_b=sal)
+    box = m[0, 0] == 0
+    if box.sum() >= 100:  # a box at least as large as the salient square covers it
+        assert box[40:50, 10:20].all()
+    else:
+        assert box.nonzero().float().mean(0).tolist() == pytest.approx([44.5, 14.5], abs=5)
+
+
+def test_global_consistency_is_zero_for_an_equivariant_prediction_and_ignores_the_occlusion():
+    torch.manual_seed(0)
+    pa, pb = torch.softmax(torch.randn(2, 4, 16, 16), 1).split(1)
+    m = torch.zeros(1, 1, 16, 16)
+    m[..., :8] = 1
+    pmix = m * pa + (1 - m) * pb
+    kept = torch.ones(1, 1, 16, 16)
+    assert float(global_consistency(pmix, pa, pb, m, kept)) == pytest.approx(0.0, abs=1e-6)
+    other = torch.softmax(torch.randn(1, 4, 16, 16), 1)
+    assert float(global_consistency(other, pa, pb, m, kept)) > 0.05
+    kept[..., 4:12, 4:12] = 0
+    wrong = pmix.clone()
+    wrong[..., 4:12, 4:12] = other[..., 4:12, 4:12]
+    assert float(global_consistency(wrong, pa, pb, m, kept)) == pytest.approx(float(1 - kept.mean()), abs=1e-6)
+
+
+def test_local_losses_penalise_stray_islands_only():
+    p = torch.full((1, 3, 20, 20), 0.0)
+    p[:, 0] = 1.0
+    p[:, 0, 5:12, 5:12], p[:, 1, 5:12, 5:12] = 0.0, 1.0  # the structure
+    clean = p.clone()
+    p[:, 0, 16:18, 16:18], p[:, 1, 16:18, 16:18] = 0.0, 1.0  # a stray island
+    lab = largest_component_labels(p)
+    assert (lab[0, 16:18, 16:18] == 0).all() and (lab[0, 5:12, 5:12] == 1).all()
+    assert float(local_consistency(clean)) == pytest.approx(0.0, abs=1e-6)
+    assert float(local_consistency(p)) == pytest.approx(4 / 400, abs=1e-6)
+    annotated = torch.zeros(1, 20, 20, dtype=torch.bool)
+    q = p.clamp(1e-3, 1)
+    q = q / q.sum(1, keepdim=True)
+    q.requires_grad_(True)
+    loss = local_cross_entropy(q, annotated)
+    loss.backward()
+    assert float(loss) > 0 and float(q.grad[0, 0, 16, 16]) < 0  # pushes the island toward background
+    annotated[0, 16:18, 16:18] = True
+    assert float(local_cross_entropy(q, annotated)) < float(loss)
