@@ -42,7 +42,7 @@ def test_infer_before_training_says_which_train_to_run(server):
     assert "has not been trained yet: run POST /train/pce" in e.value.msg
 
 
-@pytest.mark.parametrize("recipe", ["pce", "scribble2d5"])
+@pytest.mark.parametrize("recipe", ["pce", "scribble2d5", "exmod", "zscribbleseg"])
 def test_train_then_infer_restores_the_input_geometry(server, sample_root, recipe):
     client = server.client()
     task = client.train_start(recipe, {**TINY, "gt_dir": os.path.join(sample_root, "groundtruth")})
