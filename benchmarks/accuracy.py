@@ -9,6 +9,7 @@ held-out scribbles); only ``full``, the upper bound, trains on the training volu
     python benchmarks/accuracy.py --recipes pce,full [--train 12 --test 8 --epochs 20 --epoch-length 50]
     python benchmarks/accuracy.py --recipes "scribble2d5,scribble2d5 w/o LPM,scribble2d5 w/o SBPM,scribble2d5 w/o ABL"
     python benchmarks/accuracy.py --recipes "can_em base (no recursion),can_em base,can_em + CRF,can_em + uncertainty,can_em"
+    python benchmarks/accuracy.py --recipes "exmod (mixup),exmod,zscribbleseg (mixup),zscribbleseg"
 
 ``--rescore <earlier workdir>`` re-scores the weights an earlier run trained with the current
 infer pipeline (e.g. after a post-processing change), keeping their training time.
@@ -49,9 +50,13 @@ VARIANTS = {
     "can_em base": ("can_em", {"can_em_crf": "false", "can_em_uncertainty": "false"}),
     "can_em + CRF": ("can_em", {"can_em_uncertainty": "false"}),
     "can_em + uncertainty": ("can_em", {"can_em_crf": "false"}),
+    # the saliency-guided CutMix against plain mixup, same recipe otherwise
+    "exmod (mixup)": ("exmod", {"mix": "mixup"}),
+    "zscribbleseg (mixup)": ("zscribbleseg", {"mix": "mixup"}),
 }
 ROW_ORDER = ["pce", "scribble2d5 w/o LPM", "scribble2d5 w/o SBPM", "scribble2d5 w/o ABL", "scribble2d5",
-             "can_em base (no recursion)", "can_em base", "can_em + CRF", "can_em + uncertainty", "can_em"]
+             "can_em base (no recursion)", "can_em base", "can_em + CRF", "can_em + uncertainty", "can_em",
+             "exmod (mixup)", "exmod", "zscribbleseg (mixup)", "zscribbleseg"]
 
 
 def parse_row(spec):

@@ -25,11 +25,14 @@ def _batch(convention):
     (ExModTrainTask, 1, {"sup", "mix", "global", "local"}),
     (ZScribbleSegTrainTask, 1, {"sup", "mix", "global", "local"}),
     (ZScribbleSegTrainTask, 3, {"sup", "mix", "global", "local", "prior"}),
+    ("mixup", 1, {"sup", "mix", "global", "local"}),
 ])
 def test_one_step_of_the_mix_recipes(tmp_path, convention, cls, epoch, expected):
     torch.manual_seed(0)
     net = UNet2DBN(out_channels=convention.num_classes, features=(8, 16, 32), dropout=0.1)
     kwargs = {"prior_start_epoch": 3, "radius": 3} if cls is ZScribbleSegTrainTask else {}
+    if cls == "mixup":
+        cls, kwargs = ExModTrainTask, {"mix": "mixup"}
     task = cls(str(tmp_path), net, convention, str(tmp_path / "m.pt"), occlusion=16, **kwargs)
     if cls is ZScribbleSegTrainTask:
         task.train_pre_transforms(types.SimpleNamespace(request={"target_spacing": [3.0, 3.0, 32.0], "patch_size": [64, 64, 4]}))
@@ -41,3 +44,14 @@ def test_one_step_of_the_mix_recipes(tmp_path, convention, cls, epoch, expected)
     assert all(torch.isfinite(v) for v in terms.values())
     terms["loss"].backward()
     assert sum(float(p.grad.abs().sum()) for p in net.parameters() if p.grad is not None) > 0
+
+
+def test_plain_mixup_blends_with_one_lambda(convention, tmp_path):
+    from lib.scribbles.mixing import mixup
+
+    a, b = torch.zeros(3, 1, 8, 8), torch.ones(3, 1, 8, 8)
+    x, m = mixup(a, b)
+    lam = float(m.flatten()[0])
+    assert (m == lam).all() and torch.allclose(x, torch.full_like(x, 1 - lam))
+    with pytest.raises(ValueError, match="cutmix"):
+        ExModTrainTask(str(tmp_path), UNet2DBN(features=(4, 8)), convention, str(tmp_path / "x.pt"), mix="puzzle")

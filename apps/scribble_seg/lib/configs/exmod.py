@@ -12,7 +12,7 @@ class Exmod(RecipeConfig, TaskConfig):
     """``exmod``: ExMod / CycleMix -- expanded 2D UNet (slice-wise), pCE on original and mixed
     slices, occlusion, global and local consistency.
 
-    Conf: ``unet2d_features`` (JSON, default ``[64, 128, 256, 512, 1024]``), ``mix_occlusion`` (32 px),
+    Conf: ``unet2d_features`` (JSON, default ``[64, 128, 256, 512, 1024]``), ``mix_occlusion`` (32 px), ``mix`` (``cutmix`` or ``mixup``),
     ``exmod_global_weight`` / ``exmod_local_weight`` (0.1)."""
 
     description = "ExMod/CycleMix: expanded 2D UNet, saliency-guided mix + occlusion, mix and integrity consistency"
@@ -23,6 +23,6 @@ class Exmod(RecipeConfig, TaskConfig):
                          features=json.loads(conf.get("unet2d_features", "[64, 128, 256, 512, 1024]")))
 
     def trainer_kwargs(self):
-        return {"occlusion": int(self.conf.get("mix_occlusion", 32)),
+        return {"occlusion": int(self.conf.get("mix_occlusion", 32)), "mix": self.conf.get("mix", "cutmix"),
                 "global_weight": float(self.conf.get("exmod_global_weight", 0.1)),
                 "local_weight": float(self.conf.get("exmod_local_weight", 0.1))}

@@ -13,7 +13,7 @@ class Zscribbleseg(RecipeConfig, TaskConfig):
     occlusion, mix consistency, integrity CE, and from ``zscribbleseg_prior_start_epoch`` (5) the
     EM mixture ratios + spatial-prior loss.
 
-    Conf: ``unet2d_features`` (JSON, default ``[64, 128, 256, 512, 1024]``), ``mix_occlusion`` (32 px),
+    Conf: ``unet2d_features`` (JSON, default ``[64, 128, 256, 512, 1024]``), ``mix_occlusion`` (32 px), ``mix`` (``cutmix`` or ``mixup``),
     ``zscribbleseg_prior_start_epoch``, ``zscribbleseg_prior_weight`` (1)."""
 
     description = "ZScribbleSeg: 2D UNet, mix + occlusion consistency, EM mixture ratios and spatial prior"
@@ -24,6 +24,6 @@ class Zscribbleseg(RecipeConfig, TaskConfig):
                         features=json.loads(conf.get("unet2d_features", "[64, 128, 256, 512, 1024]")))
 
     def trainer_kwargs(self):
-        return {"occlusion": int(self.conf.get("mix_occlusion", 32)),
+        return {"occlusion": int(self.conf.get("mix_occlusion", 32)), "mix": self.conf.get("mix", "cutmix"),
                 "prior_start_epoch": int(self.conf.get("zscribbleseg_prior_start_epoch", 5)),
                 "prior_weight": float(self.conf.get("zscribbleseg_prior_weight", 1.0))}

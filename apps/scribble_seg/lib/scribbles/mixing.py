@@ -13,6 +13,10 @@ given), smoothed; the box position maximises the box sum of saliency (an integra
 loop over positions). Scribbles are mixed with the **same** mask, so every voxel keeps the
 scribble of the image it came from: a class, background, or unannotated -- never a wrong class.
 
+:func:`mixup` is the plain alternative it is benchmarked against (Zhang et al., ICLR 2018):
+``x_mix = lambda x_a + (1 - lambda) x_b`` with the constant mask ``m = lambda``; scribble maps
+cannot be averaged, so its loss is ``lambda pCE(., s_a) + (1 - lambda) pCE(., s_b)``.
+
 **Occlusion** (Cutout): a ``size x size`` square per slice is zeroed in the image and set to
 ``UNANNOTATED`` in the scribbles; the returned mask ``M`` (1 = kept) excludes it from the global
 consistency loss. Shapes: images ``(B, 1, H, W)``, scribble maps ``(B, 1, H, W)``.
@@ -58,6 +62,14 @@ def saliency_cutmix(image_a: torch.Tensor, scribbles_a: torch.Tensor, image_b: t
         mask[n, :, y:y + bh, x:x + bw] = 0.0
     m = mask.bool()
     return (torch.where(m, image_a, image_b), torch.where(m, scribbles_a, scribbles_b), mask)
+
+
+def mixup(image_a: torch.Tensor, image_b: torch.Tensor, alpha: float = 0.5):
+    """Plain mixup, one ``lambda`` per batch (as in the original): ``(image, mask)`` with ``mask``
+    ``(B, 1, H, W)`` filled with ``lambda``."""
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    mask = torch.full_like(image_a, lam, dtype=torch.float32)
+    return mask * image_a + (1 - mask) * image_b, mask
 
 
 def occlude(image: torch.Tensor, scribbles: torch.Tensor, size: int = 32,

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from lib.losses import PartialCrossEntropyLoss
 from lib.losses.consistency import global_consistency, local_consistency
 from lib.networks import final_logits
-from lib.scribbles.mixing import occlude, saliency_cutmix
+from lib.scribbles.convention import UNANNOTATED
+from lib.scribbles.mixing import mixup, occlude, saliency_cutmix
 
 from .base import ScribbleTrainTask
 
@@ -45,11 +46,15 @@ class ExModTrainTask(ScribbleTrainTask):
         global_weight, local_weight: ``w_g``, ``w_l``.
         occlusion: side of the occluded square (pixels).
         mix_alpha: ``lambda ~ Beta(alpha, alpha)``.
+        mix: ``cutmix`` (saliency-guided, default) or ``mixup`` (plain, the benchmark's comparison).
     """
 
     def __init__(self, *args, global_weight: float = 0.1, local_weight: float = 0.1, occlusion: int = 32,
-                 mix_alpha: float = 0.5, **kwargs):
+                 mix_alpha: float = 0.5, mix: str = "cutmix", **kwargs):
         super().__init__(*args, **kwargs)
+        if mix not in ("cutmix", "mixup"):
+            raise ValueError(f"mix must be 'cutmix' (saliency-guided) or 'mixup', got {mix!r}")
+        self.mix = mix
         self.global_weight, self.local_weight = float(global_weight), float(local_weight)
         self.occlusion, self.mix_alpha = int(occlusion), float(mix_alpha)
 
@@ -72,10 +77,18 @@ class ExModTrainTask(ScribbleTrainTask):
         terms = {"sup": pce(logits, s)}
 
         perm = torch.roll(torch.arange(x.shape[0], device=x.device), 1)
-        x_mix, s_mix, m = saliency_cutmix(x, s, x[perm], s[perm], gradient_magnitude(x[perm]), self.mix_alpha)
-        x_mix, s_mix, kept = occlude(x_mix, s_mix, self.occlusion)
-        logits_mix = final_logits(engine.network(x_mix))
-        terms["mix"] = pce(logits_mix, s_mix)
+        if self.mix == "mixup":
+            x_mix, m = mixup(x, x[perm], self.mix_alpha)
+            x_mix, s_a, kept = occlude(x_mix, s, self.occlusion)
+            s_b = s[perm].masked_fill(kept == 0, UNANNOTATED)
+            logits_mix = final_logits(engine.network(x_mix))
+            lam = float(m.flatten()[0])
+            terms["mix"] = lam * pce(logits_mix, s_a) + (1 - lam) * pce(logits_mix, s_b)
+        else:
+            x_mix, s_mix, m = saliency_cutmix(x, s, x[perm], s[perm], gradient_magnitude(x[perm]), self.mix_alpha)
+            x_mix, s_mix, kept = occlude(x_mix, s_mix, self.occlusion)
+            logits_mix = final_logits(engine.network(x_mix))
+            terms["mix"] = pce(logits_mix, s_mix)
         terms["global"] = global_consistency(torch.softmax(logits_mix.float(), 1), p, p[perm], m, kept)
         annotated = self.convention.annotated(s)[:, 0]
         terms["local"] = self.local_term(p, annotated)
