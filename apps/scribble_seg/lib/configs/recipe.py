@@ -83,3 +83,21 @@ class RecipeConfig:
     def trainer_kwargs(self) -> Dict[str, Any]:
         """Recipe-specific keyword arguments of ``trainer_class`` (from conf)."""
         return {}
+
+
+class MixRecipeConfig(RecipeConfig):
+    """Shared by ``exmod`` and ``zscribbleseg``: a slice-wise 2D UNet (``network_class``, widths
+    from conf ``unet2d_features``) and the mix conf (``mix``, ``mix_occlusion``)."""
+
+    network_class = None
+
+    def build_network(self, conf):
+        return self.network_class(out_channels=self.convention.num_classes, dropout=float(conf.get("dropout", 0.1)),
+                                  features=json.loads(conf.get("unet2d_features", "[64, 128, 256, 512, 1024]")))
+
+    def trainer_kwargs(self):
+        return {"occlusion": int(self.conf.get("mix_occlusion", 32)), "mix": self.conf.get("mix", "cutmix"),
+                **self.recipe_kwargs()}
+
+    def recipe_kwargs(self) -> Dict[str, Any]:
+        return {}

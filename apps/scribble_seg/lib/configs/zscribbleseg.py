@@ -1,29 +1,23 @@
-import json
-
 from lib.networks import UNet2DBN
 from lib.trainers.zscribbleseg import ZScribbleSegTrainTask
 
 from monailabel.interfaces.config import TaskConfig
 
-from .recipe import RecipeConfig
+from .recipe import MixRecipeConfig
 
 
-class Zscribbleseg(RecipeConfig, TaskConfig):
+class Zscribbleseg(MixRecipeConfig, TaskConfig):
     """``zscribbleseg``: ZScribbleSeg -- 2D UNet (slice-wise), pCE on original and mixed slices,
     occlusion, mix consistency, integrity CE, and from ``zscribbleseg_prior_start_epoch`` (5) the
     EM mixture ratios + spatial-prior loss.
 
-    Conf: ``unet2d_features`` (JSON, default ``[64, 128, 256, 512, 1024]``), ``mix_occlusion`` (32 px), ``mix`` (``cutmix`` or ``mixup``),
-    ``zscribbleseg_prior_start_epoch``, ``zscribbleseg_prior_weight`` (1)."""
+    Conf: ``unet2d_features`` (JSON, default ``[64, 128, 256, 512, 1024]``), ``mix_occlusion`` (32 px),
+    ``mix`` (``cutmix`` or ``mixup``), ``zscribbleseg_prior_start_epoch``, ``zscribbleseg_prior_weight`` (1)."""
 
     description = "ZScribbleSeg: 2D UNet, mix + occlusion consistency, EM mixture ratios and spatial prior"
     trainer_class = ZScribbleSegTrainTask
+    network_class = UNet2DBN
 
-    def build_network(self, conf):
-        return UNet2DBN(out_channels=self.convention.num_classes, dropout=float(conf.get("dropout", 0.1)),
-                        features=json.loads(conf.get("unet2d_features", "[64, 128, 256, 512, 1024]")))
-
-    def trainer_kwargs(self):
-        return {"occlusion": int(self.conf.get("mix_occlusion", 32)), "mix": self.conf.get("mix", "cutmix"),
-                "prior_start_epoch": int(self.conf.get("zscribbleseg_prior_start_epoch", 5)),
+    def recipe_kwargs(self):
+        return {"prior_start_epoch": int(self.conf.get("zscribbleseg_prior_start_epoch", 5)),
                 "prior_weight": float(self.conf.get("zscribbleseg_prior_weight", 1.0))}
