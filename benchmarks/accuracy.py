@@ -10,6 +10,7 @@ held-out scribbles); only ``full``, the upper bound, trains on the training volu
     python benchmarks/accuracy.py --recipes "scribble2d5,scribble2d5 w/o LPM,scribble2d5 w/o SBPM,scribble2d5 w/o ABL"
     python benchmarks/accuracy.py --recipes "can_em base (no recursion),can_em base,can_em + CRF,can_em + uncertainty,can_em"
     python benchmarks/accuracy.py --recipes "exmod (mixup),exmod,zscribbleseg (mixup),zscribbleseg"
+    python benchmarks/accuracy.py --recipes "zscribbleseg w/o mix,zscribbleseg w/o consistency,zscribbleseg w/o prior"
 
 ``--rescore <earlier workdir>`` re-scores the weights an earlier run trained with the current
 infer pipeline (e.g. after a post-processing change), keeping their training time.
@@ -53,10 +54,14 @@ VARIANTS = {
     # the saliency-guided CutMix against plain mixup, same recipe otherwise
     "exmod (mixup)": ("exmod", {"mix": "mixup"}),
     "zscribbleseg (mixup)": ("zscribbleseg", {"mix": "mixup"}),
+    "zscribbleseg w/o mix": ("zscribbleseg", {"mix": "none"}),
+    "zscribbleseg w/o consistency": ("zscribbleseg", {"zscribbleseg_global_weight": "0", "zscribbleseg_local_weight": "0"}),
+    "zscribbleseg w/o prior": ("zscribbleseg", {"zscribbleseg_prior_weight": "0"}),
 }
 ROW_ORDER = ["pce", "scribble2d5 w/o LPM", "scribble2d5 w/o SBPM", "scribble2d5 w/o ABL", "scribble2d5",
              "can_em base (no recursion)", "can_em base", "can_em + CRF", "can_em + uncertainty", "can_em",
-             "exmod (mixup)", "exmod", "zscribbleseg (mixup)", "zscribbleseg"]
+             "exmod (mixup)", "exmod", "zscribbleseg (mixup)", "zscribbleseg w/o mix", "zscribbleseg w/o consistency",
+             "zscribbleseg w/o prior", "zscribbleseg"]
 
 
 def parse_row(spec):
@@ -137,6 +142,7 @@ def run_recipe(row, args, root, manifest, test, gt_train):
         "n_test": len(test), "budget": {"epochs": args.epochs, "epoch_length": args.epoch_length, "batch": args.batch},
         "train_seconds": round(train_s, 1), "infer_seconds_median": round(float(np.median(infer_s)), 2),
         "best_val_metric": stats.get("best_metric"), "recursions": stats.get("recursions"),
+        "mixture_ratios": stats.get("mixture_ratios") or previous.get("mixture_ratios"),
         "per_case": per_case, "overlays": overlays,
         "labels": manifest["labels"],
     }
@@ -194,6 +200,25 @@ def overlay_png(results, root, path):
     im.save(path)
 
 
+def fmt_ratios(values):
+    return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
+
+
+def unannotated_fractions(root, labels):
+    """Class fractions (background first) of the dense masks over the unannotated voxels of the
+    training volumes (those with scribbles)."""
+    from lib.scribbles.convention import ScribbleConvention
+
+    convention = ScribbleConvention(labels)
+    counts = np.zeros(convention.num_classes)
+    for path in sorted(glob.glob(os.path.join(root, "studies", "labels", "final", "*.nii.gz"))):
+        case = os.path.basename(path)[:-7]
+        unannotated = ~convention.annotated(np.asarray(nib.load(path).dataobj))
+        truth = np.asarray(nib.load(os.path.join(root, "groundtruth", f"{case}.nii.gz")).dataobj)
+        counts += np.bincount(truth[unannotated].astype(np.int64), minlength=convention.num_classes)
+    return (counts / max(1, counts.sum())).tolist()
+
+
 def write_report(args, root):
     results = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(OUT, "*.json")))]
     order = {name: i for i, name in enumerate(ROW_ORDER)}
@@ -223,6 +248,14 @@ def write_report(args, root):
                               + (f", E step {x['relabel_seconds_per_volume']} s/volume, {100 * x['changed_fraction']:.1f} % changed"
                                  if "relabel_seconds_per_volume" in x else "") for x in r["recursions"])
             lines.append(f"* `{r['recipe']}`: {steps}")
+    em_pi = [r for r in results if r.get("mixture_ratios")]
+    if em_pi:
+        true_pi = unannotated_fractions(root, results[0]["labels"])
+        lines += ["", "Mixture ratios of the unannotated voxels (background, " + ", ".join(results[0]["labels"]) +
+                  "): EM estimate (mean over the last epoch's batches: patches, biased toward annotated regions) vs "
+                  f"the dense masks' fractions over the whole training volumes {fmt_ratios(true_pi)}.", ""]
+        lines += [f"* `{r['recipe']}`: estimated {fmt_ratios(r['mixture_ratios']['estimated'])}, scribbles' "
+                  f"{fmt_ratios(r['mixture_ratios']['scribbles'])}" for r in em_pi]
     lines += ["", "![overlays](accuracy_overlays.png)", ""]
     with open(os.path.join(RESULTS, "accuracy.md"), "w") as f:
         f.write("\n".join(lines))

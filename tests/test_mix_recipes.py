@@ -26,13 +26,14 @@ def _batch(convention):
     (ZScribbleSegTrainTask, 1, {"sup", "mix", "global", "local"}),
     (ZScribbleSegTrainTask, 3, {"sup", "mix", "global", "local", "prior"}),
     ("mixup", 1, {"sup", "mix", "global", "local"}),
+    ("none", 1, {"sup", "mix", "global", "local"}),
 ])
 def test_one_step_of_the_mix_recipes(tmp_path, convention, cls, epoch, expected):
     torch.manual_seed(0)
     net = UNet2DBN(out_channels=convention.num_classes, features=(8, 16, 32), dropout=0.1)
     kwargs = {"prior_start_epoch": 3, "radius": 3} if cls is ZScribbleSegTrainTask else {}
-    if cls == "mixup":
-        cls, kwargs = ExModTrainTask, {"mix": "mixup"}
+    if cls in ("mixup", "none"):
+        cls, kwargs = ExModTrainTask, {"mix": cls}
     task = cls(str(tmp_path), net, convention, str(tmp_path / "m.pt"), occlusion=16, **kwargs)
     if cls is ZScribbleSegTrainTask:
         task.train_pre_transforms(types.SimpleNamespace(request={"target_spacing": [3.0, 3.0, 32.0], "patch_size": [64, 64, 4]}))
@@ -42,6 +43,10 @@ def test_one_step_of_the_mix_recipes(tmp_path, convention, cls, epoch, expected)
     terms = task.compute_loss(engine, net(batch["image"]), batch)
     assert set(terms) - {"loss"} == expected
     assert all(torch.isfinite(v) for v in terms.values())
+    if kwargs.get("mix") == "none":
+        assert float(terms["mix"]) == float(terms["global"]) == 0.0
+    if "prior" in expected:  # the EM estimate of the epoch is kept for the stats
+        assert task._pi["n"] == 1 and float(task._pi["sum"].sum()) == pytest.approx(1.0, abs=1e-4)
     terms["loss"].backward()
     assert sum(float(p.grad.abs().sum()) for p in net.parameters() if p.grad is not None) > 0
 

@@ -53,6 +53,9 @@ def test_train_then_infer_restores_the_input_geometry(server, sample_root, recip
     stats = client.info()["train_stats"][recipe]
     assert stats["total_epochs"] == 1 and "val_scribble_dice" in stats["eval"]["metrics"]
     assert "val_dice" in stats["eval"]["metrics"]  # dense truth given through gt_dir: validation only
+    if recipe == "zscribbleseg":  # EM ran (prior from epoch 1 in the fixture's conf) and reports its ratios
+        ratios = stats["mixture_ratios"]
+        assert len(ratios["estimated"]) == 4 and sum(ratios["estimated"]) == pytest.approx(1.0, abs=1e-3)
 
     result, params = client.infer(recipe, "case_004", {})
     out, image = nib.load(result), nib.load(os.path.join(server.studies, "case_004.nii.gz"))

@@ -413,6 +413,22 @@ class ScribbleTrainTask(BasicTrainTask):
                 patience=patience, score_function=stopping_fn_from_metric(metric), trainer=context.trainer))
 
 
+def record_stats(stats_path: str, key: str, value: Any) -> None:
+    """Adds ``key`` to the published training stats (``GET /train/``, ``/info`` ``train_stats``),
+    atomically; nothing when no stats were published yet."""
+    import tempfile
+
+    if not os.path.exists(stats_path):
+        return
+    with open(stats_path) as f:
+        stats = json.load(f)
+    stats[key] = value
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(stats_path), suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(stats, f, indent=2)
+    os.replace(tmp, stats_path)
+
+
 def meta_path(model_path: str) -> str:
     """The geometry sidecar of a published model: ``model/<name>.json`` for ``model/<name>.pt``."""
     return os.path.splitext(model_path)[0] + ".json"

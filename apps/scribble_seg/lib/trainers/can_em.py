@@ -20,7 +20,6 @@ gain ``recursions``: per recursion, the fraction of voxels labelled, the fractio
 E step, the validation Dice and the relabelling time per volume.
 """
 
-import json
 import logging
 import math
 import os
@@ -45,7 +44,7 @@ from lib.scribbles.relabel import DEFAULT_ALPHA, relabel
 from lib.scribbles.seed_areas import DEFAULT_TAU
 from lib.transforms import CurrentLabelsd, SeedAreasd
 
-from .base import ScribbleTrainTask
+from .base import ScribbleTrainTask, record_stats
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +106,7 @@ class CanEMTrainTask(ScribbleTrainTask):
             history.append(entry)
             logger.info(f"can_em recursion {r + 1}/{recursions}: {entry}")
             if rank == 0:
-                self._record(history)
+                record_stats(self._stats_path, "recursions", history)
         stats["recursions"] = history
         return stats
 
@@ -175,16 +174,3 @@ class CanEMTrainTask(ScribbleTrainTask):
             path = next(os.path.join(tmp, f) for f in os.listdir(tmp))
             self._datastore.save_label(item["id"], path, self.relabel_tag,
                                        {"label_info": label_info(self.convention), "recursion": recursion})
-
-    def _record(self, history: List[Dict[str, Any]]) -> None:
-        """Adds the per-recursion figures to the published training stats (``GET /train/``)."""
-        if not os.path.exists(self._stats_path):
-            return
-        with open(self._stats_path) as f:
-            stats = json.load(f)
-        stats["recursions"] = history
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self._stats_path), suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(stats, f, indent=2)
-        os.replace(tmp, self._stats_path)
-

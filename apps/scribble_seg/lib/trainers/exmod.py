@@ -46,14 +46,15 @@ class ExModTrainTask(ScribbleTrainTask):
         global_weight, local_weight: ``w_g``, ``w_l``.
         occlusion: side of the occluded square (pixels).
         mix_alpha: ``lambda ~ Beta(alpha, alpha)``.
-        mix: ``cutmix`` (saliency-guided, default) or ``mixup`` (plain, the benchmark's comparison).
+        mix: ``cutmix`` (saliency-guided, default), ``mixup`` (plain, the benchmark's comparison) or
+            ``none`` (ablation: no mixed branch, no mix consistency).
     """
 
     def __init__(self, *args, global_weight: float = 0.1, local_weight: float = 0.1, occlusion: int = 32,
                  mix_alpha: float = 0.5, mix: str = "cutmix", **kwargs):
         super().__init__(*args, **kwargs)
-        if mix not in ("cutmix", "mixup"):
-            raise ValueError(f"mix must be 'cutmix' (saliency-guided) or 'mixup', got {mix!r}")
+        if mix not in ("cutmix", "mixup", "none"):
+            raise ValueError(f"mix must be 'cutmix' (saliency-guided), 'mixup' or 'none', got {mix!r}")
         self.mix = mix
         self.global_weight, self.local_weight = float(global_weight), float(local_weight)
         self.occlusion, self.mix_alpha = int(occlusion), float(mix_alpha)
@@ -76,8 +77,12 @@ class ExModTrainTask(ScribbleTrainTask):
         p = torch.softmax(logits.float(), dim=1)
         terms = {"sup": pce(logits, s)}
 
+        annotated = self.convention.annotated(s)[:, 0]
+        zero = torch.zeros((), device=x.device)
         perm = torch.roll(torch.arange(x.shape[0], device=x.device), 1)
-        if self.mix == "mixup":
+        if self.mix == "none":  # ablation: no mixed branch, hence no mix consistency either
+            terms["mix"], terms["global"] = zero, zero
+        elif self.mix == "mixup":
             x_mix, m = mixup(x, x[perm], self.mix_alpha)
             x_mix, s_a, kept = occlude(x_mix, s, self.occlusion)
             s_b = s[perm].masked_fill(kept == 0, UNANNOTATED)
@@ -89,11 +94,11 @@ class ExModTrainTask(ScribbleTrainTask):
             x_mix, s_mix, kept = occlude(x_mix, s_mix, self.occlusion)
             logits_mix = final_logits(engine.network(x_mix))
             terms["mix"] = pce(logits_mix, s_mix)
-        terms["global"] = global_consistency(torch.softmax(logits_mix.float(), 1), p, p[perm], m, kept)
-        annotated = self.convention.annotated(s)[:, 0]
-        terms["local"] = self.local_term(p, annotated)
+        if self.mix != "none":
+            terms["global"] = global_consistency(torch.softmax(logits_mix.float(), 1), p, p[perm], m, kept)
+        terms["local"] = self.local_term(p, annotated) if self.local_weight > 0 else zero
         extra = self.extra_terms(engine, p, x, s)
         terms.update(extra)
         terms["loss"] = (terms["sup"] + terms["mix"] + self.global_weight * terms["global"]
-                         + self.local_weight * terms["local"] + sum(extra.values(), torch.zeros((), device=x.device)))
+                         + self.local_weight * terms["local"] + sum(extra.values(), zero))
         return terms

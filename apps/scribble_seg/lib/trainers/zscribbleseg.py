@@ -11,13 +11,14 @@ from ``k``. The paper switches it on after epoch 60 of its long schedule; here a
 ``prior_start_epoch`` epochs (conf).
 """
 
-from typing import Dict
+from typing import Any, Dict
 
 import torch
 
 from lib.losses.consistency import local_cross_entropy
 from lib.losses.spatial_prior import em_mixture_ratios, scribble_priors, spatial_prior_loss
 
+from .base import record_stats
 from .exmod import ExModTrainTask
 
 
@@ -38,6 +39,21 @@ class ZScribbleSegTrainTask(ExModTrainTask):
         self.kernel = {"sigma_xy_mm": float(sigma_xy_mm), "sigma_intensity": float(sigma_intensity),
                        "radius": int(radius)}
         self._in_plane = None  # mm, set per run from the training spacing
+        self._pi: Dict[str, Any] = {}
+
+    def train(self, rank, world_size, request, datalist):
+        """MONAI Label's run, then the mixture ratios EM estimated over the last epoch (mean over
+        its batches) and the scribbles' class frequencies go into the stats as ``mixture_ratios``."""
+        self._pi = {}
+        stats = super().train(rank, world_size, request, datalist)
+        if self._pi.get("n"):
+            ratios = {"estimated": (self._pi["sum"] / self._pi["n"]).tolist(),
+                      "scribbles": (self._pi["sum0"] / self._pi["n"]).tolist(), "epoch": self._pi["epoch"],
+                      "classes": ["background"] + list(self.convention.labels)}
+            stats["mixture_ratios"] = ratios
+            if rank == 0:
+                record_stats(self._stats_path, "mixture_ratios", ratios)
+        return stats
 
     def local_term(self, probabilities, annotated):
         return local_cross_entropy(probabilities, annotated)
@@ -49,6 +65,12 @@ class ZScribbleSegTrainTask(ExModTrainTask):
         unannotated = ~annotated
         pi0 = scribble_priors(targets, annotated, probabilities.shape[1])
         pi = em_mixture_ratios(probabilities.permute(0, 2, 3, 1)[unannotated], pi0)
+        if self._pi.get("epoch") != engine.state.epoch:
+            self._pi = {"epoch": engine.state.epoch, "sum": torch.zeros_like(pi.cpu()), "sum0": torch.zeros_like(pi.cpu()),
+                        "n": 0}
+        self._pi["sum"] += pi.cpu()
+        self._pi["sum0"] += pi0.cpu()
+        self._pi["n"] += 1
         prior = spatial_prior_loss(probabilities, image, unannotated, pi.to(probabilities.device), self._in_plane,
                                    **self.kernel)
         return {"prior": self.prior_weight * prior}
