@@ -200,6 +200,25 @@ def overlay_png(results, root, path):
     im.save(path)
 
 
+PAPER = {"source": "Scribble2D5 paper, Table 1 (ACDC, mean Dice %)", "pce": 79.0, "scribble2d5": 90.6, "full": 96.1}
+"""The published figures our rows are compared with (2.5D UNet for ``full``)."""
+
+
+def paper_comparison(results):
+    """Lines comparing each row's mean Dice, as a fraction of ``full``, with the paper's."""
+    mean = {r["recipe"]: float(np.mean([np.nanmean([c[n]["dice"] for n in r["labels"]]) for c in r["per_case"].values()]))
+            for r in results}
+    if "full" not in mean:
+        return []
+    lines = ["", f"Against the paper ({PAPER['source']}; ours: phantoms, 20 x 50 iterations on CPU):", ""]
+    for name in ("pce", "scribble2d5"):
+        if name in mean:
+            lines.append(f"* `{name}`: {100 * mean[name]:.1f} = **{100 * mean[name] / mean['full']:.0f} %** of `full` "
+                         f"({100 * mean['full']:.1f}); paper {PAPER[name]} = {100 * PAPER[name] / PAPER['full']:.0f} % "
+                         f"of {PAPER['full']}")
+    return lines
+
+
 def fmt_ratios(values):
     return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
 
@@ -239,6 +258,7 @@ def write_report(args, root):
     if len(budgets) > 2:
         lines += ["**Warning: rows were produced with different budgets/seeds; compare with care.**", ""]
     lines += summarise(results)
+    lines += paper_comparison(results)
     em = [r for r in results if r.get("recursions")]
     if em:
         lines += ["", "Recursions (`can_em` rows): labelled fraction of the training maps per M step; relabelling "
