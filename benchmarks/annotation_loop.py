@@ -105,7 +105,7 @@ def plot(curves, initial, path):
     colors = {"next_to_scribble": (200, 30, 30), "random": (30, 60, 200)}
     for k, (name, c) in enumerate(curves.items()):
         d.line([(sx(i), sy(v)) for i, v in enumerate(c)], fill=colors.get(name, "gray"), width=3)
-        d.text((w - m - 160, m + 16 * k), name, fill=colors.get(name, "gray"))
+        d.text((w - m - 160, h - m - 50 + 16 * k), name, fill=colors.get(name, "gray"))  # lower right: curves rise
     im.save(path)
 
 
