@@ -10,7 +10,9 @@ Structure: the LV blood pool (genus 0, star-shaped). For each ``N`` in ``--point
 * **slices**: the same effort spent outlining whole slices: a polygon click every
   ``--vertex-mm`` mm of LV contour, so a slice costs ``perimeter / vertex_mm`` clicks; ``k`` evenly
   spaced LV slices per volume with ``k`` the number whose cost is closest to ``N`` (at least 1),
-  fully annotated (LV vs background) and trained with ``pce`` (unannotated slices ignored).
+  fully annotated (LV vs background) and trained with ``pce`` (unannotated slices ignored); with
+  ``--empty-slices`` every slice without LV is also marked background at no cost (what a
+  template tells the network for free; without it the baseline never sees those slices).
 
 Same phantoms, seed and budget for both. ``--template-only`` skips the training (seconds).
 
@@ -86,6 +88,8 @@ def run_n(n, args, root, cases, train, test, convention):
         seeds = np.full(truth.shape, NO_SEED, np.int64)
         for z in chosen:
             seeds[..., z] = np.where(truth[..., z], cls, BACKGROUND_CLASS)
+        if args.empty_slices:  # slices beyond the structure marked background at no click cost
+            seeds[..., ~truth.any(axis=(0, 1))] = BACKGROUND_CLASS
         path = os.path.join(work, f"{case}_slices.nii.gz")
         nib.save(nib.Nifti1Image(convention.from_seeds(seeds).astype(np.uint8), img.affine), path)
         app.datastore().save_label(case, path, "final", {"label_info": label_info(convention)})
@@ -125,6 +129,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--template-only", action="store_true")
+    parser.add_argument("--empty-slices", action="store_true",
+                        help="slice baseline: also mark every slice without the structure as background (0 clicks), "
+                             "the information a template gives for free")
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="points_")
@@ -141,12 +148,13 @@ def main():
     rows = [run_n(int(n), args, root, cases, train, test, convention) for n in args.points.split(",")]
     result = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k != "workdir"},
               "minutes": round((time.time() - start) / 60, 1), "rows": rows}
-    name = "points_templates" if args.template_only else "points"
+    name = "points_templates" if args.template_only else ("points_empty_slices" if args.empty_slices else "points")
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
         json.dump(result, f, indent=1)
     flags = " --template-only" if args.template_only else \
-        f" --epochs {args.epochs} --epoch-length {args.epoch_length} --batch {args.batch}"
+        f" --epochs {args.epochs} --epoch-length {args.epoch_length} --batch {args.batch}" + \
+        (" --empty-slices" if args.empty_slices else "")
     lines = [f"# Weak-Net: IoU of the {STRUCTURE.upper()} vs surface points, and vs whole slices of equal effort", "",
              f"Command: `python benchmarks/points.py --train {args.train} --test {args.test} --points {args.points} "
              f"--vertex-mm {args.vertex_mm} --seed {args.seed}{flags}`  ",
