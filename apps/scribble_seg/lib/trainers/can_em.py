@@ -78,10 +78,12 @@ class CanEMTrainTask(ScribbleTrainTask):
         return super().__call__(request, datastore)
 
     # ------------------------------------------------------------------------ data / loss
+    def _seed_areas_transform(self, request) -> SeedAreasd:
+        return SeedAreasd(self.convention, request["target_spacing"], self.tau, self.beta,
+                          cache_dir=os.path.join(self._model_dir, "seed_area_cache"))
+
     def recipe_transforms(self, context):
-        return [SeedAreasd(self.convention, context.request["target_spacing"], self.tau, self.beta,
-                           cache_dir=os.path.join(self._model_dir, "seed_area_cache")),
-                CurrentLabelsd(self._relabelled)]
+        return [self._seed_areas_transform(context.request), CurrentLabelsd(self._relabelled)]
 
     def loss_function(self, context):
         return PartialCrossEntropyLoss(self.convention)
@@ -93,16 +95,18 @@ class CanEMTrainTask(ScribbleTrainTask):
             raise ValueError(f"recursions must be >= 1, got {recursions}")
         per_recursion = max(1, math.ceil(int(request["max_epochs"]) / recursions))
         train_items, _ = self.partition_datalist(SimpleNamespace(datalist=datalist, request=request))
+        seed_maps = self._seed_area_maps(request, train_items)
         history: List[Dict[str, Any]] = []
         stats: Dict[str, Any] = {}
         for r in range(recursions):
-            labels = self._training_labels(request, train_items)
+            # what CurrentLabelsd hands this M step: the last E step's map, else the seed areas
+            labels = {i: self._relabelled.get(i, m) for i, m in seed_maps.items()}
             stats = super().train(rank, world_size, {**request, "max_epochs": per_recursion}, datalist)
             entry = {"recursion": r + 1, "epochs": per_recursion,
                      "labelled_fraction": float(np.mean([np.mean(self.convention.annotated(v)) for v in labels.values()])),
                      "best_metric": stats.get("best_metric")}
             if rank == 0 and r + 1 < recursions:
-                entry.update(self._e_step(request, train_items, labels, r + 1))
+                entry.update(self._e_step(request, train_items, seed_maps, labels, r + 1))
             history.append(entry)
             logger.info(f"can_em recursion {r + 1}/{recursions}: {entry}")
             if rank == 0:
@@ -110,15 +114,12 @@ class CanEMTrainTask(ScribbleTrainTask):
         stats["recursions"] = history
         return stats
 
-    def _training_labels(self, request, items) -> Dict[str, np.ndarray]:
-        """The scribble maps the next M step trains on, at the training spacing."""
+    def _seed_area_maps(self, request, items) -> Dict[str, np.ndarray]:
+        """Seed areas (scribble maps at the training spacing) of the training volumes, computed
+        once per run (and cached on disk for the M steps' data pipeline)."""
         pipeline = Compose(self.load_transforms(SimpleNamespace(request=request), with_gt=False)
-                           + self.recipe_transforms(SimpleNamespace(request=request)))
+                           + [self._seed_areas_transform(request)])
         return {item["id"]: np.asarray(pipeline(dict(item))["label"][0]) for item in items}
-
-    def _seed_areas(self, request, loaded) -> np.ndarray:
-        """Seed areas (a scribble map) of a volume already loaded at the training spacing."""
-        return np.asarray(self.recipe_transforms(SimpleNamespace(request=request))[0](loaded)["label"][0])
 
     def _trained_network(self, request, device) -> torch.nn.Module:
         """The weights the M step just produced (best checkpoint of this run)."""
@@ -128,7 +129,8 @@ class CanEMTrainTask(ScribbleTrainTask):
         network.load_state_dict(state.get(self._model_dict_key, state))
         return enable_mc_dropout(network) if self.uncertainty else network.eval()
 
-    def _e_step(self, request, items, previous: Dict[str, np.ndarray], recursion: int) -> Dict[str, Any]:
+    def _e_step(self, request, items, seed_maps: Dict[str, np.ndarray], previous: Dict[str, np.ndarray],
+                recursion: int) -> Dict[str, Any]:
         device = request["device"] if isinstance(request["device"], torch.device) else torch.device(request["device"])
         network, inferer = self._trained_network(request, device), SegmentationInferer()
         passes = int(request.get("mc_passes", 50))
@@ -138,7 +140,7 @@ class CanEMTrainTask(ScribbleTrainTask):
         for item in items:
             d = load(dict(item))
             image = d["image"][None].to(device)
-            seeds = self.convention.seeds(self._seed_areas(request, d))
+            seeds = self.convention.seeds(seed_maps[item["id"]])
             with torch.no_grad():
                 if self.uncertainty:
                     maps = mc_dropout_maps(lambda b: inferer(b, network), image, passes, self.mc_batch,
