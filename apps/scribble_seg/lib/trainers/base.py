@@ -162,24 +162,31 @@ class ScribbleTrainTask(BasicTrainTask):
             gt = self._gt_path(datastore, image_id, gt_dir)
             if gt:
                 item[GT_KEY] = gt
-            if self.dense_targets:
-                if not gt:
-                    continue
-                item["label"] = gt
-            else:
-                label_id = datastore.get_label_by_image_id(image_id, self.scribble_tag)
-                if not label_id:
-                    continue
-                item["label"] = datastore.get_label_uri(label_id, self.scribble_tag)
-                item["label_info"] = datastore.get_label_info(label_id, self.scribble_tag).get("label_info") or []
-            items.append(item)
+            if self.add_target(datastore, item):
+                items.append(item)
         if not items:
-            what = f"dense ground truth (tag '{self.gt_tag}' or gt_dir)" if self.dense_targets else \
-                f"scribbles under tag '{self.scribble_tag}'"
-            raise RequestError(f"no volume in the datastore has {what}: submit labels first")
+            raise RequestError(self.missing_targets_message())
         request["target_spacing"] = resolve_spacing(request.get("target_spacing", "auto"), [i["image"] for i in items])
         logger.info(f"Training on {len(items)} volumes at {request['target_spacing']} mm")
         return items
+
+    def add_target(self, datastore: Datastore, item: Dict[str, Any]) -> bool:
+        """Put the volume's training target into ``item`` (``label``, optional ``label_info``);
+        ``False`` when it has none. Default: its scribbles, or its dense mask for ``full``."""
+        if self.dense_targets:
+            item["label"] = item.get(GT_KEY)
+            return bool(item["label"])
+        label_id = datastore.get_label_by_image_id(item["id"], self.scribble_tag)
+        if not label_id:
+            return False
+        item["label"] = datastore.get_label_uri(label_id, self.scribble_tag)
+        item["label_info"] = datastore.get_label_info(label_id, self.scribble_tag).get("label_info") or []
+        return True
+
+    def missing_targets_message(self) -> str:
+        what = f"dense ground truth (tag '{self.gt_tag}' or gt_dir)" if self.dense_targets else \
+            f"scribbles under tag '{self.scribble_tag}'"
+        return f"no volume in the datastore has {what}: submit labels first"
 
     def _gt_path(self, datastore: Datastore, image_id: str, gt_dir: Optional[str]) -> Optional[str]:
         if gt_dir:

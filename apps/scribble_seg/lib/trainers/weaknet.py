@@ -21,9 +21,7 @@ are z-scored, and the default ``lambda = 1`` puts both terms at the same order o
 the start of training (not tuned).
 """
 
-import logging
 import os
-from typing import Any, Dict, List
 
 import numpy as np
 import torch
@@ -37,9 +35,7 @@ from lib.networks import final_logits
 from lib.scribbles.points import points_of, template_labels
 from lib.transforms import TemplateWeightsd
 
-from .base import GT_KEY, ScribbleTrainTask, resolve_spacing
-
-logger = logging.getLogger(__name__)
+from .base import ScribbleTrainTask
 
 
 class WeakNetTrainTask(ScribbleTrainTask):
@@ -62,36 +58,26 @@ class WeakNetTrainTask(ScribbleTrainTask):
         self.reconstructor_features = tuple(reconstructor_features)
         self._reconstructor = None
 
-    def pre_process(self, request, datastore) -> List[Dict[str, Any]]:
-        """(image, template) items from every volume with surface points."""
-        folder = os.path.join(self._model_dir, "templates")
-        os.makedirs(folder, exist_ok=True)
-        items = []
-        for image_id in sorted(datastore.list_images()):
-            label_id = datastore.get_label_by_image_id(image_id, self.points_tag)
-            if not label_id:
-                continue
-            image_path = datastore.get_image_uri(image_id)
-            label = LoadImage(image_only=True)(datastore.get_label_uri(label_id, self.points_tag))
-            info = datastore.get_label_info(label_id, self.points_tag)
-            try:
-                points = points_of(np.asarray(label), info, self.convention)
-            except ValueError as e:
-                raise RequestError(f"surface points of {image_id!r}: {e}") from None
-            template = template_labels(points, tuple(label.shape), read_spacing(image_path))
-            path = write_nifti(os.path.join(folder, f"{image_id}.nii.gz"), template.astype(np.uint8),
-                               np.asarray(label.affine))
-            item = {"id": image_id, "image": image_path, "label": path}
-            gt = self._gt_path(datastore, image_id, request.get("gt_dir"))
-            if gt:
-                item[GT_KEY] = gt
-            items.append(item)
-        if not items:
-            raise RequestError(f"no volume in the datastore has surface points under tag '{self.points_tag}': "
-                               f"click at least 4 points per structure and save them first")
-        request["target_spacing"] = resolve_spacing(request.get("target_spacing", "auto"), [i["image"] for i in items])
-        logger.info(f"Weak-Net: {len(items)} volumes with points, templates in {folder}")
-        return items
+    def add_target(self, datastore, item) -> bool:
+        """The volume's template (written to ``model/weaknet/templates``) when it has points."""
+        image_id = item["id"]
+        label_id = datastore.get_label_by_image_id(image_id, self.points_tag)
+        if not label_id:
+            return False
+        label = LoadImage(image_only=True)(datastore.get_label_uri(label_id, self.points_tag))
+        info = datastore.get_label_info(label_id, self.points_tag)
+        try:
+            points = points_of(np.asarray(label), info, self.convention)
+        except ValueError as e:
+            raise RequestError(f"surface points of {image_id!r}: {e}") from None
+        template = template_labels(points, tuple(label.shape), read_spacing(item["image"]))
+        item["label"] = write_nifti(os.path.join(self._model_dir, "templates", f"{image_id}.nii.gz"),
+                                    template.astype(np.uint8), np.asarray(label.affine))
+        return True
+
+    def missing_targets_message(self) -> str:
+        return (f"no volume in the datastore has surface points under tag '{self.points_tag}': "
+                f"click at least 4 points per structure and save them first")
 
     def recipe_transforms(self, context):
         return [TemplateWeightsd(self.convention, context.request["target_spacing"], self.boundary_mm, self.low_weight)]
