@@ -9,6 +9,13 @@ budget, and the Dice on held-out test phantoms (never in the pool) is recorded. 
 seeds, pools, scribbles and budgets for both.
 
     python benchmarks/annotation_loop.py [--seeds 3 --rounds 6 --pool 8 --test 6]
+    python benchmarks/annotation_loop.py --second-protocol 0.34 --rounds 4   # a two-protocol pool
+
+``--second-protocol F``: a fraction ``F`` of the pool and of the test phantoms comes from a second
+acquisition protocol, dark-blood contrast (intensities mirrored: ``max - x``), as a multi-centre
+study mixes scanners; the initial scribbled volumes are all of the common, bright-blood protocol.
+All phantoms alike (the default) leaves uncertainty sampling little to find; a pool with a minority
+protocol is the case it exists for. Results go to ``annotation_loop_protocols.*`` then.
 
 Reports the learning curves (mean over seeds), the area under them, and the scribbled volumes
 needed to reach 95 % of the final Dice; writes ``benchmarks/results/annotation_loop.md``,
@@ -54,9 +61,11 @@ def run(strategy, seed, args, root, manifest, pool, test):
             os.unlink(res["file"])
             truth = np.asarray(nib.load(os.path.join(root, "groundtruth", f"{case}.nii.gz")).dataobj)
             scores.append(float(np.nanmean(dice_per_class(pred, truth, convention.num_classes).numpy())))
+        per_case.append(dict(zip(test, scores)))
         return float(np.mean(scores))
 
     app.train({**budget, "pretrained": False})
+    per_case = []  # test Dice per case after each round
     curve, picks = [evaluate()], []
     for r in range(args.rounds):
         if strategy == "next_to_scribble":
@@ -73,7 +82,23 @@ def run(strategy, seed, args, root, manifest, pool, test):
         app.train(budget)  # continues from the previous weights
         curve.append(evaluate())
         print(f"{strategy} seed {seed} round {r + 1}: picked {case}, test Dice {curve[-1]:.3f}", flush=True)
-    return {"curve": curve, "picks": picks}
+    return {"curve": curve, "picks": picks, "per_case": per_case}
+
+
+def second_protocol(root, cases, fraction):
+    """Rewrite the last ``round(fraction * len(cases))`` of ``cases`` with dark-blood contrast
+    (intensities mirrored about their range, same dtype and affine); returns those case ids."""
+    odd = cases[len(cases) - int(round(fraction * len(cases))):] if fraction > 0 else []
+    for case in odd:
+        done = os.path.join(root, f"{case}.dark_blood")  # a rerun on the same workdir must not mirror twice
+        if os.path.exists(done):
+            continue
+        path = next(p for p in (os.path.join(root, d, f"{case}.nii.gz") for d in ("studies", "test")) if os.path.exists(p))
+        img = nib.load(path)
+        x = np.asarray(img.dataobj)
+        nib.save(nib.Nifti1Image((x.max() + x.min() - x).astype(x.dtype), img.affine, img.header), path)
+        open(done, "w").close()
+    return odd
 
 
 def volumes_to_reach(curve, initial, fraction=0.95):
@@ -120,13 +145,17 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--epoch-length", type=int, default=20)
     parser.add_argument("--passes", type=int, default=10)
+    parser.add_argument("--second-protocol", type=float, default=0.0,
+                        help="fraction of pool and test phantoms with dark-blood contrast (default: none)")
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
+    name = "annotation_loop_protocols" if args.second_protocol > 0 else "annotation_loop"
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="annotation_loop_")
 
     from lib.datasets.sample import build_studies
 
     runs = {s: [] for s in STRATEGIES}
+    protocols = []  # per seed: the dark-blood case ids
     start = time.time()
     for seed in range(args.seeds):
         root = os.path.join(args.workdir, f"data_{seed}")
@@ -137,6 +166,8 @@ def main():
         os.makedirs(os.path.join(root, "test"), exist_ok=True)
         for case in test:  # out of the datastore: never a candidate
             shutil.move(os.path.join(root, "studies", f"{case}.nii.gz"), os.path.join(root, "test", f"{case}.nii.gz"))
+        odd = second_protocol(root, pool, args.second_protocol) + second_protocol(root, test, args.second_protocol)
+        protocols.append(odd)
         for strategy in STRATEGIES:
             runs[strategy].append(run(strategy, seed, args, root, manifest, pool, test))
     summary = {}
@@ -145,13 +176,17 @@ def main():
         mean = curves.mean(axis=0)
         summary[s] = {"mean_curve": mean.tolist(), "auc": float(np.trapz(mean) / (len(mean) - 1)),
                       "volumes_to_95pct_of_final": [volumes_to_reach(c, args.initial) for c in curves],
-                      "final_dice": float(mean[-1])}
+                      "final_dice": float(mean[-1]),
+                      # mean number of dark-blood volumes scribbled after each round
+                      "dark_blood_picked": np.mean([np.cumsum([p["id"] in odd for p in r["picks"]])
+                                                    for r, odd in zip(rs, protocols)], axis=0).tolist()}
     result = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k != "workdir"},
-              "minutes": round((time.time() - start) / 60, 1), "summary": summary, "runs": runs}
+              "minutes": round((time.time() - start) / 60, 1), "summary": summary, "runs": runs,
+              "dark_blood_cases": protocols}
     os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "annotation_loop.json"), "w") as f:
+    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
         json.dump(result, f, indent=1)
-    plot({s: summary[s]["mean_curve"] for s in STRATEGIES}, args.initial, os.path.join(RESULTS, "annotation_loop.png"))
+    plot({s: summary[s]["mean_curve"] for s in STRATEGIES}, args.initial, os.path.join(RESULTS, f"{name}.png"))
     nts, rnd = summary["next_to_scribble"], summary["random"]
     need_n, need_r = np.mean(nts["volumes_to_95pct_of_final"]), np.mean(rnd["volumes_to_95pct_of_final"])
     added_n, added_r = need_n - args.initial, need_r - args.initial
@@ -159,11 +194,14 @@ def main():
     lines = ["# Annotation loop: next_to_scribble vs random", "",
              f"Command: `python benchmarks/annotation_loop.py --seeds {args.seeds} --rounds {args.rounds} "
              f"--pool {args.pool} --test {args.test} --model {args.model} --epochs {args.epochs} "
-             f"--epoch-length {args.epoch_length} --passes {args.passes}`  ",
+             f"--epoch-length {args.epoch_length} --passes {args.passes}"
+             + (f" --second-protocol {args.second_protocol}" if args.second_protocol else "") + "`  ",
              f"Machine: {result['machine']}; {result['minutes']} min  ",
              f"Start: {args.initial} scribbled phantoms; each round one more (simulated scribbles), `{args.model}` "
              f"retrained {args.epochs} x {args.epoch_length} iterations from its previous weights; mean Dice on "
-             f"{args.test} held-out phantoms; mean over {args.seeds} seeds.", "",
+             f"{args.test} held-out phantoms; mean over {args.seeds} seeds."
+             + (f" Pool and test phantoms: a fraction {args.second_protocol} of each with dark-blood contrast "
+                f"(second protocol), the initial ones bright-blood." if args.second_protocol else ""), "",
              "| scribbled volumes | " + " | ".join(str(args.initial + i) for i in range(args.rounds + 1)) + " |",
              "|---|" + "---|" * (args.rounds + 1)]
     for s in STRATEGIES:
@@ -171,8 +209,13 @@ def main():
     lines += ["", f"* area under the learning curve: `next_to_scribble` **{nts['auc']:.3f}**, `random` **{rnd['auc']:.3f}**",
               f"* scribbled volumes to reach 95 % of the final Dice (mean over seeds): `next_to_scribble` "
               f"**{need_n:.1f}**, `random` **{need_r:.1f}** ({saving})",
-              "", "![learning curve](annotation_loop.png)", ""]
-    with open(os.path.join(RESULTS, "annotation_loop.md"), "w") as f:
+              *([f"* dark-blood volumes scribbled after each round (mean over seeds): `next_to_scribble` "
+                 f"{', '.join(f'{v:.1f}' for v in nts['dark_blood_picked'])}; `random` "
+                 f"{', '.join(f'{v:.1f}' for v in rnd['dark_blood_picked'])} "
+                 f"(of {int(round(args.second_protocol * args.pool))} in the pool)"]
+                if args.second_protocol else []),
+              "", f"![learning curve]({name}.png)", ""]
+    with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
 
