@@ -11,7 +11,7 @@ class Scribble2D5(RecipeConfig, TaskConfig):
     """``scribble2d5``: the headline 2.5D model -- label propagation, static boundary, active boundary loss.
 
     Conf (ablations of the paper's Table 2): ``scribble2d5_lpm``, ``scribble2d5_boundary``,
-    ``scribble2d5_abl`` (``true``/``false``), ``scribble2d5_supervoxel_mm`` (12),
+    ``scribble2d5_abl`` (``true``/``false``), ``scribble2d5_supervoxel_mm`` (8),
     ``scribble2d5_attention_supervision`` (0)."""
 
     description = "Scribble2D5: 2.5D attention UNet + label propagation + static boundary + active boundary loss"
@@ -28,7 +28,8 @@ class Scribble2D5(RecipeConfig, TaskConfig):
             "boundary": _flag(conf, "scribble2d5_boundary"),
             "abl": _flag(conf, "scribble2d5_abl"),
             "attention_supervision": float(conf.get("scribble2d5_attention_supervision", 0.0)),
-            "propagation": PropagationParams(supervoxel_mm=float(conf.get("scribble2d5_supervoxel_mm", 12.0))),
+            "propagation": PropagationParams(
+                supervoxel_mm=float(conf.get("scribble2d5_supervoxel_mm", PropagationParams.supervoxel_mm))),
         }
 
     trainer_class = Scribble2D5TrainTask
