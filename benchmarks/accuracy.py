@@ -48,7 +48,7 @@ VARIANTS = {
     # -> 88.7 -> +1.7 ABL -> 90.4 in its text); "w/o ABL" keeps the boundary module
     "scribble2d5 w/o SBPM": ("scribble2d5", {"scribble2d5_boundary": "false", "scribble2d5_abl": "false"}),
     "scribble2d5 w/o ABL": ("scribble2d5", {"scribble2d5_abl": "false"}),
-    "scribble2d5 (12 mm supervoxels)": ("scribble2d5", {"scribble2d5_supervoxel_mm": "12"}),  # the earlier default
+    "scribble2d5 (8 mm supervoxels)": ("scribble2d5", {"scribble2d5_supervoxel_mm": "8"}),
     # Can et al. Table 1: seed areas only, then recursions relabelling by the network / + CRF / + uncertainty
     "can_em base (no recursion)": ("can_em", {"can_em_recursions": "1"}),
     "can_em base": ("can_em", {"can_em_crf": "false", "can_em_uncertainty": "false"}),
@@ -61,7 +61,7 @@ VARIANTS = {
     "zscribbleseg w/o consistency": ("zscribbleseg", {"zscribbleseg_global_weight": "0", "zscribbleseg_local_weight": "0"}),
     "zscribbleseg w/o prior": ("zscribbleseg", {"zscribbleseg_prior_weight": "0"}),
 }
-ROW_ORDER = ["pce", "scribble2d5 w/o LPM", "scribble2d5 w/o SBPM", "scribble2d5 w/o ABL", "scribble2d5 (12 mm supervoxels)",
+ROW_ORDER = ["pce", "scribble2d5 w/o LPM", "scribble2d5 w/o SBPM", "scribble2d5 w/o ABL", "scribble2d5 (8 mm supervoxels)",
              "scribble2d5",
              "can_em base (no recursion)", "can_em base", "can_em + CRF", "can_em + uncertainty", "can_em",
              "exmod (mixup)", "exmod", "zscribbleseg (mixup)", "zscribbleseg w/o mix", "zscribbleseg w/o consistency",

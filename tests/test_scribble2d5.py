@@ -32,9 +32,9 @@ def test_propagation_on_a_phantom_is_mostly_right_and_much_denser(convention):
     s = simulate_scribbles(p.label, p.spacing, convention, seed=300)
     pseudo = propagate_labels(s, supervoxels(p.image, p.spacing), convention)
     idx, ann = convention.targets(pseudo)
-    assert (idx[ann] == p.label[ann]).mean() > 0.95  # measured 0.972 (8 mm supervoxels)
+    assert (idx[ann] == p.label[ann]).mean() > 0.95  # measured 0.98
     before, after = scribble_coverage(s, p.label, convention), scribble_coverage(pseudo, p.label, convention)
-    assert after["structures"] > 5 * before["structures"]  # measured 0.055 -> 0.43
+    assert after["structures"] > 5 * before["structures"]  # measured 0.055 -> 0.70
 
 
 def test_static_boundary_marks_the_intensity_edges():

@@ -11,7 +11,7 @@ class Scribble2D5(RecipeConfig, TaskConfig):
     """``scribble2d5``: the headline 2.5D model -- label propagation, static boundary, active boundary loss.
 
     Conf (ablations of the paper's Table 2): ``scribble2d5_lpm``, ``scribble2d5_boundary``,
-    ``scribble2d5_abl`` (``true``/``false``), ``scribble2d5_supervoxel_mm`` (8),
+    ``scribble2d5_abl`` (``true``/``false``), ``scribble2d5_supervoxel_mm`` (12),
     ``scribble2d5_attention_supervision`` (0)."""
 
     description = "Scribble2D5: 2.5D attention UNet + label propagation + static boundary + active boundary loss"
