@@ -41,6 +41,7 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
 OUT = os.path.join(RESULTS, "accuracy")
+NOTES = os.path.join(OUT, "reading.md")
 OVERLAY_CASES = 3
 VARIANTS = {
     "scribble2d5 w/o LPM": ("scribble2d5", {"scribble2d5_lpm": "false"}),
@@ -264,6 +265,8 @@ def write_report(args, root):
         lines += ["**Warning: rows were produced with different budgets/seeds; compare with care.**", ""]
     lines += summarise(results)
     lines += paper_comparison(results)
+    if os.path.exists(NOTES):  # hand-written reading of the rows, kept across regenerations
+        lines += ["", open(NOTES).read().strip()]
     em = [r for r in results if r.get("recursions")]
     if em:
         lines += ["", "Recursions (`can_em` rows): labelled fraction of the training maps per M step; relabelling "
