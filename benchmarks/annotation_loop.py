@@ -101,10 +101,92 @@ def second_protocol(root, cases, fraction):
     return odd
 
 
-def volumes_to_reach(curve, initial, fraction=0.95):
-    """Scribbled volumes when the curve first reaches ``fraction`` of its final value."""
-    target = fraction * curve[-1]
-    return next(initial + i for i, d in enumerate(curve) if d >= target)
+def volumes_to_reach(curve, initial, target):
+    """Scribbled volumes when ``curve`` first reaches ``target``; ``None`` if it never does."""
+    return next((initial + i for i, d in enumerate(curve) if d >= target), None)
+
+
+def mean_needed(counts, initial, rounds):
+    """Mean of :func:`volumes_to_reach` results, a curve that never reached counted as one more
+    volume than the loop scribbled (a lower bound); ``(mean, number censored)``."""
+    return float(np.mean([initial + rounds + 1 if c is None else c for c in counts])), sum(c is None for c in counts)
+
+
+def summarise(result):
+    """Per strategy: mean curve, AUC, volumes to 95 % of its own final Dice and of ``random``'s final
+    Dice on the same seed (the common target), dark-blood picks, final Dice per protocol."""
+    args, runs, protocols = result["args"], result["runs"], result.get("dark_blood_cases") or []
+    random_final = [r["curve"][-1] for r in runs["random"]]
+    summary = {}
+    for s, rs in runs.items():
+        curves = np.asarray([r["curve"] for r in rs])
+        mean = curves.mean(axis=0)
+        summary[s] = {"mean_curve": mean.tolist(), "auc": float(np.trapz(mean) / (len(mean) - 1)),
+                      "final_dice": float(mean[-1]),
+                      "volumes_to_95pct_of_final": [volumes_to_reach(c, args["initial"], 0.95 * c[-1]) for c in curves],
+                      "volumes_to_95pct_of_random_final": [volumes_to_reach(c, args["initial"], 0.95 * f)
+                                                           for c, f in zip(curves, random_final)]}
+        if protocols:
+            # mean number of dark-blood volumes scribbled after each round
+            summary[s]["dark_blood_picked"] = np.mean([np.cumsum([p["id"] in odd for p in r["picks"]])
+                                                       for r, odd in zip(rs, protocols)], axis=0).tolist()
+            last = [(r["per_case"][-1], odd) for r, odd in zip(rs, protocols)]
+            summary[s]["final_dice_dark_blood"] = float(np.mean([d for pc, odd in last for c, d in pc.items() if c in odd]))
+            summary[s]["final_dice_bright_blood"] = float(np.mean([d for pc, odd in last for c, d in pc.items()
+                                                                   if c not in odd]))
+    return summary
+
+
+def report(result, name):
+    """Write ``<name>.md`` / ``.json`` / ``.png`` under the results folder from a loop's ``result``."""
+    args = result["args"]
+    summary = result["summary"] = summarise(result)
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    plot({s: summary[s]["mean_curve"] for s in STRATEGIES}, args["initial"], os.path.join(RESULTS, f"{name}.png"))
+    nts, rnd = summary["next_to_scribble"], summary["random"]
+    lines = ["# Annotation loop: next_to_scribble vs random", "",
+             f"Command: `python benchmarks/annotation_loop.py --seeds {args['seeds']} --rounds {args['rounds']} "
+             f"--pool {args['pool']} --test {args['test']} --model {args['model']} --epochs {args['epochs']} "
+             f"--epoch-length {args['epoch_length']} --passes {args['passes']}"
+             + (f" --second-protocol {args['second_protocol']}" if args.get("second_protocol") else "") + "`  ",
+             f"Machine: {result['machine']}; {result['minutes']} min  ",
+             f"Start: {args['initial']} scribbled phantoms; each round one more (simulated scribbles), `{args['model']}` "
+             f"retrained {args['epochs']} x {args['epoch_length']} iterations from its previous weights; mean Dice on "
+             f"{args['test']} held-out phantoms; mean over {args['seeds']} seeds."
+             + (f" Pool and test phantoms: a fraction {args['second_protocol']} of each with dark-blood contrast "
+                f"(second protocol), the initial ones bright-blood." if args.get("second_protocol") else ""), "",
+             "| scribbled volumes | " + " | ".join(str(args["initial"] + i) for i in range(args["rounds"] + 1)) + " |",
+             "|---|" + "---|" * (args["rounds"] + 1)]
+    for s in STRATEGIES:
+        lines.append(f"| `{s}` | " + " | ".join(f"{v:.3f}" for v in summary[s]["mean_curve"]) + " |")
+    lines += ["", f"* area under the learning curve: `next_to_scribble` **{nts['auc']:.3f}**, `random` **{rnd['auc']:.3f}**"]
+    for key, what in (("volumes_to_95pct_of_final", "95 % of its own final Dice"),
+                      ("volumes_to_95pct_of_random_final", "95 % of `random`'s final Dice on the same seed")):
+        (need_n, cut_n), (need_r, cut_r) = (mean_needed(summary[s][key], args["initial"], args["rounds"])
+                                            for s in ("next_to_scribble", "random"))
+        added_n, added_r = need_n - args["initial"], need_r - args["initial"]
+        saving = f"{100 * (1 - added_n / added_r):.0f} % fewer added volumes" if added_r > 0 else "random needed none added"
+        never = f"; never reached on {cut_n} / {cut_r} seeds, counted as {args['initial'] + args['rounds'] + 1}" \
+            if cut_n or cut_r else ""
+        lines.append(f"* scribbled volumes to reach {what} (mean over seeds): `next_to_scribble` **{need_n:.1f}**, "
+                     f"`random` **{need_r:.1f}** ({saving}{never})")
+    if "dark_blood_picked" in nts:
+        lines += [f"* dark-blood volumes scribbled after each round (mean over seeds): `next_to_scribble` "
+                  f"{', '.join(f'{v:.1f}' for v in nts['dark_blood_picked'])}; `random` "
+                  f"{', '.join(f'{v:.1f}' for v in rnd['dark_blood_picked'])} "
+                  f"(of {int(round(args['second_protocol'] * args['pool']))} in the pool)",
+                  f"* final test Dice, dark-blood / bright-blood test volumes: `next_to_scribble` "
+                  f"{nts['final_dice_dark_blood']:.3f} / {nts['final_dice_bright_blood']:.3f}, `random` "
+                  f"{rnd['final_dice_dark_blood']:.3f} / {rnd['final_dice_bright_blood']:.3f}"]
+    lines += ["", f"![learning curve]({name}.png)", ""]
+    notes = os.path.join(RESULTS, f"{name}_reading.md")
+    if os.path.exists(notes):  # hand-written reading, kept across regenerations
+        lines += [open(notes).read().strip(), ""]
+    with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
 
 
 def plot(curves, initial, path):
@@ -148,7 +230,13 @@ def main():
     parser.add_argument("--second-protocol", type=float, default=0.0,
                         help="fraction of pool and test phantoms with dark-blood contrast (default: none)")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--from-json", default=None, help="rewrite the report of an earlier run's JSON (no loop)")
     args = parser.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            result = json.load(f)
+        report(result, "annotation_loop_protocols" if result["args"].get("second_protocol") else "annotation_loop")
+        return
     name = "annotation_loop_protocols" if args.second_protocol > 0 else "annotation_loop"
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="annotation_loop_")
 
@@ -170,54 +258,9 @@ def main():
         protocols.append(odd)
         for strategy in STRATEGIES:
             runs[strategy].append(run(strategy, seed, args, root, manifest, pool, test))
-    summary = {}
-    for s, rs in runs.items():
-        curves = np.asarray([r["curve"] for r in rs])
-        mean = curves.mean(axis=0)
-        summary[s] = {"mean_curve": mean.tolist(), "auc": float(np.trapz(mean) / (len(mean) - 1)),
-                      "volumes_to_95pct_of_final": [volumes_to_reach(c, args.initial) for c in curves],
-                      "final_dice": float(mean[-1]),
-                      # mean number of dark-blood volumes scribbled after each round
-                      "dark_blood_picked": np.mean([np.cumsum([p["id"] in odd for p in r["picks"]])
-                                                    for r, odd in zip(rs, protocols)], axis=0).tolist()}
-    result = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k != "workdir"},
-              "minutes": round((time.time() - start) / 60, 1), "summary": summary, "runs": runs,
-              "dark_blood_cases": protocols}
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    plot({s: summary[s]["mean_curve"] for s in STRATEGIES}, args.initial, os.path.join(RESULTS, f"{name}.png"))
-    nts, rnd = summary["next_to_scribble"], summary["random"]
-    need_n, need_r = np.mean(nts["volumes_to_95pct_of_final"]), np.mean(rnd["volumes_to_95pct_of_final"])
-    added_n, added_r = need_n - args.initial, need_r - args.initial
-    saving = f"{100 * (1 - added_n / added_r):.0f} % fewer added volumes" if added_r > 0 else "random needed none added"
-    lines = ["# Annotation loop: next_to_scribble vs random", "",
-             f"Command: `python benchmarks/annotation_loop.py --seeds {args.seeds} --rounds {args.rounds} "
-             f"--pool {args.pool} --test {args.test} --model {args.model} --epochs {args.epochs} "
-             f"--epoch-length {args.epoch_length} --passes {args.passes}"
-             + (f" --second-protocol {args.second_protocol}" if args.second_protocol else "") + "`  ",
-             f"Machine: {result['machine']}; {result['minutes']} min  ",
-             f"Start: {args.initial} scribbled phantoms; each round one more (simulated scribbles), `{args.model}` "
-             f"retrained {args.epochs} x {args.epoch_length} iterations from its previous weights; mean Dice on "
-             f"{args.test} held-out phantoms; mean over {args.seeds} seeds."
-             + (f" Pool and test phantoms: a fraction {args.second_protocol} of each with dark-blood contrast "
-                f"(second protocol), the initial ones bright-blood." if args.second_protocol else ""), "",
-             "| scribbled volumes | " + " | ".join(str(args.initial + i) for i in range(args.rounds + 1)) + " |",
-             "|---|" + "---|" * (args.rounds + 1)]
-    for s in STRATEGIES:
-        lines.append(f"| `{s}` | " + " | ".join(f"{v:.3f}" for v in summary[s]["mean_curve"]) + " |")
-    lines += ["", f"* area under the learning curve: `next_to_scribble` **{nts['auc']:.3f}**, `random` **{rnd['auc']:.3f}**",
-              f"* scribbled volumes to reach 95 % of the final Dice (mean over seeds): `next_to_scribble` "
-              f"**{need_n:.1f}**, `random` **{need_r:.1f}** ({saving})",
-              *([f"* dark-blood volumes scribbled after each round (mean over seeds): `next_to_scribble` "
-                 f"{', '.join(f'{v:.1f}' for v in nts['dark_blood_picked'])}; `random` "
-                 f"{', '.join(f'{v:.1f}' for v in rnd['dark_blood_picked'])} "
-                 f"(of {int(round(args.second_protocol * args.pool))} in the pool)"]
-                if args.second_protocol else []),
-              "", f"![learning curve]({name}.png)", ""]
-    with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
-        f.write("\n".join(lines))
-    print("\n".join(lines))
+    result = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k not in ("workdir", "from_json")},
+              "minutes": round((time.time() - start) / 60, 1), "runs": runs, "dark_blood_cases": protocols}
+    report(result, name)
 
 
 if __name__ == "__main__":
