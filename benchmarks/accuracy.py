@@ -205,7 +205,8 @@ def overlay_png(results, root, path):
     im.save(path)
 
 
-PAPER = {"source": "Scribble2D5 paper, Table 1 (ACDC, mean Dice %)", "pce": 79.0, "scribble2d5 w/o LPM": 83.2,
+PAPER_SOURCE = "Scribble2D5 paper, Table 1 (ACDC, mean Dice %)"
+PAPER = {"pce": 79.0, "scribble2d5 w/o LPM": 83.2,
          "scribble2d5 w/o SBPM": 85.6, "scribble2d5 w/o ABL": 88.7, "scribble2d5": 90.6, "full": 96.1}
 """The published figures our rows are compared with (2.5D UNet for ``full``)."""
 
@@ -216,7 +217,7 @@ def paper_comparison(results):
             for r in results}
     if "full" not in mean:
         return []
-    lines = ["", f"Against the paper ({PAPER['source']}; ours: phantoms, 20 x 50 iterations on CPU):", ""]
+    lines = ["", f"Against the paper ({PAPER_SOURCE}; ours: phantoms, 20 x 50 iterations on CPU):", ""]
     for name in PAPER:
         if name in mean and name != "full":
             lines.append(f"* `{name}`: {100 * mean[name]:.1f} = **{100 * mean[name] / mean['full']:.0f} %** of `full` "

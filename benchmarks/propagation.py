@@ -49,16 +49,17 @@ def main():
     root = tempfile.mkdtemp(prefix="propagation_")
     manifest = build_studies(root, "phantoms", n=args.phantoms, scribbled=args.phantoms, seed=args.seed)
     convention = ScribbleConvention(manifest["labels"])
-    cases = [load_case(root, c) for c in sorted(manifest["cases"])]
+    # (image, spacing, truth in the scribble convention, strokes) per volume
+    cases = [(image, spacing, convention.from_dense(truth), strokes)
+             for image, spacing, truth, strokes in (load_case(root, c) for c in sorted(manifest["cases"]))]
     names = {"background": convention.background_scribble_id, **manifest["labels"]}
     default = PropagationParams()
     rows = []
     for mm, compactness in SETTINGS:
         params = PropagationParams(supervoxel_mm=mm, compactness=compactness)
         hit, labelled, total, stroke_hit = (np.zeros(len(names)) for _ in range(4))
-        for image, spacing, truth, strokes in cases:
+        for image, spacing, dense, strokes in cases:
             pseudo = propagate_labels(strokes, supervoxels(image, spacing, params), convention)
-            dense = convention.from_dense(truth)  # the truth in the scribble convention
             for i, value in enumerate(names.values()):
                 hit[i] += np.sum((pseudo == value) & (dense == value))
                 labelled[i] += np.sum(pseudo == value)
