@@ -25,8 +25,11 @@ from common import RESULTS, machine  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
-SETTINGS = [(12.0, 0.05), (10.0, 0.05), (8.0, 0.05), (6.0, 0.05), (12.0, 0.2), (8.0, 0.2), (8.0, 0.02)]
-"""(supervoxel_mm, compactness) pairs."""
+SETTINGS = [(12.0, 0.05, {}), (10.0, 0.05, {}), (8.0, 0.05, {}), (6.0, 0.05, {}), (12.0, 0.2, {}), (8.0, 0.2, {}),
+            (8.0, 0.02, {}),
+            (12.0, 0.05, {"myocardium": 8.0}), (12.0, 0.05, {"myocardium": 6.0}),
+            (12.0, 0.05, {"myocardium": 8.0, "rv": 10.0}), (12.0, 0.05, {"myocardium": 6.0, "background": 16.0})]
+"""(supervoxel_mm, compactness, per-class sizes) of each row."""
 
 
 def load_case(root, case):
@@ -44,7 +47,7 @@ def main():
 
     from lib.datasets.sample import build_studies
     from lib.scribbles.convention import ScribbleConvention
-    from lib.scribbles.propagation import PropagationParams, propagate_labels, supervoxels
+    from lib.scribbles.propagation import PropagationParams, propagate_multiscale
 
     root = tempfile.mkdtemp(prefix="propagation_")
     manifest = build_studies(root, "phantoms", n=args.phantoms, scribbled=args.phantoms, seed=args.seed)
@@ -55,18 +58,19 @@ def main():
     names = {"background": convention.background_scribble_id, **manifest["labels"]}
     default = PropagationParams()
     rows = []
-    for mm, compactness in SETTINGS:
-        params = PropagationParams(supervoxel_mm=mm, compactness=compactness)
+    for mm, compactness, per_class in SETTINGS:
+        params = PropagationParams(supervoxel_mm=mm, compactness=compactness,
+                                   class_supervoxel_mm=tuple(per_class.items()))
         hit, labelled, total, stroke_hit = (np.zeros(len(names)) for _ in range(4))
         for image, spacing, dense, strokes in cases:
-            pseudo = propagate_labels(strokes, supervoxels(image, spacing, params), convention)
+            pseudo = propagate_multiscale(image, strokes, spacing, convention, params)
             for i, value in enumerate(names.values()):
                 hit[i] += np.sum((pseudo == value) & (dense == value))
                 labelled[i] += np.sum(pseudo == value)
                 total[i] += np.sum(dense == value)
                 stroke_hit[i] += np.sum((strokes == value) & (dense == value))
-        rows.append({"supervoxel_mm": mm, "compactness": compactness,
-                     "default": (mm, compactness) == (default.supervoxel_mm, default.compactness),
+        rows.append({"supervoxel_mm": mm, "compactness": compactness, "class_supervoxel_mm": per_class,
+                     "default": params == default,
                      "precision": dict(zip(names, (hit / np.maximum(labelled, 1)).round(3).tolist())),
                      "coverage": dict(zip(names, (hit / np.maximum(total, 1)).round(3).tolist())),
                      "strokes_coverage": dict(zip(names, (stroke_hit / np.maximum(total, 1)).round(3).tolist()))})
@@ -78,12 +82,15 @@ def main():
              f"Data: phantoms {args.seed}..{args.seed + args.phantoms - 1} (160x160x16, 1.5x1.5x8 mm; not in the accuracy "
              "benchmark) with simulated scribbles; pooled over the volumes. The strokes alone cover "
              + ", ".join(f"{n} {100 * v:.1f} %" for n, v in rows[0]["strokes_coverage"].items()) + ".", "",
+             "Per-class sizes (`scribble2d5_class_supervoxel_mm`, :func:`propagate_multiscale`) propagate the named "
+             "classes through their own supervoxels and the rest through the row's size.", "",
              "| supervoxel (mm) | compactness | " + " | ".join(f"precision {n}" for n in names) + " | "
              + " | ".join(f"coverage {n}" for n in names) + " |",
              "|" + "---|" * (2 + 2 * len(names))]
     for r in rows:
         mark = " (default)" if r["default"] else ""
-        lines.append(f"| {r['supervoxel_mm']:g}{mark} | {r['compactness']:g} | "
+        sizes = "".join(f", {n} {v:g}" for n, v in r.get("class_supervoxel_mm", {}).items())
+        lines.append(f"| {r['supervoxel_mm']:g}{sizes}{mark} | {r['compactness']:g} | "
                      + " | ".join(f"{r['precision'][n]:.3f}" for n in names) + " | "
                      + " | ".join(f"{r['coverage'][n]:.3f}" for n in names) + " |")
     os.makedirs(RESULTS, exist_ok=True)

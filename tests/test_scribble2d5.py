@@ -122,3 +122,42 @@ def test_propagation_is_cached_on_disk_by_content(tmp_path, convention):
     changed = {"image": data["image"], "label": torch.where(data["label"] == 1, 0, data["label"])}
     second(changed)
     assert second.misses == 1  # other scribbles, other entry
+
+
+def test_per_class_supervoxel_sizes_take_each_class_from_its_own_scale(convention):
+    from lib.scribbles.propagation import propagate_multiscale
+
+    p = make_cardiac_phantom(301)
+    s = simulate_scribbles(p.label, p.spacing, convention, seed=301)
+    coarse = propagate_labels(s, supervoxels(p.image, p.spacing), convention)
+    assert np.array_equal(propagate_multiscale(p.image, s, p.spacing, convention), coarse)  # one size: unchanged
+
+    params = PropagationParams(class_supervoxel_mm=(("myocardium", 6.0),))
+    myo = convention.class_id("myocardium")
+    fine = propagate_labels(s, supervoxels(p.image, p.spacing, PropagationParams(supervoxel_mm=6.0)), convention)
+    mixed = propagate_multiscale(p.image, s, p.spacing, convention, params)
+    strokes = convention.annotated(s)
+    assert np.array_equal(mixed[strokes], s[strokes])
+    grown = ~strokes
+    assert np.all(fine[grown & (mixed == myo)] == myo)  # myocardium from the 6 mm supervoxels ...
+    others = grown & convention.annotated(mixed) & (mixed != myo)
+    assert np.all(mixed[others] == coarse[others])  # ... every other class from the 12 mm ones
+    conflict = grown & (fine == myo) & convention.annotated(coarse) & (coarse != myo)
+    assert conflict.sum() > 0 and np.all(mixed[conflict] == 0)  # claimed by two classes: left out
+
+    def precision(pseudo):
+        labelled = grown & (pseudo == myo)
+        return (p.label[labelled] == myo).mean()
+
+    assert precision(mixed) > precision(coarse) + 0.03  # measured 0.85 -> 0.98
+
+
+def test_per_class_supervoxel_sizes_reject_unknown_classes_and_bad_sizes(convention):
+    from lib.configs.scribble2d5 import _class_sizes
+
+    assert _class_sizes('{"myocardium": 8, "background": 16}', convention) == (("background", 16.0), ("myocardium", 8.0))
+    assert PropagationParams(class_supervoxel_mm=(("background", 16.0),)).sizes(convention)[
+        convention.background_scribble_id] == 16.0
+    for bad in ('{"pancreas": 8}', '{"myocardium": 0}', '[8]', '{"myocardium": "x"}'):
+        with pytest.raises(ValueError, match="not a label|class name -> mm"):
+            _class_sizes(bad, convention)

@@ -1,3 +1,5 @@
+import json
+
 from lib.networks import AttentionUNet2D5
 from lib.scribbles.propagation import PropagationParams
 from lib.trainers.scribble2d5 import Scribble2D5TrainTask
@@ -12,6 +14,7 @@ class Scribble2D5(RecipeConfig, TaskConfig):
 
     Conf (ablations of the paper's Table 2): ``scribble2d5_lpm``, ``scribble2d5_boundary``,
     ``scribble2d5_abl`` (``true``/``false``), ``scribble2d5_supervoxel_mm`` (12),
+    ``scribble2d5_class_supervoxel_mm`` (JSON ``{"class name": mm}``, per-class sizes; none),
     ``scribble2d5_attention_supervision`` (0)."""
 
     description = "Scribble2D5: 2.5D attention UNet + label propagation + static boundary + active boundary loss"
@@ -29,7 +32,24 @@ class Scribble2D5(RecipeConfig, TaskConfig):
             "abl": _flag(conf, "scribble2d5_abl"),
             "attention_supervision": float(conf.get("scribble2d5_attention_supervision", 0.0)),
             "propagation": PropagationParams(
-                supervoxel_mm=float(conf.get("scribble2d5_supervoxel_mm", PropagationParams.supervoxel_mm))),
+                supervoxel_mm=float(conf.get("scribble2d5_supervoxel_mm", PropagationParams.supervoxel_mm)),
+                class_supervoxel_mm=_class_sizes(conf.get("scribble2d5_class_supervoxel_mm", ""), self.convention)),
         }
 
     trainer_class = Scribble2D5TrainTask
+
+
+def _class_sizes(text: str, convention) -> tuple:
+    """``scribble2d5_class_supervoxel_mm`` (``{"myocardium": 8}``) as checked ``((name, mm), ...)``."""
+    if not text.strip():
+        return ()
+    try:
+        sizes = json.loads(text)
+        if not isinstance(sizes, dict):
+            raise ValueError
+        params = PropagationParams(class_supervoxel_mm=tuple((str(n), float(mm)) for n, mm in sizes.items()))
+    except (TypeError, ValueError):
+        raise ValueError(f"scribble2d5_class_supervoxel_mm must be a JSON object of class name -> mm > 0, "
+                         f"got {text!r}") from None
+    params.sizes(convention)  # unknown class names fail here, at startup
+    return params.class_supervoxel_mm
