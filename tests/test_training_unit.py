@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+from ignite.engine import Events
 from lib.datasets.phantoms import make_cardiac_phantom
 from lib.losses import MaskedDiceLoss, PartialCrossEntropyLoss
 from lib.metrics import dice_per_class
@@ -52,3 +53,34 @@ def test_recalibration_leaves_weights_and_needs_batches():
     assert not torch.equal(bn.running_mean, before[[k for k in before if k.endswith("running_mean")][0]])
     assert bn.momentum == 0.1 and net.training
     assert all(torch.equal(p, before[n]) for n, p in net.named_parameters())
+
+
+def test_recipe_stats_stay_in_every_later_publication(tmp_path):
+    """A recipe's own figures (``record_stats``: can_em's per-recursion list) must survive the
+    stats files the next training of the same request publishes every epoch."""
+    import json
+    import time
+
+    from lib.trainers.publish import AtomicPublisher
+    from monai.engines import SupervisedTrainer
+    from torch.utils.data import DataLoader
+
+    net = torch.nn.Conv3d(1, 2, 1)
+    batch = {"image": torch.rand(1, 1, 4, 4, 4), "label": torch.zeros(1, 2, 4, 4, 4)}
+    trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=2, train_data_loader=DataLoader([batch],
+                                batch_size=None), network=net, optimizer=torch.optim.SGD(net.parameters(), 0.1),
+                                loss_function=torch.nn.MSELoss())
+    stats_path, extra, seen = str(tmp_path / "train_stats.json"), {"recursions": [{"recursion": 1}]}, []
+    publisher = AtomicPublisher(stats_path, "", "model.pt", time.time(), "run", str(tmp_path), trainer, None,
+                                extra_stats=extra)
+
+    def publish(engine):
+        publisher(engine)
+        with open(stats_path) as f:
+            seen.append(json.load(f))
+        extra["recursions"] = extra["recursions"] + [{"recursion": 2}]  # recorded between publications
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, publish)
+    trainer.run()
+    assert [s["epoch"] for s in seen] == [1, 2]
+    assert [len(s["recursions"]) for s in seen] == [1, 2]

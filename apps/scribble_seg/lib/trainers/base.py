@@ -151,6 +151,11 @@ class ScribbleTrainTask(BasicTrainTask):
         self._network = network
         self.convention = convention
         self.scribble_tag, self.gt_tag = scribble_tag, gt_tag
+        self._extra_stats: Dict[str, Any] = {}
+
+    def __call__(self, request, datastore: Datastore):
+        self._extra_stats = {}  # recipe figures of this training request only (see record_stats)
+        return super().__call__(request, datastore)
 
     # ----------------------------------------------------------------------------------- data
     def pre_process(self, request, datastore: Datastore) -> List[Dict[str, Any]]:
@@ -410,7 +415,8 @@ class ScribbleTrainTask(BasicTrainTask):
             publisher = AtomicPublisher(
                 self._stats_path, self._publish_path, self._key_metric_filename, context.start_ts, context.run_id,
                 context.output_dir, context.trainer, context.evaluator, meta_file=run_meta,
-                meta_publish_path=meta_path(self._publish_path) if self._publish_path else None)
+                meta_publish_path=meta_path(self._publish_path) if self._publish_path else None,
+                extra_stats=self._extra_stats)
             (context.evaluator or context.trainer).add_event_handler(Events.EPOCH_COMPLETED, publisher)
 
         patience = int(context.request.get("early_stop_patience", 0))
@@ -419,10 +425,17 @@ class ScribbleTrainTask(BasicTrainTask):
             context.evaluator.add_event_handler(Events.EPOCH_COMPLETED, EarlyStopping(
                 patience=patience, score_function=stopping_fn_from_metric(metric), trainer=context.trainer))
 
+    def record_stats(self, key: str, value: Any) -> None:
+        """Adds ``key`` to the published training stats (``GET /train/``, ``/info`` ``train_stats``)
+        now and to every later publication of this request: a recipe that runs several trainings
+        in one request (``can_em``'s recursions) keeps its figures visible while the next one
+        publishes its epochs."""
+        self._extra_stats[key] = value
+        _add_to_stats_file(self._stats_path, key, value)
 
-def record_stats(stats_path: str, key: str, value: Any) -> None:
-    """Adds ``key`` to the published training stats (``GET /train/``, ``/info`` ``train_stats``),
-    atomically; nothing when no stats were published yet."""
+
+def _add_to_stats_file(stats_path: str, key: str, value: Any) -> None:
+    """Adds ``key`` to a published stats file, atomically; nothing when none was published yet."""
     import tempfile
 
     if not os.path.exists(stats_path):

@@ -44,7 +44,7 @@ from lib.scribbles.relabel import DEFAULT_ALPHA, relabel
 from lib.scribbles.seed_areas import DEFAULT_TAU
 from lib.transforms import CurrentLabelsd, SeedAreasd
 
-from .base import ScribbleTrainTask, record_stats
+from .base import ScribbleTrainTask
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class CanEMTrainTask(ScribbleTrainTask):
             history.append(entry)
             logger.info(f"can_em recursion {r + 1}/{recursions}: {entry}")
             if rank == 0:
-                record_stats(self._stats_path, "recursions", history)
+                self.record_stats("recursions", history)
         stats["recursions"] = history
         return stats
 

@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from monailabel.tasks.train.handler import PublishStatsAndModel, prepare_stats
 
@@ -39,13 +39,16 @@ def atomic_copy(src: str, dst: str) -> None:
 class AtomicPublisher(PublishStatsAndModel):
     """``PublishStatsAndModel`` with atomic copies, publishing ``meta_file`` next to the weights."""
 
-    def __init__(self, *args, meta_file: Optional[str] = None, meta_publish_path: Optional[str] = None, **kwargs):
+    def __init__(self, *args, meta_file: Optional[str] = None, meta_publish_path: Optional[str] = None,
+                 extra_stats: Optional[Dict[str, Any]] = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.meta_file, self.meta_publish_path = meta_file, meta_publish_path
+        self.extra_stats = extra_stats if extra_stats is not None else {}
 
     def iteration_completed(self):
-        """The parent's step (stats file, then the best weights if they changed), copies made atomic."""
-        stats = prepare_stats(self.start_ts, self.trainer, self.evaluator)
+        """The parent's step (stats file, then the best weights if they changed), copies made atomic;
+        ``extra_stats`` (a live dict the trainer adds recipe figures to) joins every stats file."""
+        stats = {**prepare_stats(self.start_ts, self.trainer, self.evaluator), **self.extra_stats}
         run_stats = os.path.join(self.output_dir, datetime.datetime.now().strftime(f"stats_{self.run_id}.json"))
         with open(run_stats, "w") as f:
             json.dump(stats, f, indent=2)

@@ -18,7 +18,6 @@ import torch
 from lib.losses.consistency import local_cross_entropy
 from lib.losses.spatial_prior import em_mixture_ratios, scribble_priors, spatial_prior_loss
 
-from .base import record_stats
 from .exmod import ExModTrainTask
 
 
@@ -52,7 +51,7 @@ class ZScribbleSegTrainTask(ExModTrainTask):
                       "classes": ["background"] + list(self.convention.labels)}
             stats["mixture_ratios"] = ratios
             if rank == 0:
-                record_stats(self._stats_path, "mixture_ratios", ratios)
+                self.record_stats("mixture_ratios", ratios)
         return stats
 
     def local_term(self, probabilities, annotated):
