@@ -59,8 +59,9 @@ VARIANTS = {
     "can_em base": ("can_em", {"can_em_crf": "false", "can_em_uncertainty": "false"}),
     "can_em + CRF": ("can_em", {"can_em_uncertainty": "false"}),
     "can_em + uncertainty": ("can_em", {"can_em_crf": "false"}),
-    # T = 10 MC-dropout passes instead of the paper's 50: what a CPU row can afford (50 passes ~110 s per volume
-    # per E step on 2 cores); fewer passes widen the Welch test's intervals, so more voxels stay unknown
+    # T = 10 MC-dropout passes instead of the paper's 50: what a CPU row can afford (50 passes take 35 s per volume
+    # per E step on 2 quiet cores, results/relabel.md; several times that with rows sharing the cores); fewer
+    # passes widen the Welch test's intervals, so more voxels stay unknown
     "can_em + uncertainty (T=10)": ("can_em", {"can_em_crf": "false", "can_em_passes": "10"}),
     "can_em (T=10)": ("can_em", {"can_em_passes": "10"}),
     # the saliency-guided CutMix against plain mixup, same recipe otherwise

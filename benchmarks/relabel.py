@@ -4,8 +4,8 @@ by side in one run (medians of several runs):
 1. what each row's E step costs per volume: one forward (``base``), the 3D dense CRF (``+ CRF``),
    ``T`` MC-dropout passes and the Welch test (``+ uncertainty``), and the seed areas that every
    row computes once per run;
-2. MC-dropout passes batched (``mc_batch`` copies of the volume per forward, the trainer's default
-   4) against one pass per forward;
+2. MC-dropout passes batched (4 copies of the volume per forward) against one pass per forward
+   (the app's default: 4 on a GPU, 1 on the CPU, from this comparison);
 3. our Welch test from running logit moments (:func:`lib.scribbles.relabel.uncertain_voxels`)
    against the plain library call, ``scipy.stats.ttest_ind(a, b, equal_var=False, axis=0)`` on
    the ``T`` stored logits of the two best classes (which also needs those samples kept in memory).
@@ -54,7 +54,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--passes", default="10,50", help="MC-dropout passes T to time")
     parser.add_argument("--batches", default="1,4", help="copies per forward to compare (at the smallest T)")
-    parser.add_argument("--mc-batch", type=int, default=4, help="copies per forward of the E-step timings")
+    parser.add_argument("--mc-batch", type=int, default=None,
+                        help="copies per forward of the E-step timings (default: the app's, by device)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=200)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -64,13 +65,14 @@ def main():
 
     from scipy.stats import ttest_ind
 
-    from lib.activelearning.uncertainty import enable_mc_dropout, mc_dropout_maps
+    from lib.activelearning.uncertainty import enable_mc_dropout, mc_dropout_maps, passes_per_forward
     from lib.infers.inferer import SegmentationInferer
     from lib.networks import AttentionUNet2D5
     from lib.scribbles.crf import DenseCRFParams, dense_crf
     from lib.scribbles.relabel import uncertain_voxels
     from lib.scribbles.seed_areas import seed_areas
 
+    args.mc_batch = passes_per_forward(args.device, args.mc_batch)
     torch.manual_seed(0)
     image, spacing, convention, strokes = load_volume(args.seed)
     device = torch.device(args.device)

@@ -11,7 +11,7 @@ subprocess (``POST /scoring/<name>``, at start-up, after each training and after
 import copy
 import logging
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.utils.others.generic import name_to_device
 
-from .uncertainty import enable_mc_dropout, intensity_features, mc_dropout_maps, volume_score
+from .uncertainty import enable_mc_dropout, intensity_features, mc_dropout_maps, passes_per_forward, volume_score
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +48,16 @@ class EpistemicScoring(ScoringMethod):
     """Args:
         segmentation: the ``ScribbleSegmentation`` infer task of the model to score with.
         scribble_tag: images with a label under it are not scored.
-        passes: ``T``; batch: passes per forward; metric: ``mutual_information`` or ``entropy``.
+        passes: ``T``; batch: passes per forward (``None``: by device, :func:`passes_per_forward`);
+            metric: ``mutual_information`` or ``entropy``.
         device: default device (the request's ``device`` wins).
     """
 
-    def __init__(self, segmentation, scribble_tag: str = "final", passes: int = 20, batch: int = 4,
+    def __init__(self, segmentation, scribble_tag: str = "final", passes: int = 20, batch: Optional[int] = None,
                  metric: str = "mutual_information", device: str = "cpu"):
         super().__init__(f"MC-dropout {metric} of '{segmentation.name}' on the volumes still to scribble")
         self.segmentation, self.scribble_tag = segmentation, scribble_tag
-        self.passes, self.batch, self.metric, self.device = int(passes), int(batch), metric, device
+        self.passes, self.batch, self.metric, self.device = int(passes), batch, metric, device
 
     def __call__(self, request: Dict[str, Any], datastore: Datastore) -> Dict[str, Any]:
         model_ts = model_timestamp(self.segmentation)
@@ -78,7 +79,8 @@ class EpistemicScoring(ScoringMethod):
             data = self.segmentation.run_pre_transforms({"image": uri, "image_path": uri},
                                                         self.segmentation.pre_transforms())
             x = torch.as_tensor(np.asarray(data["image"]), dtype=torch.float32)[None].to(device)
-            maps = mc_dropout_maps(lambda b: final_logits(network(b)), x, self.passes, self.batch)
+            maps = mc_dropout_maps(lambda b: final_logits(network(b)), x, self.passes,
+                                   passes_per_forward(x.device, self.batch))
             info = volume_score(maps, self.metric)
             info.update({"metric": self.metric, "model": self.segmentation.name, "model_ts": model_ts,
                          "passes": self.passes})

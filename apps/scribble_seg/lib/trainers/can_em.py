@@ -33,7 +33,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, LoadImage, ResampleToMatch, SaveImage, Spacing
 
-from lib.activelearning.uncertainty import enable_mc_dropout, mc_dropout_maps
+from lib.activelearning.uncertainty import enable_mc_dropout, mc_dropout_maps, passes_per_forward
 from lib.datasets.sample import label_info
 from lib.infers.inferer import SegmentationInferer
 from lib.losses import PartialCrossEntropyLoss
@@ -57,19 +57,20 @@ class CanEMTrainTask(ScribbleTrainTask):
         tau, beta: seed-area threshold and random-walk beta.
         crf: dense-CRF parameters of the E step, ``None`` for none.
         uncertainty: MC-dropout Welch test in the E step.
-        passes: MC-dropout passes ``T`` (request key ``mc_passes``); ``mc_batch`` per forward.
+        passes: MC-dropout passes ``T`` (request key ``mc_passes``); ``mc_batch`` per forward
+            (``None``: by device, :func:`lib.activelearning.uncertainty.passes_per_forward`).
         alpha: significance level of the Welch test.
         relabel_tag: datastore tag of the relabelled maps (empty: not saved).
     """
 
     def __init__(self, *args, recursions: int = 3, tau: float = DEFAULT_TAU, beta: float = RandomWalkParams.beta,
                  crf: Optional[DenseCRFParams] = DenseCRFParams.can_et_al(), uncertainty: bool = True,
-                 passes: int = 50, mc_batch: int = 4, alpha: float = DEFAULT_ALPHA, relabel_tag: str = "can_em",
+                 passes: int = 50, mc_batch: Optional[int] = None, alpha: float = DEFAULT_ALPHA, relabel_tag: str = "can_em",
                  **kwargs):
         super().__init__(*args, **kwargs)
         self._config.update({"recursions": int(recursions), "mc_passes": int(passes)})
         self.tau, self.beta, self.crf, self.uncertainty = tau, beta, crf, uncertainty
-        self.mc_batch, self.alpha, self.relabel_tag = int(mc_batch), float(alpha), relabel_tag
+        self.mc_batch, self.alpha, self.relabel_tag = mc_batch, float(alpha), relabel_tag
         self._datastore = None
         self._relabelled: Dict[str, np.ndarray] = {}
 
@@ -143,7 +144,8 @@ class CanEMTrainTask(ScribbleTrainTask):
             seeds = self.convention.seeds(seed_maps[item["id"]])
             with torch.no_grad():
                 if self.uncertainty:
-                    maps = mc_dropout_maps(lambda b: inferer(b, network), image, passes, self.mc_batch,
+                    maps = mc_dropout_maps(lambda b: inferer(b, network), image, passes,
+                                           passes_per_forward(device, self.mc_batch),
                                            logit_moments=True)
                     moments = {"logit_mean": maps["logit_mean"].cpu().numpy(),
                                "logit_var": maps["logit_var"].cpu().numpy(), "passes": passes}
