@@ -10,7 +10,9 @@ from test_server_training import TINY, _wait_for_training
 
 def test_can_em_trains_recursively_keeps_the_seeds_and_serves(server, convention):
     client = server.client()
-    task = client.train_start("can_em", {**TINY, "max_epochs": 3, "recursions": 3, "mc_passes": 4})
+    # epochs_per_recursion overrides the split of max_epochs (6 / 3 would give 2 each)
+    task = client.train_start("can_em", {**TINY, "max_epochs": 6, "epochs_per_recursion": 1, "recursions": 3,
+                                         "mc_passes": 4})
     assert task["status"] in ("SUBMITTED", "RUNNING")
     status = _wait_for_training(client)
     assert status["status"] == "DONE", "\n".join(status.get("details", []))

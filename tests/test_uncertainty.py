@@ -99,3 +99,11 @@ def test_a_scribble_trained_model_is_most_uncertain_on_volumes_unlike_its_traini
     assert unlike.min() > like.mean(), (like, unlike)
     assert unlike.mean() > 1.1 * like.mean(), (like, unlike)
     assert (unlike > like.max()).sum() >= 3, (like, unlike)
+
+
+def test_passes_per_forward_batches_on_a_gpu_only_unless_asked():
+    from lib.activelearning.uncertainty import passes_per_forward
+
+    assert passes_per_forward("cpu") == 1  # 4 per forward measured 0.64x the speed on CPU (relabel.md)
+    assert passes_per_forward(torch.device("cuda")) == 4
+    assert passes_per_forward("cpu", 4) == 4 and passes_per_forward("cuda", 0) == 1

@@ -15,7 +15,9 @@ class CanEm(RecipeConfig, TaskConfig):
 
     Conf (the paper's Table 1 rows are switches): ``can_em_recursions`` (3), ``can_em_crf`` and
     ``can_em_uncertainty`` (``true``/``false``), ``can_em_passes`` (50), ``can_em_alpha`` (0.05),
-    ``can_em_tau`` (0.99), ``can_em_beta`` (random-walk beta), ``can_em_relabel_tag`` (``can_em``).
+    ``can_em_tau`` (0.99), ``can_em_beta`` (random-walk beta), ``can_em_relabel_tag`` (``can_em``),
+    ``can_em_epochs_per_recursion`` (0: ``max_epochs`` split over the recursions; N: N epochs each,
+    as the paper trains every recursion to convergence).
     The network's dropout is the app's ``dropout`` conf."""
 
     description = "Can et al.: random-walk seed areas + recursive EM with dense-CRF / MC-dropout relabelling"
@@ -25,6 +27,7 @@ class CanEm(RecipeConfig, TaskConfig):
         conf = self.conf
         return {
             "recursions": int(conf.get("can_em_recursions", 3)),
+            "epochs_per_recursion": int(conf.get("can_em_epochs_per_recursion", 0)),
             "tau": float(conf.get("can_em_tau", DEFAULT_TAU)),
             "beta": float(conf.get("can_em_beta", RandomWalkParams.beta)),
             "crf": DenseCRFParams.can_et_al() if conf_flag(conf, "can_em_crf") else None,

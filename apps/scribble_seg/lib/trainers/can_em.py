@@ -15,7 +15,8 @@ under the datastore tag ``relabel_tag`` (at the image's grid, convention scribbl
 annotator can look at them in 3D Slicer.
 
 The epoch budget ``max_epochs`` is the total, split evenly over the recursions, so ``can_em``
-trains as long as the other recipes given the same request. Training stats (``GET /train/``)
+trains as long as the other recipes given the same request; ``epochs_per_recursion`` > 0 gives
+every recursion that many epochs instead (the paper trains each to convergence). Training stats (``GET /train/``)
 gain ``recursions``: per recursion, the fraction of voxels labelled, the fraction changed by its
 E step, the validation Dice and the relabelling time per volume.
 """
@@ -54,6 +55,8 @@ class CanEMTrainTask(ScribbleTrainTask):
 
     Args:
         recursions: ``R`` (request key ``recursions``).
+        epochs_per_recursion: epochs of each M step (request key of the same name); 0 splits
+            ``max_epochs`` over the recursions.
         tau, beta: seed-area threshold and random-walk beta.
         crf: dense-CRF parameters of the E step, ``None`` for none.
         uncertainty: MC-dropout Welch test in the E step.
@@ -63,12 +66,13 @@ class CanEMTrainTask(ScribbleTrainTask):
         relabel_tag: datastore tag of the relabelled maps (empty: not saved).
     """
 
-    def __init__(self, *args, recursions: int = 3, tau: float = DEFAULT_TAU, beta: float = RandomWalkParams.beta,
+    def __init__(self, *args, recursions: int = 3, epochs_per_recursion: int = 0, tau: float = DEFAULT_TAU, beta: float = RandomWalkParams.beta,
                  crf: Optional[DenseCRFParams] = DenseCRFParams.can_et_al(), uncertainty: bool = True,
                  passes: int = 50, mc_batch: Optional[int] = None, alpha: float = DEFAULT_ALPHA, relabel_tag: str = "can_em",
                  **kwargs):
         super().__init__(*args, **kwargs)
-        self._config.update({"recursions": int(recursions), "mc_passes": int(passes)})
+        self._config.update({"recursions": int(recursions), "epochs_per_recursion": int(epochs_per_recursion),
+                             "mc_passes": int(passes)})
         self.tau, self.beta, self.crf, self.uncertainty = tau, beta, crf, uncertainty
         self.mc_batch, self.alpha, self.relabel_tag = mc_batch, float(alpha), relabel_tag
         self._datastore = None
@@ -94,7 +98,10 @@ class CanEMTrainTask(ScribbleTrainTask):
         recursions = int(request.get("recursions", 3))
         if recursions < 1:
             raise ValueError(f"recursions must be >= 1, got {recursions}")
-        per_recursion = max(1, math.ceil(int(request["max_epochs"]) / recursions))
+        per_recursion = int(request.get("epochs_per_recursion") or 0)
+        if per_recursion < 0:
+            raise ValueError(f"epochs_per_recursion must be >= 0, got {per_recursion}")
+        per_recursion = per_recursion or max(1, math.ceil(int(request["max_epochs"]) / recursions))
         train_items, _ = self.partition_datalist(SimpleNamespace(datalist=datalist, request=request))
         seed_maps = self._seed_area_maps(request, train_items)
         history: List[Dict[str, Any]] = []
