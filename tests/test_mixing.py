@@ -84,3 +84,17 @@ def test_local_losses_penalise_stray_islands_only():
     assert float(loss) > 0 and float(q.grad[0, 0, 16, 16]) < 0  # pushes the island toward background
     annotated[0, 16:18, 16:18] = True
     assert float(local_cross_entropy(q, annotated)) < float(loss)
+
+
+def test_largest_object_keeps_the_structure_on_the_organ_not_a_larger_false_blob():
+    """What the per-class largest component gets wrong on the phantoms (accuracy.md)."""
+    from lib.transforms.components import largest_object_labels
+
+    labels = np.zeros((40, 20, 3), np.int64)
+    labels[2:12, 2:12] = 1  # LV
+    labels[12:16, 2:12] = 3  # true RV, attached to the LV: 120 voxels
+    labels[25:33, 2:12] = 3  # a false RV away from them, twice as large (240), smaller than the heart (420)
+    labels[30, 19] = 1  # a stray LV voxel
+    out = largest_object_labels(labels)
+    assert (out[12:16, 2:12] == 3).all() and not out[25:33].any() and not out[30, 19].any()
+    assert (out[2:12, 2:12] == 1).all() and np.unique(out).tolist() == [0, 1, 3]

@@ -4,7 +4,8 @@
 
 Conf keys read here (all optional): ``target_spacing`` (JSON mm list or ``auto``), ``patch_size``
 (JSON, default ``[96, 96, 16]``), ``dropout`` (default 0.1), ``scribble_tag``, ``gt_tag``,
-``largest_component`` (``true``: keep one connected component per structure at inference).
+``largest_component`` (``true``: keep one connected component per structure at inference;
+``object``: the largest foreground object, then one component per structure in it; ``false``).
 """
 
 import json
@@ -56,7 +57,7 @@ class RecipeConfig:
         return ScribbleSegmentation(self.name, self.path, self.network, self.convention, meta_path(self.path[1]),
                                     target_spacing=explicit, description=self.description,
                                     config={"device": self.device},
-                                    largest_component=conf_flag(self.conf, "largest_component"),
+                                    largest_component=self.conf.get("largest_component", "true"),
                                     **self.infer_kwargs())
 
     def infer_kwargs(self) -> Dict[str, Any]:

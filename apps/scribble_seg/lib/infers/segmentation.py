@@ -5,7 +5,8 @@ at (``model/<name>.json``, written by the trainer) -> z-score -> :class:`Segment
 (one pass for volumes that fit, sliding windows otherwise) -> softmax -> probabilities resampled
 back to the input's grid (``Invertd`` of the pre-transforms; replaces MONAI Label's ``Restored``,
 which imports torchvision) -> argmax -> largest connected component per structure (conf
-``largest_component``, default on; turn it off for multi-focal structures such as lesions) ->
+``largest_component``: ``true``/``class``, the default; ``object``: the largest foreground object,
+then one component per structure inside it; ``false`` for multi-focal structures such as lesions) ->
 label map of the input's shape and affine. The network
 is loaded once per device and reloaded only when training publishes new weights.
 
@@ -38,7 +39,7 @@ from monai.transforms import (
 from lib.errors import RequestError
 from lib.infers.inferer import SegmentationInferer
 from lib.scribbles.convention import BACKGROUND_CLASS, ScribbleConvention
-from lib.transforms import Spacingd
+from lib.transforms import KeepLargestObjectd, Spacingd
 
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
@@ -47,6 +48,18 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 PROBABILITIES = "return_probabilities"
 """Request flag: return the softmax at the input geometry instead of the label map."""
 PROBABILITY_CACHE_SIZE = 8
+
+
+COMPONENT_MODES = {"true": "class", "class": "class", "object": "object", "false": None, "none": None}
+
+
+def component_mode(value: Any) -> Optional[str]:
+    """Conf ``largest_component`` -> ``"class"`` (largest component per structure; ``true``),
+    ``"object"`` (:func:`lib.transforms.components.largest_object_labels`) or ``None`` (``false``)."""
+    key = str(value).strip().lower()
+    if key not in COMPONENT_MODES:
+        raise ValueError(f"largest_component must be one of true, class, object, false; got {value!r}")
+    return COMPONENT_MODES[key]
 
 
 def threshold_foreground(probabilities: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -77,7 +90,7 @@ class ScribbleSegmentation(BasicInferTask):
     def __init__(self, name: str, path: Sequence[str], network: torch.nn.Module, convention: ScribbleConvention,
                  meta_path: str, target_spacing: Optional[Sequence[float]] = None, description: str = "",
                  config: Optional[Dict[str, Any]] = None, foreground_threshold: Optional[float] = None,
-                 largest_component: bool = True, **kwargs):
+                 largest_component: Any = "class", **kwargs):
         super().__init__(path=list(path), network=network, type=InferType.SEGMENTATION,
                          labels=dict(convention.labels), dimension=3,
                          description=description or f"Segmentation by the '{name}' recipe",
@@ -87,7 +100,7 @@ class ScribbleSegmentation(BasicInferTask):
         if foreground_threshold is not None and not 0.0 < float(foreground_threshold) < 1.0:
             raise ValueError(f"foreground_threshold must be in (0, 1), got {foreground_threshold}")
         self.foreground_threshold = foreground_threshold
-        self.largest_component = bool(largest_component)
+        self.largest_component = component_mode(largest_component)
         self._pre = None
         self._prob_cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -153,9 +166,11 @@ class ScribbleSegmentation(BasicInferTask):
             discrete = [Lambdad("pred", lambda p: threshold_foreground(p, gamma))]
         else:
             discrete = [AsDiscreted("pred", argmax=True)]
-        if self.largest_component:  # one connected blob per structure: stray islands become background
+        if self.largest_component == "class":  # one connected blob per structure: stray islands become background
             discrete.append(KeepLargestConnectedComponentd("pred", applied_labels=list(self.convention.labels.values()),
                                                           is_onehot=False, independent=True))
+        elif self.largest_component == "object":  # the largest organ blob, then one blob per structure in it
+            discrete.append(KeepLargestObjectd("pred"))
         return restore + discrete + [SqueezeDimd("pred", dim=0)]
 
     def probabilities(self, image_path: str, device: str) -> np.ndarray:

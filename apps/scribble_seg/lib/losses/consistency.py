@@ -19,26 +19,15 @@ The largest component is taken of the whole foreground first, then of each class
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
-from lib.scribbles.convention import BACKGROUND_CLASS
+from lib.transforms.components import largest_object_labels
 
 
 def largest_component_labels(probabilities: torch.Tensor) -> torch.Tensor:
     """``(B, H, W)`` labels: argmax, then only the largest connected foreground blob and, within
     it, the largest component of each class (the rest background)."""
     labels = probabilities.argmax(dim=1).cpu().numpy()
-    out = np.full_like(labels, BACKGROUND_CLASS)
-    for n, lab in enumerate(labels):
-        comp, count = ndimage.label(lab != BACKGROUND_CLASS)
-        if not count:
-            continue
-        lab = np.where(comp == np.bincount(comp.ravel())[1:].argmax() + 1, lab, BACKGROUND_CLASS)
-        for c in np.unique(lab):
-            if c == BACKGROUND_CLASS:
-                continue
-            comp, _ = ndimage.label(lab == c)
-            out[n][comp == np.bincount(comp.ravel())[1:].argmax() + 1] = c
+    out = np.stack([largest_object_labels(lab) for lab in labels])
     return torch.as_tensor(out, device=probabilities.device)
 
 

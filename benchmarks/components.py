@@ -1,0 +1,93 @@
+"""Connected-component post-processing of the infer task, side by side on the weights of earlier
+accuracy rows: ``largest_component=true`` (the largest component of each class, MONAI's
+``KeepLargestConnectedComponent``; the default) vs ``object`` (the largest foreground object,
+then the largest component of each class inside it, :mod:`lib.transforms.components`).
+
+Each argument is the workdir of one row of ``benchmarks/accuracy.py`` (``<workdir>/<row>/app`` with
+its trained weights and ``<workdir>/data`` with the phantoms); the row's recipe and conf are read
+from its committed JSON in ``results/accuracy/``. The same 8 held-out test phantoms, scored as
+``accuracy.py`` scores them; only the post-processing differs.
+
+    python benchmarks/components.py /work/runs/nolpm/scribble2d5_w_o_LPM ...
+
+Writes ``benchmarks/results/components.md`` (and ``.json``).
+"""
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import RESULTS, machine  # noqa: E402
+
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+
+MODES = ("true", "object")
+CLASSES = ("lv", "myocardium", "rv")
+
+
+def row_json(work):
+    name = os.path.basename(os.path.normpath(work))
+    for f in glob.glob(os.path.join(RESULTS, "accuracy", "*.json")):
+        if os.path.basename(f)[:-5] == name:
+            with open(f) as fh:
+                return json.load(fh)
+    raise SystemExit(f"no accuracy row for workdir {work}")
+
+
+def score(work, row, mode):
+    from main import ScribbleSegApp
+    from monailabel.interfaces.utils.app import clear_cache
+
+    from lib.metrics import evaluate
+    from lib.scribbles.convention import ScribbleConvention
+
+    data = os.path.join(os.path.dirname(os.path.normpath(work)), "data")
+    convention = ScribbleConvention(row["labels"])
+    model = row["base_recipe"]
+    clear_cache()
+    app = ScribbleSegApp(os.path.join(work, "app"), os.path.join(work, "studies"),
+                         {"models": model, **row["conf"], "largest_component": mode})
+    dice = []
+    for case in sorted(row["per_case"]):
+        truth = nib.load(os.path.join(data, "groundtruth", f"{case}.nii.gz"))
+        res = app.infer({"model": model, "image": case, "device": "cpu"})
+        pred = np.asarray(nib.load(res["file"]).dataobj)
+        os.unlink(res["file"])
+        e = evaluate(pred, np.asarray(truth.dataobj), convention, truth.header.get_zooms()[:3])
+        dice.append([e[k]["dice"] for k in CLASSES])
+    return np.asarray(dice)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("workdirs", nargs="+")
+    args = parser.parse_args()
+    rows, lines = [], ["# Connected components at inference: per class vs per object", "",
+                       "Command: `python benchmarks/components.py <accuracy row workdirs>`  ",
+                       f"Machine: {machine()}  ",
+                       "Data: the accuracy benchmark's 8 held-out test phantoms and each row's own trained weights "
+                       "(`results/accuracy/`); mean Dice over the test volumes, RV lost = RV Dice < 0.05.", "",
+                       "| row | mode | Dice lv | Dice myocardium | Dice rv | Dice mean | RV lost |", "|---|---|---|---|---|---|---|"]
+    for work in args.workdirs:
+        row = row_json(work)
+        for mode in MODES:
+            d = score(work, row, mode)
+            r = {"row": row["recipe"], "trained_at": row.get("trained_at"), "mode": mode,
+                 "dice": dict(zip(CLASSES, d.mean(0).round(3).tolist())), "mean": round(float(d.mean()), 3),
+                 "rv_lost": int((d[:, 2] < 0.05).sum())}
+            rows.append(r)
+            lines.append(f"| `{r['row']}` | {mode} | " + " | ".join(f"{v:.3f}" for v in r["dice"].values())
+                         + f" | {r['mean']:.3f} | {r['rv_lost']} |")
+            print(lines[-1], flush=True)
+    with open(os.path.join(RESULTS, "components.json"), "w") as f:
+        json.dump({"machine": machine(), "rows": rows}, f, indent=1)
+    with open(os.path.join(RESULTS, "components.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
