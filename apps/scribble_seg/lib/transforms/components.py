@@ -6,7 +6,9 @@ class; everything else becomes background. Unlike the largest component per clas
 (MONAI's ``KeepLargestConnectedComponent(independent=True)``), a false blob of one class away from
 the organ cannot win over the true, smaller structure attached to it -- measured on the phantoms:
 the per-class rule keeps a ~4000-voxel false RV below the heart and drops the true RV on some
-test volumes (``benchmarks/results/accuracy.md``).
+test volumes. The price: when the largest foreground object is not the organ, the organ goes.
+On fresh phantoms that happened (``benchmarks/results/components.md``), so inference keeps the
+per-class rule by default and offers this one as ``largest_component=object``.
 """
 
 import numpy as np
