@@ -14,7 +14,6 @@ Writes ``benchmarks/results/components.md`` (and ``.json``).
 """
 
 import argparse
-import glob
 import json
 import os
 import sys
@@ -31,12 +30,11 @@ CLASSES = ("lv", "myocardium", "rv")
 
 
 def row_json(work):
-    name = os.path.basename(os.path.normpath(work))
-    for f in glob.glob(os.path.join(RESULTS, "accuracy", "*.json")):
-        if os.path.basename(f)[:-5] == name:
-            with open(f) as fh:
-                return json.load(fh)
-    raise SystemExit(f"no accuracy row for workdir {work}")
+    path = os.path.join(RESULTS, "accuracy", os.path.basename(os.path.normpath(work)) + ".json")
+    if not os.path.exists(path):
+        raise SystemExit(f"no accuracy row for workdir {work} ({path})")
+    with open(path) as f:
+        return json.load(f)
 
 
 def score(work, row, mode, fresh=None):

@@ -138,9 +138,7 @@ def propagate_multiscale(image: np.ndarray, scribbles: np.ndarray, spacing: Sequ
             mine = pseudo == value
             out[mine] = value
             claims += mine
-    out[claims > 1] = UNANNOTATED
-    annotated = convention.annotated(scribbles)
-    out[annotated] = scribbles[annotated]
+    out[claims > 1] = UNANNOTATED  # never a stroke: every map keeps the strokes, so only its own class claims one
     return out
 
 

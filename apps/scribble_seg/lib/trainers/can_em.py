@@ -16,8 +16,8 @@ annotator can look at them in 3D Slicer.
 
 The epoch budget ``max_epochs`` is the total, split evenly over the recursions, so ``can_em``
 trains as long as the other recipes given the same request; ``epochs_per_recursion`` > 0 gives
-every recursion that many epochs instead (the paper trains each to convergence). Training stats (``GET /train/``)
-gain ``recursions``: per recursion, the fraction of voxels labelled, the fraction changed by its
+every recursion that many epochs instead (the paper trains each to convergence). Training stats
+(``GET /train/``) gain ``recursions``: per recursion, the fraction of voxels labelled, the fraction changed by its
 E step, the validation Dice and the relabelling time per volume.
 """
 
@@ -66,10 +66,10 @@ class CanEMTrainTask(ScribbleTrainTask):
         relabel_tag: datastore tag of the relabelled maps (empty: not saved).
     """
 
-    def __init__(self, *args, recursions: int = 3, epochs_per_recursion: int = 0, tau: float = DEFAULT_TAU, beta: float = RandomWalkParams.beta,
-                 crf: Optional[DenseCRFParams] = DenseCRFParams.can_et_al(), uncertainty: bool = True,
-                 passes: int = 50, mc_batch: Optional[int] = None, alpha: float = DEFAULT_ALPHA, relabel_tag: str = "can_em",
-                 **kwargs):
+    def __init__(self, *args, recursions: int = 3, epochs_per_recursion: int = 0, tau: float = DEFAULT_TAU,
+                 beta: float = RandomWalkParams.beta, crf: Optional[DenseCRFParams] = DenseCRFParams.can_et_al(),
+                 uncertainty: bool = True, passes: int = 50, mc_batch: Optional[int] = None,
+                 alpha: float = DEFAULT_ALPHA, relabel_tag: str = "can_em", **kwargs):
         super().__init__(*args, **kwargs)
         self._config.update({"recursions": int(recursions), "epochs_per_recursion": int(epochs_per_recursion),
                              "mc_passes": int(passes)})
