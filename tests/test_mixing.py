@@ -98,3 +98,11 @@ def test_largest_object_keeps_the_structure_on_the_organ_not_a_larger_false_blob
     out = largest_object_labels(labels)
     assert (out[12:16, 2:12] == 3).all() and not out[25:33].any() and not out[30, 19].any()
     assert (out[2:12, 2:12] == 1).all() and np.unique(out).tolist() == [0, 1, 3]
+
+
+def test_largest_component_conf_takes_its_modes_and_names_them_when_wrong():
+    from lib.infers.segmentation import component_mode
+
+    assert [component_mode(v) for v in ("true", "Class", "object", "false")] == ["class", "class", "object", None]
+    with pytest.raises(ValueError, match="true, class, object, false"):
+        component_mode("biggest")
