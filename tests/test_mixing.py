@@ -100,9 +100,37 @@ def test_largest_object_keeps_the_structure_on_the_organ_not_a_larger_false_blob
     assert (out[2:12, 2:12] == 1).all() and np.unique(out).tolist() == [0, 1, 3]
 
 
+def test_anchored_components_keep_what_borders_the_anchor_not_what_is_largest():
+    """The phantoms' failure that ``object`` cannot fix: a false RV (the liver) larger than the
+    true one and in the same foreground object, touching the myocardium far less."""
+    from lib.transforms.components import anchored_labels
+
+    labels = np.zeros((40, 20, 3), np.int64)
+    labels[2:14, 2:14] = 2  # myocardium (the anchor) ...
+    labels[5:11, 5:11] = 1  # ... around the LV
+    labels[2:14, 14:18] = 3  # true RV along the myocardium: 12 x 4 x 3 = 144 voxels, 36 bordering it
+    labels[14:30, 2:10] = 3  # false RV below: 384 voxels, larger, bordering the myocardium at one row (24)
+    labels[30:34, 2:10] = 1  # a false LV attached to the false RV (96), not touching the myocardium
+    labels[36:39, 15:19] = 2  # a stray myocardium island (36)
+    out = anchored_labels(labels, anchor=2)
+    assert np.array_equal(out[:14], labels[:14]) and not out[14:].any()  # heart kept whole, nothing below
+    # a class that nowhere touches the anchor keeps its largest component; no anchor: per class
+    far = np.zeros((20, 20), np.int64)
+    far[1:4, 1:4], far[10:16, 10:16], far[18, 18] = 2, 3, 3
+    assert int((anchored_labels(far, anchor=2) == 3).sum()) == 36
+    no_anchor = np.where(far == 2, 1, far)
+    expected = no_anchor.copy()
+    expected[18, 18] = 0
+    assert np.array_equal(anchored_labels(no_anchor, anchor=2), expected)
+
+
 def test_largest_component_conf_takes_its_modes_and_names_them_when_wrong():
     from lib.infers.segmentation import component_mode
 
     assert [component_mode(v) for v in ("true", "Class", "object", "false")] == ["class", "class", "object", None]
+    labels = {"lv": 1, "myocardium": 2, "rv": 3}
+    assert component_mode("Myocardium", labels) == 2 and component_mode("true", labels) == "class"
     with pytest.raises(ValueError, match="true, class, object, false"):
         component_mode("biggest")
+    with pytest.raises(ValueError, match="false, lv, myocardium, rv .*'spleen'"):
+        component_mode("spleen", labels)

@@ -7,6 +7,7 @@ import time
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from live_server import http_status
 
@@ -63,6 +64,16 @@ def test_train_then_infer_restores_the_input_geometry(server, sample_root, recip
     np.testing.assert_allclose(out.affine, image.affine, atol=1e-4)
     assert set(np.unique(np.asarray(out.dataobj))) <= {0, 1, 2, 3}
     assert params["label_names"] == {"lv": 1, "myocardium": 2, "rv": 3}
+    if recipe == "pce":  # the component clean-up is a request parameter too; a wrong one answers 422
+        raw, anchored = (np.asarray(nib.load(client.infer(recipe, "case_004", {"largest_component": mode})[0]).dataobj)
+                         for mode in ("false", "myocardium"))
+        assert ((anchored == 0) | (anchored == raw)).all()  # it only removes
+        pieces = [ndimage.label(raw == c)[1] for c in (1, 2, 3)]
+        assert all(ndimage.label(anchored == c)[1] <= 1 for c in (1, 2, 3))
+        assert max(pieces) > 1 and not np.array_equal(anchored, raw)  # a 3-iteration model's raw map: thousands
+        with pytest.raises(MONAILabelClientException) as e:
+            client.infer(recipe, "case_004", {"largest_component": "spleen"})
+        assert http_status(e.value) == 422 and "myocardium" in e.value.msg and "spleen" in e.value.msg
 
 
 def test_training_without_scribbles_fails_with_a_message(tmp_path, sample_root):

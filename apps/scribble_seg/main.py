@@ -21,6 +21,9 @@ Conf options (``--conf key value``; every value is a string):
 ``patch_size``             training patch, JSON list (default ``[96, 96, 16]``)
 ``dropout``                dropout of the networks (default 0.1; MC dropout needs it > 0)
 ``largest_component``      ``true`` (default): segmentations keep one connected component per structure
+                           (``object``: the largest foreground object first; a structure name, e.g.
+                           ``myocardium``: that structure's largest component and, of every other, the
+                           component bordering it most; ``false``: off). Also an infer request parameter
 ``gt_tag``                 datastore tag of dense ground truth, used for validation metrics only (default ``gt``)
 ``max_upload_mb``          largest image or label accepted by the datastore (default 1024; larger: HTTP 413)
 ``points_tag``             datastore tag of Weak-Net surface points (default ``points``; checked at upload)

@@ -5,7 +5,9 @@
 Conf keys read here (all optional): ``target_spacing`` (JSON mm list or ``auto``), ``patch_size``
 (JSON, default ``[96, 96, 16]``), ``dropout`` (default 0.1), ``scribble_tag``, ``gt_tag``,
 ``largest_component`` (``true``: keep one connected component per structure at inference;
-``object``: the largest foreground object, then one component per structure in it; ``false``).
+``object``: the largest foreground object, then one component per structure in it; a structure
+name: that structure's largest component, then per structure the component bordering it most;
+``false``).
 """
 
 import json

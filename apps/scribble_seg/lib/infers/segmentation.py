@@ -4,10 +4,12 @@ Pipeline (MONAI Label ``BasicInferTask``): load -> resample to the spacing the m
 at (``model/<name>.json``, written by the trainer) -> z-score -> :class:`SegmentationInferer`
 (one pass for volumes that fit, sliding windows otherwise) -> softmax -> probabilities resampled
 back to the input's grid (``Invertd`` of the pre-transforms; replaces MONAI Label's ``Restored``,
-which imports torchvision) -> argmax -> largest connected component per structure (conf
-``largest_component``: ``true``/``class``, the default; ``object``: the largest foreground object,
-then one component per structure inside it; ``false`` for multi-focal structures such as lesions) ->
-label map of the input's shape and affine. The network
+which imports torchvision) -> argmax -> connected-component clean-up (conf ``largest_component``, also a request
+parameter: ``true``/``class``, the default: the largest component per structure; ``object``: the
+largest foreground object, then one component per structure inside it; a structure name, e.g.
+``myocardium``: the largest component of that structure and, of every other, the component that
+borders it most -- :mod:`lib.transforms.components`; ``false`` for multi-focal structures such as
+lesions) -> label map of the input's shape and affine. The network
 is loaded once per device and reloaded only when training publishes new weights.
 
 A model that was never trained answers HTTP 409 naming the ``/train/<name>`` to run, instead of
@@ -18,7 +20,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -39,7 +41,7 @@ from monai.transforms import (
 from lib.errors import RequestError
 from lib.infers.inferer import SegmentationInferer
 from lib.scribbles.convention import BACKGROUND_CLASS, ScribbleConvention
-from lib.transforms import KeepLargestObjectd, Spacingd
+from lib.transforms import KeepAnchoredComponentsd, KeepLargestObjectd, Spacingd
 
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
@@ -53,13 +55,19 @@ PROBABILITY_CACHE_SIZE = 8
 COMPONENT_MODES = {"true": "class", "class": "class", "object": "object", "false": None, "none": None}
 
 
-def component_mode(value: Any) -> Optional[str]:
-    """Conf ``largest_component`` -> ``"class"`` (largest component per structure; ``true``),
-    ``"object"`` (:func:`lib.transforms.components.largest_object_labels`) or ``None`` (``false``)."""
+def component_mode(value: Any, labels: Optional[Dict[str, int]] = None) -> Union[None, str, int]:
+    """Conf / request ``largest_component`` -> ``"class"`` (largest component per structure;
+    ``true``), ``"object"`` (:func:`lib.transforms.components.largest_object_labels`), the class
+    index of the structure named (the anchor of :func:`lib.transforms.components.anchored_labels`;
+    names from ``labels``) or ``None`` (``false``)."""
     key = str(value).strip().lower()
-    if key not in COMPONENT_MODES:
-        raise ValueError(f"largest_component must be one of true, class, object, false; got {value!r}")
-    return COMPONENT_MODES[key]
+    if key in COMPONENT_MODES:
+        return COMPONENT_MODES[key]
+    names = {str(k).lower(): int(v) for k, v in (labels or {}).items()}
+    if key in names:
+        return names[key]
+    raise ValueError(f"largest_component must be one of true, class, object, false"
+                     + "".join(f", {n}" for n in sorted(names)) + f" (a structure: the anchor); got {value!r}")
 
 
 def threshold_foreground(probabilities: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -94,13 +102,15 @@ class ScribbleSegmentation(BasicInferTask):
         super().__init__(path=list(path), network=network, type=InferType.SEGMENTATION,
                          labels=dict(convention.labels), dimension=3,
                          description=description or f"Segmentation by the '{name}' recipe",
-                         config={"result_dtype": "uint8", **(config or {})}, load_strict=True, **kwargs)
+                         config={"result_dtype": "uint8", "largest_component": str(largest_component), **(config or {})},
+                         load_strict=True, **kwargs)
         self.name, self.convention = name, convention
         self.meta_path, self.default_spacing = meta_path, target_spacing
         if foreground_threshold is not None and not 0.0 < float(foreground_threshold) < 1.0:
             raise ValueError(f"foreground_threshold must be in (0, 1), got {foreground_threshold}")
         self.foreground_threshold = foreground_threshold
-        self.largest_component = component_mode(largest_component)
+        component_mode(largest_component, convention.labels)  # a bad conf stops start-up, naming the choices
+        self.largest_component = str(largest_component)
         self._pre = None
         self._prob_cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -132,6 +142,10 @@ class ScribbleSegmentation(BasicInferTask):
         if not self.is_trained():
             raise RequestError(f"model '{self.name}' has not been trained yet: run POST /train/{self.name} "
                                f"(3D Slicer: Train) once scribbles are submitted", 409)
+        try:
+            component_mode(request.get("largest_component", self.largest_component), self.convention.labels)
+        except ValueError as e:
+            raise RequestError(str(e), 422) from None
         return super().__call__(request, callbacks)
 
     def pre_transforms(self, data=None):
@@ -166,11 +180,14 @@ class ScribbleSegmentation(BasicInferTask):
             discrete = [Lambdad("pred", lambda p: threshold_foreground(p, gamma))]
         else:
             discrete = [AsDiscreted("pred", argmax=True)]
-        if self.largest_component == "class":  # one connected blob per structure: stray islands become background
+        mode = component_mode((data or {}).get("largest_component", self.largest_component), self.convention.labels)
+        if mode == "class":  # one connected blob per structure: stray islands become background
             discrete.append(KeepLargestConnectedComponentd("pred", applied_labels=list(self.convention.labels.values()),
                                                           is_onehot=False, independent=True))
-        elif self.largest_component == "object":  # the largest organ blob, then one blob per structure in it
+        elif mode == "object":  # the largest organ blob, then one blob per structure in it
             discrete.append(KeepLargestObjectd("pred"))
+        elif mode is not None:  # the anchor's largest blob, then per structure the blob bordering it most
+            discrete.append(KeepAnchoredComponentsd("pred", anchor=mode))
         return restore + discrete + [SqueezeDimd("pred", dim=0)]
 
     def probabilities(self, image_path: str, device: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-from .components import KeepLargestObjectd, largest_object_labels
+from .components import KeepAnchoredComponentsd, KeepLargestObjectd, anchored_labels, largest_object_labels
 from .propagation import PropagateScribblesd
 from .scribbles import AnnotatedMaskd, ScribbleMapd
 from .spacing import Spacingd
