@@ -45,6 +45,12 @@ def test_parse_labels_rejects_with_a_clear_message(value, message):
         parse_labels(value)
 
 
+def test_anchor_structure_is_the_myocardium_by_its_configured_name_or_none():
+    assert ScribbleConvention({"lv": 1, "myocardium": 2, "rv": 3}).anchor_structure == "myocardium"
+    assert ScribbleConvention({"LV": 1, "Myocardium": 2}).anchor_structure == "Myocardium"
+    assert ScribbleConvention({"liver": 1, "tumour": 2}).anchor_structure is None
+
+
 def test_default_background_scribble_id_is_k_plus_one_and_overridable():
     assert ScribbleConvention({"lv": 1, "myocardium": 2, "rv": 3}).background_scribble_id == 4
     assert ScribbleConvention({"organ": 1}).background_scribble_id == 2

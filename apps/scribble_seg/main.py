@@ -20,7 +20,8 @@ Conf options (``--conf key value``; every value is a string):
                            volumes, recorded next to the published model; default)
 ``patch_size``             training patch, JSON list (default ``[96, 96, 16]``)
 ``dropout``                dropout of the networks (default 0.1; MC dropout needs it > 0)
-``largest_component``      ``true`` (default): segmentations keep one connected component per structure
+``largest_component``      ``true``: segmentations keep one connected component per structure (default;
+                           ``scribble2d5``'s: ``myocardium`` where the labels have it)
                            (``object``: the largest foreground object first; a structure name, e.g.
                            ``myocardium``: that structure's largest component and, of every other, the
                            component bordering it most; ``false``: off). Also an infer request parameter

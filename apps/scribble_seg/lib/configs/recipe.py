@@ -4,10 +4,10 @@
 
 Conf keys read here (all optional): ``target_spacing`` (JSON mm list or ``auto``), ``patch_size``
 (JSON, default ``[96, 96, 16]``), ``dropout`` (default 0.1), ``scribble_tag``, ``gt_tag``,
-``largest_component`` (``true``: keep one connected component per structure at inference;
-``object``: the largest foreground object, then one component per structure in it; a structure
-name: that structure's largest component, then per structure the component bordering it most;
-``false``).
+``largest_component`` (``true``, the default of most recipes: keep one connected component per
+structure at inference; ``object``: the largest foreground object, then one component per
+structure in it; a structure name: that structure's largest component, then per structure the
+component bordering it most -- Scribble2D5's default, :meth:`default_largest_component`; ``false``).
 """
 
 import json
@@ -59,8 +59,13 @@ class RecipeConfig:
         return ScribbleSegmentation(self.name, self.path, self.network, self.convention, meta_path(self.path[1]),
                                     target_spacing=explicit, description=self.description,
                                     config={"device": self.device},
-                                    largest_component=self.conf.get("largest_component", "true"),
+                                    largest_component=self.conf.get("largest_component",
+                                                                    self.default_largest_component()),
                                     **self.infer_kwargs())
+
+    def default_largest_component(self) -> str:
+        """``largest_component`` when the conf sets none: the largest component per structure."""
+        return "true"
 
     def infer_kwargs(self) -> Dict[str, Any]:
         """Recipe-specific keyword arguments of the segmentation infer task (from conf)."""

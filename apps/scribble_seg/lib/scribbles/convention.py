@@ -49,6 +49,11 @@ elsewhere (what CRF clamping and random-walk seeding take, see :meth:`ScribbleCo
 DEFAULT_LABELS: Dict[str, int] = {"lv": 1, "myocardium": 2, "rv": 3}
 """Labels of the embedded cardiac-like sample dataset, used when the app conf names none."""
 
+ANCHOR_STRUCTURES = ("myocardium",)
+"""Structures that border every other structure of their organ (the myocardium: the LV inside
+it, the RV along the septum). Where the labels have one, Scribble2D5's segmentations keep the
+components bordering it (``largest_component=<name>``, :mod:`lib.transforms.components`)."""
+
 FOREGROUND_SCRIBBLES = "foreground_scribbles"
 BACKGROUND_SCRIBBLES = "background_scribbles"
 BACKGROUND_SEGMENT_NAMES = ("background", BACKGROUND_SCRIBBLES, "background_strokes")
@@ -158,6 +163,12 @@ class ScribbleConvention:
     def from_conf(cls, conf: Mapping[str, str]) -> "ScribbleConvention":
         """Build from the app conf keys ``labels`` and ``background_scribble_id`` (both optional)."""
         return cls(conf.get("labels") or DEFAULT_LABELS, conf.get("background_scribble_id") or None)
+
+    @property
+    def anchor_structure(self) -> Optional[str]:
+        """The first of ``ANCHOR_STRUCTURES`` among the labels (its name as configured), else ``None``."""
+        names = {_norm(n): n for n in self.labels}
+        return next((names[_norm(a)] for a in ANCHOR_STRUCTURES if _norm(a) in names), None)
 
     @property
     def num_classes(self) -> int:
