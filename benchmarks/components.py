@@ -6,7 +6,8 @@ then of every other class the component bordering it most), :mod:`lib.transforms
 
 Each argument is the workdir of one row of ``benchmarks/accuracy.py`` (``<workdir>/<row>/app`` with
 its trained weights and ``<workdir>/data`` with the phantoms); the row's recipe and conf are read
-from its committed JSON in ``results/accuracy/``. The same 8 held-out test phantoms, scored as
+from its committed JSON in ``results/accuracy/``; the ``run`` column names ``<workdir>``, so several
+trainings of one row (the same command in other workdirs) are told apart. The same 8 held-out test phantoms, scored as
 ``accuracy.py`` scores them, and fresh phantoms (``--fresh-seeds``: 8 each, never trained on);
 only the post-processing differs (the ``largest_component`` request parameter of one server app).
 
@@ -91,17 +92,18 @@ def main():
                        f"{args.fresh} fresh phantoms per seed (`fresh 300`: seen while writing `myocardium`; "
                        "`fresh 400`: generated after both rules were written, the held-out judge); mean Dice over the "
                        "volumes, RV lost = RV Dice < 0.05.", "",
-                       "| row | data | mode | Dice lv | Dice myocardium | Dice rv | Dice mean | RV lost |",
-                       "|---|---|---|---|---|---|---|---|"]
+                       "| row | run | data | mode | Dice lv | Dice myocardium | Dice rv | Dice mean | RV lost |",
+                       "|---|---|---|---|---|---|---|---|---|"]
     for work in args.workdirs:
         row = row_json(work)
+        run = os.path.basename(os.path.dirname(os.path.normpath(work)))  # several trainings of one row: their workdirs
         for data, fresh in sets:
             for mode, d in score(work, row, fresh).items():
-                r = {"row": row["recipe"], "trained_at": row.get("trained_at"), "data": data, "mode": mode,
+                r = {"row": row["recipe"], "run": run, "trained_at": row.get("trained_at"), "data": data, "mode": mode,
                      "dice": dict(zip(CLASSES, d.mean(0).round(3).tolist())), "mean": round(float(d.mean()), 3),
                      "rv_lost": int((d[:, 2] < 0.05).sum())}
                 rows.append(r)
-                lines.append(f"| `{r['row']}` | {data} | {mode} | "
+                lines.append(f"| `{r['row']}` | {run} | {data} | {mode} | "
                              + " | ".join(f"{v:.3f}" for v in r["dice"].values()) + f" | {r['mean']:.3f} | {r['rv_lost']} |")
                 print(lines[-1], flush=True)
     with open(os.path.join(RESULTS, "components.json"), "w") as f:
