@@ -71,12 +71,32 @@ VARIANTS = {
     "zscribbleseg w/o consistency": ("zscribbleseg", {"zscribbleseg_global_weight": "0", "zscribbleseg_local_weight": "0"}),
     "zscribbleseg w/o prior": ("zscribbleseg", {"zscribbleseg_prior_weight": "0"}),
 }
+NARROW_2D = {"unet2d_features": "[16, 32, 64, 128, 256]"}
+"""The 2D rows a CPU affords: the slice-wise UNets at a quarter of the paper's widths (64..1024 ->
+16..256; 2.2 M parameters for ZScribbleSeg's UNet, 4.1 M for ExMod's, vs the 2.5D network's 4.0 M,
+``lib/networks/unet2d.py``). At the paper's widths one iteration of these rows takes ~10x longer here."""
+
+
+def narrow(name):
+    """The row ``name`` at :data:`NARROW_2D` widths: ``zscribbleseg w/o mix`` -> ``zscribbleseg (1/4
+    width) w/o mix``, ``exmod (mixup)`` -> ``exmod (1/4 width, mixup)``."""
+    base, _, rest = name.partition(" ")
+    if rest.startswith("("):
+        return f"{base} (1/4 width, {rest[1:]}"
+    return f"{base} (1/4 width)" + (f" {rest}" if rest else "")
+
+
+MIX_ROWS = ["exmod (mixup)", "exmod", "zscribbleseg (mixup)", "zscribbleseg w/o mix", "zscribbleseg w/o consistency",
+            "zscribbleseg w/o prior", "zscribbleseg"]
+for _row in MIX_ROWS:
+    _recipe, _conf = VARIANTS.get(_row, (_row, {}))
+    VARIANTS[narrow(_row)] = (_recipe, {**NARROW_2D, **_conf})
+
 ROW_ORDER = ["pce", "scribble2d5 w/o LPM", "scribble2d5 w/o SBPM", "scribble2d5 w/o ABL", "scribble2d5 (8 mm supervoxels)",
              "scribble2d5 (myocardium 6 mm supervoxels)", "scribble2d5",
              "can_em base (no recursion)", "can_em base", "can_em + CRF", "can_em + uncertainty (T=10)",
              "can_em + uncertainty", "can_em (T=10)", "can_em",
-             "exmod (mixup)", "exmod", "zscribbleseg (mixup)", "zscribbleseg w/o mix", "zscribbleseg w/o consistency",
-             "zscribbleseg w/o prior", "zscribbleseg"]
+             *MIX_ROWS, *map(narrow, MIX_ROWS)]
 
 
 def parse_row(spec):
