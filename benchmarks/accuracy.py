@@ -167,6 +167,9 @@ def run_recipe(row, args, root, manifest, test, gt_train):
         if len(overlays) < OVERLAY_CASES:
             z = int(np.argmax((truth > 0).sum(axis=(0, 1))))
             overlays[case] = {"z": z, "pred": pred[..., z].astype(np.uint8).tolist()}
+    mixture = None
+    if stats.get("mixture_ratios") or previous.get("mixture_ratios"):
+        mixture = mixture_ratio_check(app._infers[recipe], root, convention, args.device)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
     if previous:
@@ -178,6 +181,7 @@ def run_recipe(row, args, root, manifest, test, gt_train):
         "train_seconds": round(train_s, 1), "infer_seconds_median": round(float(np.median(infer_s)), 2),
         "best_val_metric": stats.get("best_metric"), "recursions": stats.get("recursions"),
         "mixture_ratios": stats.get("mixture_ratios") or previous.get("mixture_ratios"),
+        "mixture_ratio_check": mixture,
         "per_case": per_case, "overlays": overlays,
         "labels": manifest["labels"],
     }
@@ -256,6 +260,36 @@ def paper_comparison(results):
     return lines
 
 
+def mixture_ratio_check(infer, root, convention, device):
+    """ZScribbleSeg's EM mixture ratios on whole training volumes, against the truth.
+
+    For every scribbled training volume, the trained network's posteriors ``p`` over its unannotated
+    voxels ``U`` give three estimates of the class fractions in ``U``: the scribbles' frequencies
+    ``pi^0`` (what a network trained on scribbles assumes), the mean posterior, and the EM estimate
+    (:func:`lib.losses.spatial_prior.em_mixture_ratios`). The dense masks give the true fractions
+    of ``U`` (used here to score only; they never reach training). Returns per volume the four
+    vectors (background first) and the mean L1 error of each estimate."""
+    import torch
+    from lib.losses.spatial_prior import em_mixture_ratios, scribble_priors
+
+    cases, errors = {}, {"scribbles": [], "mean_posterior": [], "em": []}
+    for path in sorted(glob.glob(os.path.join(root, "studies", "labels", "final", "*.nii.gz"))):
+        case = os.path.basename(path)[:-7]
+        scribbles = np.asarray(nib.load(path).dataobj)
+        targets, annotated = convention.targets(scribbles)
+        truth = np.asarray(nib.load(os.path.join(root, "groundtruth", f"{case}.nii.gz")).dataobj)
+        unannotated = ~annotated
+        true = np.bincount(truth[unannotated].astype(np.int64), minlength=convention.num_classes) / unannotated.sum()
+        prob = infer.probabilities(os.path.join(root, "studies", f"{case}.nii.gz"), device)  # (C, H, W, D)
+        p_u = torch.as_tensor(prob[:, unannotated].T)  # (|U|, C)
+        pi0 = scribble_priors(torch.as_tensor(targets), torch.as_tensor(annotated), convention.num_classes)
+        est = {"scribbles": pi0.numpy(), "mean_posterior": p_u.mean(0).numpy(), "em": em_mixture_ratios(p_u, pi0).numpy()}
+        cases[case] = {"true": true.tolist(), **{k: v.tolist() for k, v in est.items()}}
+        for k, v in est.items():
+            errors[k].append(float(np.abs(v - true).sum()))
+    return {"cases": cases, "l1_error_mean": {k: float(np.mean(v)) for k, v in errors.items()}}
+
+
 def fmt_ratios(values):
     return "(" + ", ".join(f"{v:.3f}" for v in values) + ")"
 
@@ -315,6 +349,21 @@ def write_report(args, root):
                   f"the dense masks' fractions over the whole training volumes {fmt_ratios(true_pi)}.", ""]
         lines += [f"* `{r['recipe']}`: estimated {fmt_ratios(r['mixture_ratios']['estimated'])}, scribbles' "
                   f"{fmt_ratios(r['mixture_ratios']['scribbles'])}" for r in em_pi]
+    checked = [r for r in results if r.get("mixture_ratio_check")]
+    if checked:
+        lines += ["", "Mixture ratios on whole training volumes (`mixture_ratio_check`): the trained network's "
+                  "posteriors over each scribbled training volume's unannotated voxels, three estimates of their "
+                  "class fractions, scored against the dense masks' fractions of the same voxels (L1 distance, "
+                  "mean over volumes; background, " + ", ".join(results[0]["labels"]) + "):", "",
+                  "| recipe | true (mean) | scribbles' pi0 | mean posterior | EM | L1 pi0 | L1 mean posterior | L1 EM |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in checked:
+            c = r["mixture_ratio_check"]
+            mean = {k: np.mean([v[k] for v in c["cases"].values()], axis=0) for k in ("true", "scribbles", "mean_posterior", "em")}
+            err = c["l1_error_mean"]
+            lines.append(f"| `{r['recipe']}` | {fmt_ratios(mean['true'])} | {fmt_ratios(mean['scribbles'])} | "
+                         f"{fmt_ratios(mean['mean_posterior'])} | {fmt_ratios(mean['em'])} | {err['scribbles']:.3f} | "
+                         f"{err['mean_posterior']:.3f} | {err['em']:.3f} |")
     lines += ["", "![overlays](accuracy_overlays.png)", ""]
     with open(os.path.join(RESULTS, "accuracy.md"), "w") as f:
         f.write("\n".join(lines))
