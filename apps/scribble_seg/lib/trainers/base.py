@@ -27,7 +27,6 @@ What it does, so that recipes only override their loss / targets / hooks:
   at; the infer task reads it.
 """
 
-import copy
 import json
 import logging
 import os
@@ -63,7 +62,7 @@ from lib.datasets.study import read_spacing
 from lib.errors import RequestError
 from lib.infers.inferer import SegmentationInferer
 from lib.metrics import DiceMetric
-from lib.networks import final_logits
+from lib.networks import final_logits, seeded_copy
 from lib.scribbles.convention import ScribbleConvention
 from lib.transforms import AnnotatedMaskd, ScribbleMapd, Spacingd
 
@@ -281,7 +280,9 @@ class ScribbleTrainTask(BasicTrainTask):
 
     # ---------------------------------------------------------------------------- network/opt
     def network(self, context: Context):
-        return copy.deepcopy(self._network)
+        """The architecture with initial weights drawn from the request's ``seed`` (checkpoints of
+        ``pretrained`` or of a previous run are loaded over them by MONAI Label's loader)."""
+        return seeded_copy(self._network, int(context.request.get("seed", 0)))
 
     def optimizer(self, context: Context):
         r = context.request
