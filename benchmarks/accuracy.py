@@ -17,7 +17,8 @@ held-out scribbles); only ``full``, the upper bound, trains on the training volu
 infer pipeline (e.g. after a post-processing change), keeping their training time.
 
 A row is a recipe name, one of :data:`VARIANTS` (the paper's ablations), or
-``recipe[conf_key=value;...]`` for any conf override.
+``recipe[conf_key=value;...]`` for any conf override. A row trained with another budget than
+20 x 50 x 2 (``--epochs``, ``--epoch-length``, ``--batch``) has it appended to its name.
 
 Writes ``benchmarks/results/accuracy/<recipe>.json`` per recipe and regenerates, from every JSON
 present, ``benchmarks/results/accuracy.md`` (Dice, HD95 in mm, precision per class, mean +- std over
@@ -110,6 +111,18 @@ def parse_row(spec):
     return spec, spec, {}
 
 
+DEFAULT_BUDGET = (20, 50, 2)
+"""epochs x iterations x batch of the table's rows; a row trained with another budget says so in its name."""
+
+
+def row_label(spec, args):
+    """The table name of ``--recipes`` entry ``spec``: with a budget other than
+    :data:`DEFAULT_BUDGET` appended (``can_em base, 60 x 50 x 2``), so rows never overwrite each
+    other across budgets."""
+    budget = (args.epochs, args.epoch_length, args.batch)
+    return spec if budget == DEFAULT_BUDGET else f"{spec}, {' x '.join(map(str, budget))}"
+
+
 def file_name(row):
     return "".join(c if c.isalnum() else "_" for c in row).strip("_") + ".json"
 
@@ -133,7 +146,8 @@ def run_recipe(row, args, root, manifest, test, gt_train):
     from lib.scribbles.convention import ScribbleConvention
 
     convention = ScribbleConvention(manifest["labels"])
-    row, recipe, overrides = parse_row(row)
+    spec, recipe, overrides = parse_row(row)
+    row = row_label(spec, args)
     work = os.path.join(args.workdir, file_name(row)[:-5])
     app = make_app(work, os.path.join(root, "studies"), {"models": recipe, **overrides})
     request = {"model": recipe, "max_epochs": args.epochs, "epoch_length": args.epoch_length, "seed": args.seed,
@@ -397,7 +411,7 @@ def main():
     for row in [r.strip() for r in args.recipes.split(",") if r.strip()]:
         result = run_recipe(row, args, root, manifest, test, gt_train)
         result["scribble_coverage"] = coverage
-        with open(os.path.join(OUT, file_name(row)), "w") as f:
+        with open(os.path.join(OUT, file_name(result["recipe"])), "w") as f:
             json.dump(result, f)
         print(f"{row}: trained in {result['train_seconds']} s")
         write_report(args, root)
