@@ -161,3 +161,16 @@ def test_per_class_supervoxel_sizes_reject_unknown_classes_and_bad_sizes(convent
     for bad in ('{"pancreas": 8}', '{"myocardium": 0}', '[8]', '{"myocardium": "x"}'):
         with pytest.raises(ValueError, match="not a label|class name -> mm"):
             _class_sizes(bad, convention)
+
+
+def test_thin_structures_get_their_own_supervoxel_size_by_default(convention):
+    from lib.configs.scribble2d5 import _class_sizes
+    from lib.scribbles.convention import ScribbleConvention
+
+    assert _class_sizes(None, convention) == (("myocardium", 6.0),)  # conf unset: the thin structure's size
+    assert _class_sizes(None, ScribbleConvention({"LV": 1, "Myocardium": 2})) == (("Myocardium", 6.0),)
+    assert _class_sizes(None, ScribbleConvention({"liver": 1, "tumour": 2})) == ()
+    assert _class_sizes("{}", convention) == () and _class_sizes("", convention) == ()  # one size for all
+    assert PropagationParams(class_supervoxel_mm=_class_sizes(None, convention)).sizes(convention) == {
+        1: 12.0, 2: 6.0, 3: 12.0, convention.background_scribble_id: 12.0}
+

@@ -54,6 +54,14 @@ ANCHOR_STRUCTURES = ("myocardium",)
 it, the RV along the septum). Where the labels have one, Scribble2D5's segmentations keep the
 components bordering it (``largest_component=<name>``, :mod:`lib.transforms.components`)."""
 
+THIN_STRUCTURES: Dict[str, float] = {"myocardium": 6.0}
+"""Structures thinner than Scribble2D5's default 12 mm supervoxels, with the supervoxel edge (mm)
+their labels are propagated through instead (the myocardial wall is 7-11 mm thick: a 12 mm
+supervoxel crossed by a myocardium stroke spills into the tissue around the ring). 6 mm was chosen
+on phantoms held out from the accuracy benchmark (``benchmarks/results/propagation.md``: myocardium
+pseudo-label precision 0.77 -> 0.95, every other class unchanged); see
+:meth:`ScribbleConvention.thin_structure_supervoxels`."""
+
 FOREGROUND_SCRIBBLES = "foreground_scribbles"
 BACKGROUND_SCRIBBLES = "background_scribbles"
 BACKGROUND_SEGMENT_NAMES = ("background", BACKGROUND_SCRIBBLES, "background_strokes")
@@ -169,6 +177,11 @@ class ScribbleConvention:
         """The first of ``ANCHOR_STRUCTURES`` among the labels (its name as configured), else ``None``."""
         names = {_norm(n): n for n in self.labels}
         return next((names[_norm(a)] for a in ANCHOR_STRUCTURES if _norm(a) in names), None)
+
+    def thin_structure_supervoxels(self) -> Tuple[Tuple[str, float], ...]:
+        """``((name as configured, mm), ...)`` of the :data:`THIN_STRUCTURES` among the labels."""
+        sizes = {_norm(n): mm for n, mm in THIN_STRUCTURES.items()}
+        return tuple((n, sizes[_norm(n)]) for n in self.labels if _norm(n) in sizes)
 
     @property
     def num_classes(self) -> int:
