@@ -1,3 +1,5 @@
+import types
+
 import pytest
 import torch
 from lib.networks import AttentionUNet2D5, ExModUNet, UNet2DBN, final_logits
@@ -59,6 +61,30 @@ def test_dropout_is_stochastic_in_train_mode_only():
             m.train()
     with torch.no_grad():
         assert not torch.equal(net(x)["final"], net(x)["final"])
+
+
+def test_dropout_per_level_reaches_only_the_blocks_of_those_levels():
+    """Can et al.'s layout: 0.5 in the encoder's 3 deepest levels and the decoder's 2 deepest, 0 elsewhere."""
+    net = AttentionUNet2D5(dropout=(0.0, 0.0, 0.0, 0.5, 0.5, 0.5))
+    rates = {name.split(".adn")[0]: m.p for name, m in net.named_modules() if isinstance(m, torch.nn.Dropout)}
+    active = sorted({k.split(".conv")[0] for k, p in rates.items() if p > 0})
+    assert active == ["decoders.0", "decoders.1", "encoders.3", "encoders.4", "encoders.5", "ups.0", "ups.1"]
+    assert set(rates.values()) == {0.0, 0.5}
+    with pytest.raises(ValueError, match="one per level"):
+        AttentionUNet2D5(dropout=(0.1, 0.1))
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        AttentionUNet2D5(dropout=1.0)
+
+
+def test_can_em_network_has_can_et_al_dropout_unless_conf_says_otherwise(convention):
+    from lib.configs.can_em import CanEm
+
+    def rates(conf):
+        net = CanEm.build_network(types.SimpleNamespace(convention=convention, CAN_ET_AL_DROPOUT=CanEm.CAN_ET_AL_DROPOUT), conf)
+        return sorted({m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)})
+
+    assert rates({}) == [0.0, 0.5]
+    assert rates({"can_em_dropout": "0.2"}) == [0.2]
 
 
 @pytest.mark.parametrize("cls", [UNet2DBN, ExModUNet])

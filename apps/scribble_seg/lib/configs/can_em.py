@@ -1,3 +1,6 @@
+import json
+
+from lib.networks import AttentionUNet2D5
 from lib.scribbles.crf import DenseCRFParams
 from lib.scribbles.random_walk import RandomWalkParams
 from lib.scribbles.relabel import DEFAULT_ALPHA
@@ -17,8 +20,19 @@ class CanEm(RecipeConfig, TaskConfig):
     ``can_em_uncertainty`` (``true``/``false``), ``can_em_passes`` (50), ``can_em_alpha`` (0.05),
     ``can_em_tau`` (0.99), ``can_em_beta`` (random-walk beta), ``can_em_relabel_tag`` (``can_em``),
     ``can_em_epochs_per_recursion`` (0: ``max_epochs`` split over the recursions; N: N epochs each,
-    as the paper trains every recursion to convergence).
-    The network's dropout is the app's ``dropout`` conf."""
+    as the paper trains every recursion to convergence), ``can_em_dropout`` (JSON: one rate for
+    every block or one per level; default :data:`CAN_ET_AL_DROPOUT`)."""
+
+    CAN_ET_AL_DROPOUT = (0.0, 0.0, 0.0, 0.5, 0.5, 0.5)
+    """Dropout 0.5 in the 5 innermost blocks only (the encoder's 3 deepest levels, the decoder's 2
+    deepest), as Can et al. (section 2.4; their ``unet2D_bn_dropout``: after pool3, pool4,
+    conv5_2, conv6_2, conv7_2 of a 5-level U-Net). Their MC-dropout Welch test needs it: the
+    app-wide 0.1 in every block leaves the logits of 50 passes so tight that the test resets
+    almost no voxel (0.6-1 % per E step in the T=10 rows of ``benchmarks/results/accuracy.md``)."""
+
+    def build_network(self, conf):
+        rates = json.loads(conf.get("can_em_dropout", json.dumps(self.CAN_ET_AL_DROPOUT)))
+        return AttentionUNet2D5(in_channels=1, out_channels=self.convention.num_classes, dropout=rates)
 
     description = "Can et al.: random-walk seed areas + recursive EM with dense-CRF / MC-dropout relabelling"
     trainer_class = CanEMTrainTask

@@ -116,7 +116,11 @@ class AttentionUNet2D5(nn.Module):
         strides: down-sampling stride from each level to the next (``len(channels) - 1`` of them).
         inplane_levels: how many top levels use (3, 3, 1) kernels.
         num_res_units: sub-units per residual unit.
-        dropout: dropout probability in every residual unit (MC dropout needs it > 0).
+        dropout: dropout probability in every residual unit (MC dropout needs it > 0), or one
+            probability per level (``len(channels)``): the encoder unit of level ``i``, and the
+            up-sampling and decoder unit that output level ``i``, use ``dropout[i]``. Can et al.'s
+            ``(0, 0, 0, 0.5, 0.5, 0.5)`` puts dropout 0.5 in the 5 innermost blocks only (the
+            encoder's 3 deepest levels, the decoder's 2 deepest).
         attention: attention gates on the decoder levels.
         deep_supervision: return coarse logits of the decoder levels.
         aspp_rates: dilation rates of the bottleneck ASPP; ``None`` or ``()`` disables it.
@@ -132,7 +136,7 @@ class AttentionUNet2D5(nn.Module):
         strides: Sequence[Shape3] = ((2, 2, 1), (2, 2, 1), (2, 2, 2), (2, 2, 2), (2, 2, 2)),
         inplane_levels: int = 2,
         num_res_units: int = 2,
-        dropout: float = 0.1,
+        dropout: Union[float, Sequence[float]] = 0.1,
         attention: bool = True,
         deep_supervision: bool = False,
         aspp_rates: Optional[Sequence[int]] = (6, 12, 18),
@@ -144,14 +148,15 @@ class AttentionUNet2D5(nn.Module):
             raise ValueError(f"need len(channels) - 1 = {len(channels) - 1} strides, got {len(strides)}")
         if refinement and not boundary:
             raise ValueError("the refinement head fuses boundary features: it needs boundary=True")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        rates = [float(dropout)] * len(channels) if np.isscalar(dropout) else [float(r) for r in dropout]
+        if len(rates) != len(channels) or not all(0.0 <= r < 1.0 for r in rates):
+            raise ValueError(f"dropout must be in [0, 1), or {len(channels)} such values (one per level), got {dropout}")
         self.out_channels = out_channels
         self.strides = [tuple(s) for s in strides]
         self.divisor = tuple(int(np.prod([s[i] for s in self.strides])) for i in range(3))
         self.attention, self.deep_supervision = attention, deep_supervision
         kernels = [(3, 3, 1) if i < inplane_levels else (3, 3, 3) for i in range(len(channels))]
-        common = dict(spatial_dims=3, act="PRELU", norm="BATCH", dropout=dropout)
+        common = dict(spatial_dims=3, act="PRELU", norm="BATCH")
 
         self.encoders = nn.ModuleList()
         for i, c in enumerate(channels):
@@ -159,17 +164,18 @@ class AttentionUNet2D5(nn.Module):
             stride = 1 if i == 0 else self.strides[i - 1]
             kernel = kernels[i] if i == 0 else kernels[i - 1]
             self.encoders.append(ResidualUnit(in_channels=cin, out_channels=c, strides=stride, kernel_size=kernel,
-                                              subunits=num_res_units, **common))
+                                              subunits=num_res_units, dropout=rates[i], **common))
         self.aspp = ASPP(channels[-1], aspp_rates) if aspp_rates else None
 
         self.ups, self.gates, self.decoders, self.ds_heads = (nn.ModuleList() for _ in range(4))
         for i in reversed(range(len(channels) - 1)):
             self.ups.append(Convolution(in_channels=channels[i + 1], out_channels=channels[i], strides=self.strides[i],
-                                        kernel_size=kernels[i], is_transposed=True, **common))
+                                        kernel_size=kernels[i], is_transposed=True, dropout=rates[i], **common))
             if attention:
                 self.gates.append(AttentionGate(2 * channels[i], kernels[i]))
             self.decoders.append(ResidualUnit(in_channels=2 * channels[i], out_channels=channels[i], strides=1,
-                                              kernel_size=kernels[i], subunits=num_res_units, **common))
+                                              kernel_size=kernels[i], subunits=num_res_units, dropout=rates[i],
+                                              **common))
             if deep_supervision and i > 0:
                 self.ds_heads.append(nn.Conv3d(channels[i], out_channels, 1))
         self.head = nn.Conv3d(channels[0], out_channels, 1)
@@ -185,7 +191,8 @@ class AttentionUNet2D5(nn.Module):
         if refinement:
             self.refine_proj = nn.Conv3d(out_channels, 16, 1)
             self.refine = nn.Sequential(
-                ResidualUnit(in_channels=32, out_channels=16, strides=1, kernel_size=(3, 3, 1), subunits=1, **common),
+                ResidualUnit(in_channels=32, out_channels=16, strides=1, kernel_size=(3, 3, 1), subunits=1,
+                             dropout=rates[0], **common),
                 nn.Conv3d(16, out_channels, 1))
         self.boundary, self.refinement = boundary, refinement
         # channels-last 3D: ~1.8x faster CPU inference (oneDNN), also fine for cuDNN
