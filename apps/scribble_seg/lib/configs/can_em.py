@@ -26,9 +26,9 @@ class CanEm(RecipeConfig, TaskConfig):
     CAN_ET_AL_DROPOUT = (0.0, 0.0, 0.0, 0.5, 0.5, 0.5)
     """Dropout 0.5 in the 5 innermost blocks only (the encoder's 3 deepest levels, the decoder's 2
     deepest), as Can et al. (section 2.4; their ``unet2D_bn_dropout``: after pool3, pool4,
-    conv5_2, conv6_2, conv7_2 of a 5-level U-Net). Their MC-dropout Welch test needs it: the
-    app-wide 0.1 in every block leaves the logits of 50 passes so tight that the test resets
-    almost no voxel (0.6-1 % per E step in the T=10 rows of ``benchmarks/results/accuracy.md``)."""
+    conv5_2, conv6_2, conv7_2 of a 5-level U-Net). Their MC-dropout Welch test draws its spread
+    from it: the rows of ``benchmarks/results/accuracy.md`` trained before this default (0.1 in
+    every block) reset only 0.6-1 % of the voxels per E step."""
 
     def build_network(self, conf):
         rates = json.loads(conf.get("can_em_dropout", json.dumps(self.CAN_ET_AL_DROPOUT)))
