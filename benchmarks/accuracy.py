@@ -362,7 +362,10 @@ def write_report(args, root):
                   "): EM estimate (mean over the last epoch's batches: patches, biased toward annotated regions) vs "
                   f"the dense masks' fractions over the whole training volumes {fmt_ratios(true_pi)}.", ""]
         lines += [f"* `{r['recipe']}`: estimated {fmt_ratios(r['mixture_ratios']['estimated'])}, scribbles' "
-                  f"{fmt_ratios(r['mixture_ratios']['scribbles'])}" for r in em_pi]
+                  f"{fmt_ratios(r['mixture_ratios']['scribbles'])}"
+                  + (f"; used by the prior {fmt_ratios(r['mixture_ratios']['used'])}, the scribbles' in "
+                     f"{100 * r['mixture_ratios']['fallback_fraction']:.0f} % of the batches (EM estimate beyond "
+                     "the plausible range)" if "used" in r["mixture_ratios"] else "") for r in em_pi]
     checked = [r for r in results if r.get("mixture_ratio_check")]
     if checked:
         lines += ["", "Mixture ratios on whole training volumes (`mixture_ratio_check`): the trained network's "
