@@ -131,7 +131,7 @@ class CanEMTrainTask(ScribbleTrainTask):
 
     def _trained_network(self, request, device) -> torch.nn.Module:
         """The weights the M step just produced (best checkpoint of this run)."""
-        network = self.network(None).to(device)
+        network = self.network(SimpleNamespace(request=request)).to(device)  # weights loaded below
         path = self.load_path(os.path.join(self._model_dir, request["name"]), pretrained=False)
         state = torch.load(path, map_location=device, weights_only=True)
         network.load_state_dict(state.get(self._model_dict_key, state))
