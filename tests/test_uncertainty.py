@@ -45,6 +45,19 @@ def test_dropout_passes_disagree_and_mutual_information_is_bounded_by_entropy():
     assert bool((mi <= h + 1e-6).all()) and float(h.max()) <= np.log(3) + 1e-6
 
 
+def test_seeded_passes_repeat_exactly_and_leave_the_global_random_state_alone():
+    torch.manual_seed(0)
+    net = enable_mc_dropout(torch.nn.Sequential(torch.nn.Conv3d(1, 8, 3, padding=1), torch.nn.Dropout3d(0.5),
+                                                torch.nn.Conv3d(8, 3, 1)))
+    x = torch.randn(1, 1, 8, 8, 4)
+    state = torch.get_rng_state()
+    a, b = (mc_dropout_maps(net, x, passes=6, batch=2, seed=7) for _ in range(2))
+    assert torch.equal(state, torch.get_rng_state())
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = mc_dropout_maps(net, x, passes=6, batch=2, seed=8)
+    assert not torch.equal(a["mutual_information"], other["mutual_information"])
+
+
 def test_volume_score_averages_over_the_predicted_foreground_or_everything_when_none():
     probs = torch.zeros(2, 4, 4, 1)
     probs[0] = 1.0

@@ -3,7 +3,8 @@
 For every image without a label under the scribble tag, ``T`` dropout passes of the current
 model (:mod:`lib.activelearning.uncertainty`), stored in the image's datastore info under
 :data:`SCORE_KEY` together with the model name and the published weights' timestamp; images
-whose score is for the current weights are skipped. MONAI Label runs scoring methods in a
+whose score is for the current weights are skipped. The dropout masks of an image are seeded by its id,
+so the same weights always give it the same score. MONAI Label runs scoring methods in a
 subprocess (``POST /scoring/<name>``, at start-up, after each training and after each
 ``next_sample`` when ``MONAI_LABEL_AUTO_UPDATE_SCORING`` is on), so it never blocks inference.
 """
@@ -11,6 +12,7 @@ subprocess (``POST /scoring/<name>``, at start-up, after each training and after
 import copy
 import logging
 import os
+import zlib
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -80,7 +82,7 @@ class EpistemicScoring(ScoringMethod):
                                                         self.segmentation.pre_transforms())
             x = torch.as_tensor(np.asarray(data["image"]), dtype=torch.float32)[None].to(device)
             maps = mc_dropout_maps(lambda b: final_logits(network(b)), x, self.passes,
-                                   passes_per_forward(x.device, self.batch))
+                                   passes_per_forward(x.device, self.batch), seed=zlib.crc32(image_id.encode()))
             info = volume_score(maps, self.metric)
             info.update({"metric": self.metric, "model": self.segmentation.name, "model_ts": model_ts,
                          "passes": self.passes})

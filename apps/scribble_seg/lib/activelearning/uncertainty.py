@@ -13,9 +13,12 @@ drown the signal -- or over all voxels when nothing is predicted (an unseen kind
 yields no confident foreground at all, which must not read as "certain").
 
 Passes are batched (``batch`` copies per forward; :func:`passes_per_forward` picks it per device)
-and reduced as running sums, so memory does not grow with ``T``.
+and reduced as running sums, so memory does not grow with ``T``. With a ``seed`` the dropout masks
+are drawn from it (the global random state is restored afterwards): the same weights and volume
+give the same maps, so a ranking of volumes is reproducible.
 """
 
+import contextlib
 from typing import Callable, Dict, Optional
 
 import numpy as np
@@ -45,7 +48,7 @@ def passes_per_forward(device, batch: Optional[int] = None) -> int:
 
 @torch.no_grad()
 def mc_dropout_maps(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, passes: int = 20,
-                    batch: int = 4, logit_moments: bool = False) -> Dict[str, torch.Tensor]:
+                    batch: int = 4, logit_moments: bool = False, seed: Optional[int] = None) -> Dict[str, torch.Tensor]:
     """Mean probabilities, entropy and mutual information maps of ``passes`` stochastic passes.
 
     Args:
@@ -55,6 +58,7 @@ def mc_dropout_maps(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.
         batch: copies of ``x`` per forward.
         logit_moments: also return the per-class mean and unbiased variance of the logits over the
             passes (what Can et al.'s Welch test needs; accumulated as sums, float64).
+        seed: draw the dropout masks from this seed (``None``: from the global random state).
 
     Returns:
         ``{"probabilities": (C, H, W, D), "entropy": (H, W, D), "mutual_information": (H, W, D)}``,
@@ -68,17 +72,18 @@ def mc_dropout_maps(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.
         sums[key] = value if key not in sums else sums[key] + value
 
     done = 0
-    while done < passes:
-        n = min(batch, passes - done)
-        z = logits_fn(x.expand(n, *x.shape[1:])).float()
-        p = torch.softmax(z, dim=1)
-        add("p", p.sum(0))
-        add("h", -(p * torch.log(p.clamp_min(1e-12))).sum(dim=1).sum(0))
-        if logit_moments:
-            z = z.double()
-            add("z", z.sum(0))
-            add("z2", (z * z).sum(0))
-        done += n
+    with _seeded(seed, x.device):
+        while done < passes:
+            n = min(batch, passes - done)
+            z = logits_fn(x.expand(n, *x.shape[1:])).float()
+            p = torch.softmax(z, dim=1)
+            add("p", p.sum(0))
+            add("h", -(p * torch.log(p.clamp_min(1e-12))).sum(dim=1).sum(0))
+            if logit_moments:
+                z = z.double()
+                add("z", z.sum(0))
+                add("z2", (z * z).sum(0))
+            done += n
     p_bar = sums["p"] / passes
     entropy = -(p_bar * torch.log(p_bar.clamp_min(1e-12))).sum(dim=0)
     out = {"probabilities": p_bar, "entropy": entropy,
@@ -88,6 +93,21 @@ def mc_dropout_maps(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.
         out["logit_mean"] = mean.float()
         out["logit_var"] = ((sums["z2"] - passes * mean * mean) / (passes - 1)).clamp_min(0).float()
     return out
+
+
+def _seeded(seed: Optional[int], device: torch.device):
+    """Context: torch's random state (of the CPU and of ``device``) seeded with ``seed``, restored on exit."""
+    if seed is None:
+        return contextlib.nullcontext()
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+
+    @contextlib.contextmanager
+    def forked():
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(seed))
+            yield
+
+    return forked()
 
 
 def volume_score(maps: Dict[str, torch.Tensor], metric: str = "mutual_information") -> Dict[str, float]:
