@@ -34,9 +34,11 @@ def test_info_lists_the_recipes_but_not_the_benchmark_only_full(server):
     assert info["models"]["pce"]["labels"] == {"lv": 1, "myocardium": 2, "rv": 3}
     assert "pce" in info["trainers"] and "full" not in info["trainers"] and "full" not in info["models"]
     assert info["trainers"]["pce"]["config"]["patch_size"] == [96, 96, 16]
-    # Scribble2D5 keeps the components bordering the myocardium (components.md); the others per class
-    assert info["models"]["scribble2d5"]["config"]["largest_component"] == "myocardium"
-    assert info["models"]["pce"]["config"]["largest_component"] == "true"
+    # Scribble2D5 and the 2D recipes keep the components bordering the myocardium (components*.md); the others per class
+    for anchored in ("scribble2d5", "exmod", "zscribbleseg"):
+        assert info["models"][anchored]["config"]["largest_component"] == "myocardium"
+    for per_class in ("pce", "can_em"):
+        assert info["models"][per_class]["config"]["largest_component"] == "true"
 
 
 def test_infer_before_training_says_which_train_to_run(server):

@@ -45,13 +45,12 @@ class Scribble2D5(RecipeConfig, TaskConfig):
 
     trainer_class = Scribble2D5TrainTask
 
-    def default_largest_component(self):
-        """Anchored on the myocardium where the labels have one (``ANCHOR_STRUCTURES``): on 8 phantoms
-        generated after the rule was written, every one of six trained Scribble2D5 rows scored at
-        least as high as with the per-class rule (w/o ABL 0.836 -> 0.916) and no RV was lost (5 with
-        the per-class rule) -- ``benchmarks/results/components.md``. Not so for ``can_em``'s networks
-        (mixed), so the other recipes keep the per-class default."""
-        return self.convention.anchor_structure or "true"
+    anchored_components = True
+    """Anchored on the myocardium where the labels have one (``ANCHOR_STRUCTURES``): on 8 phantoms
+    generated after the rule was written, every one of six trained Scribble2D5 rows scored at
+    least as high as with the per-class rule (w/o ABL 0.836 -> 0.916) and no RV was lost (5 with
+    the per-class rule) -- ``benchmarks/results/components.md``. Not so for ``can_em``'s networks
+    (mixed), which keep the per-class default."""
 
 
 def _class_sizes(text, convention) -> tuple:
