@@ -100,6 +100,19 @@ ROW_ORDER = ["pce", "scribble2d5 w/o LPM", "scribble2d5 w/o SBPM", "scribble2d5 
              *MIX_ROWS, *map(narrow, MIX_ROWS)]
 
 
+def split_rows(text):
+    """``--recipes`` entries: split at the commas outside parentheses and brackets."""
+    rows, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch in "([") - (ch in ")]")
+        if ch == "," and depth == 0:
+            rows.append(current)
+            current = ""
+        else:
+            current += ch
+    return [r.strip() for r in rows + [current] if r.strip()]
+
+
 def parse_row(spec):
     """``(row name, recipe, conf overrides)`` of a ``--recipes`` entry."""
     if spec in VARIANTS:
@@ -411,7 +424,7 @@ def main():
     if args.report_only:
         write_report(args, root)
         return
-    for row in [r.strip() for r in args.recipes.split(",") if r.strip()]:
+    for row in split_rows(args.recipes):
         result = run_recipe(row, args, root, manifest, test, gt_train)
         result["scribble_coverage"] = coverage
         with open(os.path.join(OUT, file_name(result["recipe"])), "w") as f:
