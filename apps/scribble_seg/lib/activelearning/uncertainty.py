@@ -95,19 +95,17 @@ def mc_dropout_maps(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.
     return out
 
 
+@contextlib.contextmanager
 def _seeded(seed: Optional[int], device: torch.device):
-    """Context: torch's random state (of the CPU and of ``device``) seeded with ``seed``, restored on exit."""
+    """Context: torch's random state (of the CPU and of ``device``) seeded with ``seed``, restored on
+    exit; nothing when ``seed`` is ``None``."""
     if seed is None:
-        return contextlib.nullcontext()
+        yield
+        return
     devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-
-    @contextlib.contextmanager
-    def forked():
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(seed))
-            yield
-
-    return forked()
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def volume_score(maps: Dict[str, torch.Tensor], metric: str = "mutual_information") -> Dict[str, float]:
