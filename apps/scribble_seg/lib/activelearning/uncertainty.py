@@ -18,12 +18,12 @@ are drawn from it (the global random state is restored afterwards): the same wei
 give the same maps, so a ranking of volumes is reproducible.
 """
 
-import contextlib
 from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch
 
+from lib.networks import seeded_random_state
 from lib.scribbles.convention import BACKGROUND_CLASS
 
 METRICS = ("entropy", "mutual_information")
@@ -72,7 +72,7 @@ def mc_dropout_maps(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.
         sums[key] = value if key not in sums else sums[key] + value
 
     done = 0
-    with _seeded(seed, x.device):
+    with seeded_random_state(seed):
         while done < passes:
             n = min(batch, passes - done)
             z = logits_fn(x.expand(n, *x.shape[1:])).float()
@@ -93,19 +93,6 @@ def mc_dropout_maps(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.
         out["logit_mean"] = mean.float()
         out["logit_var"] = ((sums["z2"] - passes * mean * mean) / (passes - 1)).clamp_min(0).float()
     return out
-
-
-@contextlib.contextmanager
-def _seeded(seed: Optional[int], device: torch.device):
-    """Context: torch's random state (of the CPU and of ``device``) seeded with ``seed``, restored on
-    exit; nothing when ``seed`` is ``None``."""
-    if seed is None:
-        yield
-        return
-    devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(int(seed))
-        yield
 
 
 def volume_score(maps: Dict[str, torch.Tensor], metric: str = "mutual_information") -> Dict[str, float]:

@@ -6,7 +6,7 @@ from typing import Mapping, Union
 import torch
 
 from .attention_unet2d5 import AttentionUNet2D5
-from .initialise import seeded_copy
+from .initialise import seeded_copy, seeded_random_state
 from .unet2d import ExModUNet, UNet2DBN
 
 

@@ -1,4 +1,5 @@
-"""Seeded weight initialisation: the request's ``seed`` alone decides a training's initial weights.
+"""Seeded randomness of the networks: the request's ``seed`` alone decides a training's initial
+weights (:func:`seeded_copy`), and a seed decides MC-dropout masks (:func:`seeded_random_state`).
 
 A MONAI Label app builds every network once, when its configs are initialised, from torch's
 global random state at that moment: which other models the conf lists, how many trainings the
@@ -9,10 +10,25 @@ initialiser (``reset_parameters``: convolutions, batch norm and its running stat
 ...) under a private generator seeded with ``seed``; the global random state is left untouched.
 """
 
+import contextlib
 import copy
+from typing import Optional
 
 import torch
 import torch.nn as nn
+
+
+@contextlib.contextmanager
+def seeded_random_state(seed: Optional[int]):
+    """Context: torch's random state seeded with ``seed`` and restored on exit -- the CPU's and
+    every CUDA device's (``torch.manual_seed`` seeds them all); nothing when ``seed`` is ``None``."""
+    if seed is None:
+        yield
+        return
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def seeded_copy(network: nn.Module, seed: int) -> nn.Module:
@@ -24,8 +40,7 @@ def seeded_copy(network: nn.Module, seed: int) -> nn.Module:
     weights would silently keep the original's values.
     """
     net = copy.deepcopy(network)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
+    with seeded_random_state(seed):
         for name, module in net.named_modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
