@@ -44,6 +44,12 @@ import numpy as np  # noqa: E402
 
 OUT = os.path.join(RESULTS, "accuracy")
 NOTES = os.path.join(OUT, "reading.md")
+
+
+def results_dir(seed):
+    """Where a seed's rows live: ``accuracy/`` for seed 0 (the main table), ``accuracy_seed<k>/`` for a repeat
+    with other phantoms, scribbles and initial weights; each has its own ``.md`` report beside it."""
+    return OUT if seed == 0 else f"{OUT}_seed{seed}"
 OVERLAY_CASES = 3
 VARIANTS = {
     "scribble2d5 w/o LPM": ("scribble2d5", {"scribble2d5_lpm": "false"}),
@@ -172,7 +178,7 @@ def run_recipe(row, args, root, manifest, test, gt_train):
         src = os.path.join(args.rescore, file_name(row)[:-5], "app", "model")
         for f in (f"{recipe}.pt", f"{recipe}.json"):
             shutil.copy(os.path.join(src, f), os.path.join(work, "app", "model", f))
-        with open(os.path.join(OUT, file_name(row))) as f:
+        with open(os.path.join(results_dir(args.seed), file_name(row))) as f:
             previous = json.load(f)
         stats, train_s = {"best_metric": previous.get("best_val_metric"), "recursions": previous.get("recursions")}, \
             previous["train_seconds"]
@@ -274,8 +280,7 @@ PAPER = {"pce": 79.0, "scribble2d5 w/o LPM": 83.2,
 
 def paper_comparison(results):
     """Lines comparing each row's mean Dice, as a fraction of ``full``, with the paper's."""
-    mean = {r["recipe"]: float(np.mean([np.nanmean([c[n]["dice"] for n in r["labels"]]) for c in r["per_case"].values()]))
-            for r in results}
+    mean = {r["recipe"]: mean_dice(r) for r in results}
     if "full" not in mean:
         return []
     lines = ["", f"Against the paper ({PAPER_SOURCE}; ours: phantoms, 20 x 50 iterations on CPU):", ""]
@@ -284,6 +289,45 @@ def paper_comparison(results):
             lines.append(f"* `{name}`: {100 * mean[name]:.1f} = **{100 * mean[name] / mean['full']:.0f} %** of `full` "
                          f"({100 * mean['full']:.1f}); paper {PAPER[name]} = {100 * PAPER[name] / PAPER['full']:.0f} % "
                          f"of {PAPER['full']}")
+    return lines
+
+
+def mean_dice(result):
+    """A row's mean Dice: per test volume the mean over the classes, then the mean over volumes."""
+    return float(np.mean([np.nanmean([c[n]["dice"] for n in result["labels"]]) for c in result["per_case"].values()]))
+
+
+def seed_comparison(results):
+    """Lines repeating the rows that also ran with other seeds (``accuracy_seed<k>/``: other phantoms,
+    scribbles and initial weights, same budget): mean Dice and its fraction of the same seed's ``full``
+    per seed, then mean +- std over the seeds."""
+    runs = {0: {r["recipe"]: r for r in results}}
+    for d in sorted(glob.glob(f"{OUT}_seed*")):
+        rows = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(d, "*.json")))]
+        if rows:
+            runs[rows[0]["seed"]] = {r["recipe"]: r for r in rows}
+    if len(runs) < 2:
+        return []
+    seeds = sorted(runs)
+    repeated = [name for name in runs[0] if sum(name in runs[s] for s in seeds) > 1]
+    lines = ["", "Repeats with other seeds (each seed: its own phantoms, scribbles and initial weights; same budget; "
+             "`--seed k` writes `accuracy_seed<k>.md`). Mean Dice, and in brackets the fraction of the same seed's "
+             "`full`:", "", "| recipe | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std | of `full` |",
+             "|---|" + "---|" * (len(seeds) + 2)]
+    for name in sorted(repeated, key=lambda n: (n == "full", n)):
+        cells, dice, frac = [], [], []
+        for s in seeds:
+            r = runs[s].get(name)
+            if r is None:
+                cells.append("–")
+                continue
+            dice.append(mean_dice(r))
+            full = runs[s].get("full")
+            if full is not None and name != "full":
+                frac.append(dice[-1] / mean_dice(full))
+            cells.append(f"{dice[-1]:.3f}" + (f" ({100 * frac[-1]:.1f} %)" if full is not None and name != "full" else ""))
+        lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {np.mean(dice):.3f} ± {np.std(dice):.3f} | "
+                     + (f"{100 * np.mean(frac):.1f} ± {100 * np.std(frac):.1f} %" if frac else "–") + " |")
     return lines
 
 
@@ -337,7 +381,8 @@ def unannotated_fractions(root, labels):
 
 
 def write_report(args, root):
-    results = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(OUT, "*.json")))]
+    out = results_dir(args.seed)
+    results = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, "*.json")))]
     order = {name: i for i, name in enumerate(ROW_ORDER)}
     results.sort(key=lambda r: (r["recipe"] == "full", order.get(r["recipe"], len(order)), r["recipe"]))
     if not results:
@@ -357,7 +402,9 @@ def write_report(args, root):
         lines += ["**Warning: rows were produced with different budgets/seeds; compare with care.**", ""]
     lines += summarise(results)
     lines += paper_comparison(results)
-    if os.path.exists(NOTES):  # hand-written reading of the rows, kept across regenerations
+    if args.seed == 0:
+        lines += seed_comparison(results)
+    if args.seed == 0 and os.path.exists(NOTES):  # hand-written reading of the rows, kept across regenerations
         lines += ["", open(NOTES).read().strip()]
     em = [r for r in results if r.get("recursions")]
     if em:
@@ -394,10 +441,11 @@ def write_report(args, root):
             lines.append(f"| `{r['recipe']}` | {fmt_ratios(mean['true'])} | {fmt_ratios(mean['scribbles'])} | "
                          f"{fmt_ratios(mean['mean_posterior'])} | {fmt_ratios(mean['em'])} | {err['scribbles']:.3f} | "
                          f"{err['mean_posterior']:.3f} | {err['em']:.3f} |")
-    lines += ["", "![overlays](accuracy_overlays.png)", ""]
-    with open(os.path.join(RESULTS, "accuracy.md"), "w") as f:
+    name = os.path.basename(out)
+    lines += ["", f"![overlays]({name}_overlays.png)", ""]
+    with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
         f.write("\n".join(lines))
-    overlay_png(results, root, os.path.join(RESULTS, "accuracy_overlays.png"))
+    overlay_png(results, root, os.path.join(RESULTS, f"{name}_overlays.png"))
     print("\n".join(lines))
 
 
@@ -420,14 +468,14 @@ def main():
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="accuracy_")
     root = os.path.join(args.workdir, "data")
     manifest, train, test, gt_train, coverage = build_data(root, args.train, args.test, args.seed)
-    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(results_dir(args.seed), exist_ok=True)
     if args.report_only:
         write_report(args, root)
         return
     for row in split_rows(args.recipes):
         result = run_recipe(row, args, root, manifest, test, gt_train)
         result["scribble_coverage"] = coverage
-        with open(os.path.join(OUT, file_name(result["recipe"])), "w") as f:
+        with open(os.path.join(results_dir(args.seed), file_name(result["recipe"])), "w") as f:
             json.dump(result, f)
         print(f"{row}: trained in {result['train_seconds']} s")
         write_report(args, root)
