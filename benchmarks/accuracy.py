@@ -48,7 +48,11 @@ NOTES = os.path.join(OUT, "reading.md")
 
 def results_dir(seed):
     """Where a seed's rows live: ``accuracy/`` for seed 0 (the main table), ``accuracy_seed<k>/`` for a repeat
-    with other phantoms, scribbles and initial weights; each has its own ``.md`` report beside it."""
+    with other phantoms, scribbles and initial weights; each has its own ``.md`` report beside it.
+
+    Seed ``k`` draws phantoms ``k .. k + train + test - 1`` (``build_studies``: case ``i`` uses ``k + i``), so a
+    repeat that shares no volume with seed 0 needs ``k >= train + test`` (we use 1000, 2000, ...; 100..103
+    chose the supervoxel defaults and 400/500 are the fresh phantoms of ``components.py``)."""
     return OUT if seed == 0 else f"{OUT}_seed{seed}"
 OVERLAY_CASES = 3
 VARIANTS = {
