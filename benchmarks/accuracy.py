@@ -13,6 +13,12 @@ held-out scribbles); only ``full``, the upper bound, trains on the training volu
     python benchmarks/accuracy.py --recipes "exmod (mixup),exmod,zscribbleseg (mixup),zscribbleseg"
     python benchmarks/accuracy.py --recipes "zscribbleseg w/o mix,zscribbleseg w/o consistency,zscribbleseg w/o prior"
 
+``--seed 1000`` (2000, ...) repeats rows on other phantoms, scribbles and initial weights, written to
+``accuracy_seed1000/`` and ``accuracy_seed1000.md``; the main report then tabulates every row run under
+several seeds (run ``full`` with each seed too: a row is read as a fraction of its own seed's ``full``):
+
+    python benchmarks/accuracy.py --recipes "scribble2d5,full" --seed 1000
+
 ``--rescore <earlier workdir>`` re-scores the weights an earlier run trained with the current
 infer pipeline (e.g. after a post-processing change), keeping their training time.
 
