@@ -50,16 +50,6 @@ import numpy as np  # noqa: E402
 
 OUT = os.path.join(RESULTS, "accuracy")
 NOTES = os.path.join(OUT, "reading.md")
-
-
-def results_dir(seed):
-    """Where a seed's rows live: ``accuracy/`` for seed 0 (the main table), ``accuracy_seed<k>/`` for a repeat
-    with other phantoms, scribbles and initial weights; each has its own ``.md`` report beside it.
-
-    Seed ``k`` draws phantoms ``k .. k + train + test - 1`` (``build_studies``: case ``i`` uses ``k + i``), so a
-    repeat that shares no volume with seed 0 needs ``k >= train + test`` (we use 1000, 2000, ...; 100..103
-    chose the supervoxel defaults and 400/500 are the fresh phantoms of ``components.py``)."""
-    return OUT if seed == 0 else f"{OUT}_seed{seed}"
 OVERLAY_CASES = 3
 VARIANTS = {
     "scribble2d5 w/o LPM": ("scribble2d5", {"scribble2d5_lpm": "false"}),
@@ -156,6 +146,21 @@ def file_name(row):
     return "".join(c if c.isalnum() else "_" for c in row).strip("_") + ".json"
 
 
+def results_dir(seed):
+    """Where a seed's rows live: ``accuracy/`` for seed 0 (the main table), ``accuracy_seed<k>/`` for a repeat
+    with other phantoms, scribbles and initial weights; each has its own ``.md`` report beside it.
+
+    Seed ``k`` draws phantoms ``k .. k + train + test - 1`` (``build_studies``: case ``i`` uses ``k + i``), so a
+    repeat that shares no volume with seed 0 needs ``k >= train + test`` (we use 1000, 2000, ...; 100..103
+    chose the supervoxel defaults and 400/500 are the fresh phantoms of ``components.py``)."""
+    return OUT if seed == 0 else f"{OUT}_seed{seed}"
+
+
+def load_rows(directory):
+    """Every row (JSON) written to ``directory``, in file-name order."""
+    return [json.load(open(p)) for p in sorted(glob.glob(os.path.join(directory, "*.json")))]
+
+
 def build_data(root, n_train, n_test, seed):
     from lib.datasets.sample import build_studies
 
@@ -243,7 +248,7 @@ def summarise(results):
     for r in results:
         cases = list(r["per_case"].values())
         dice = [fmt([c[n]["dice"] for c in cases]) for n in labels]
-        mean = fmt([np.nanmean([c[n]["dice"] for n in labels]) for c in cases])
+        mean = fmt(case_mean_dice(r))
         hd = [fmt([c[n]["hd95"] for c in cases]) for n in labels]
         prec = [fmt([c[n]["precision"] for c in cases]) for n in labels]
         b = r["budget"]
@@ -302,9 +307,14 @@ def paper_comparison(results):
     return lines
 
 
+def case_mean_dice(result):
+    """A row's Dice per test volume, each the mean over the classes."""
+    return [np.nanmean([c[n]["dice"] for n in result["labels"]]) for c in result["per_case"].values()]
+
+
 def mean_dice(result):
-    """A row's mean Dice: per test volume the mean over the classes, then the mean over volumes."""
-    return float(np.mean([np.nanmean([c[n]["dice"] for n in result["labels"]]) for c in result["per_case"].values()]))
+    """A row's mean Dice: the mean over the test volumes of :func:`case_mean_dice`."""
+    return float(np.mean(case_mean_dice(result)))
 
 
 def seed_comparison(results):
@@ -312,8 +322,8 @@ def seed_comparison(results):
     scribbles and initial weights, same budget): mean Dice and its fraction of the same seed's ``full``
     per seed, then mean +- std over the seeds."""
     runs = {0: {r["recipe"]: r for r in results}}
-    for d in sorted(glob.glob(f"{OUT}_seed*")):
-        rows = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(d, "*.json")))]
+    for d in sorted(glob.glob(f"{OUT}_seed*{os.sep}")):  # the folders, not their .md / .png beside them
+        rows = load_rows(d)
         if rows:
             runs[rows[0]["seed"]] = {r["recipe"]: r for r in rows}
     if len(runs) < 2:
@@ -332,10 +342,11 @@ def seed_comparison(results):
                 cells.append("–")
                 continue
             dice.append(mean_dice(r))
+            cells.append(f"{dice[-1]:.3f}")
             full = runs[s].get("full")
             if full is not None and name != "full":
                 frac.append(dice[-1] / mean_dice(full))
-            cells.append(f"{dice[-1]:.3f}" + (f" ({100 * frac[-1]:.1f} %)" if full is not None and name != "full" else ""))
+                cells[-1] += f" ({100 * frac[-1]:.1f} %)"
         lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {np.mean(dice):.3f} ± {np.std(dice):.3f} | "
                      + (f"{100 * np.mean(frac):.1f} ± {100 * np.std(frac):.1f} %" if frac else "–") + " |")
     return lines
@@ -392,7 +403,7 @@ def unannotated_fractions(root, labels):
 
 def write_report(args, root):
     out = results_dir(args.seed)
-    results = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, "*.json")))]
+    results = load_rows(out)
     order = {name: i for i, name in enumerate(ROW_ORDER)}
     results.sort(key=lambda r: (r["recipe"] == "full", order.get(r["recipe"], len(order)), r["recipe"]))
     if not results:
