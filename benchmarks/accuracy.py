@@ -61,6 +61,9 @@ VARIANTS = {
     # on phantoms 100..103, propagation.md: myocardium precision 0.77 -> 0.95, every other class unchanged)
     "scribble2d5 (8 mm supervoxels)": ("scribble2d5", {"scribble2d5_supervoxel_mm": "8", "scribble2d5_class_supervoxel_mm": "{}"}),
     "scribble2d5 (12 mm supervoxels)": ("scribble2d5", {"scribble2d5_class_supervoxel_mm": "{}"}),
+    # the slices beyond the first and last stroked slice as background (every slice showing a structure is
+    # scribbled here, slice_fraction 1): against the partial-volume LV painted there (slice_extent_seed1000.md)
+    "scribble2d5 (outer slices background)": ("scribble2d5", {"scribble2d5_outer_slices_background": "true"}),
     # Can et al. Table 1: seed areas only, then recursions relabelling by the network / + CRF / + uncertainty
     "can_em base (no recursion)": ("can_em", {"can_em_recursions": "1"}),
     "can_em base": ("can_em", {"can_em_crf": "false", "can_em_uncertainty": "false"}),

@@ -28,8 +28,9 @@ import numpy as np  # noqa: E402
 SETTINGS = [(12.0, 0.05, {}), (10.0, 0.05, {}), (8.0, 0.05, {}), (6.0, 0.05, {}), (12.0, 0.2, {}), (8.0, 0.2, {}),
             (8.0, 0.02, {}),
             (12.0, 0.05, {"myocardium": 8.0}), (12.0, 0.05, {"myocardium": 6.0}),
-            (12.0, 0.05, {"myocardium": 8.0, "rv": 10.0}), (12.0, 0.05, {"myocardium": 6.0, "background": 16.0})]
-"""(supervoxel_mm, compactness, per-class sizes) of each row."""
+            (12.0, 0.05, {"myocardium": 8.0, "rv": 10.0}), (12.0, 0.05, {"myocardium": 6.0, "background": 16.0}),
+            (12.0, 0.05, {"myocardium": 6.0}, True)]
+"""(supervoxel_mm, compactness, per-class sizes[, outer_slices_background]) of each row."""
 
 
 def load_case(root, case):
@@ -47,7 +48,7 @@ def main():
 
     from lib.datasets.sample import build_studies
     from lib.scribbles.convention import ScribbleConvention
-    from lib.scribbles.propagation import PropagationParams, propagate_multiscale
+    from lib.scribbles.propagation import PropagationParams, propagate
 
     root = tempfile.mkdtemp(prefix="propagation_")
     manifest = build_studies(root, "phantoms", n=args.phantoms, scribbled=args.phantoms, seed=args.seed)
@@ -58,18 +59,19 @@ def main():
     names = {"background": convention.background_scribble_id, **manifest["labels"]}
     default = PropagationParams()
     rows = []
-    for mm, compactness, per_class in SETTINGS:
+    for mm, compactness, per_class, *outer in SETTINGS:
         params = PropagationParams(supervoxel_mm=mm, compactness=compactness,
-                                   class_supervoxel_mm=tuple(per_class.items()))
+                                   class_supervoxel_mm=tuple(per_class.items()), outer_slices_background=any(outer))
         hit, labelled, total, stroke_hit = (np.zeros(len(names)) for _ in range(4))
         for image, spacing, dense, strokes in cases:
-            pseudo = propagate_multiscale(image, strokes, spacing, convention, params)
+            pseudo, _ = propagate(image, strokes, spacing, convention, params)
             for i, value in enumerate(names.values()):
                 hit[i] += np.sum((pseudo == value) & (dense == value))
                 labelled[i] += np.sum(pseudo == value)
                 total[i] += np.sum(dense == value)
                 stroke_hit[i] += np.sum((strokes == value) & (dense == value))
         rows.append({"supervoxel_mm": mm, "compactness": compactness, "class_supervoxel_mm": per_class,
+                     "outer_slices_background": params.outer_slices_background,
                      "default": params == default,
                      "precision": dict(zip(names, (hit / np.maximum(labelled, 1)).round(3).tolist())),
                      "coverage": dict(zip(names, (hit / np.maximum(total, 1)).round(3).tolist())),
@@ -90,6 +92,7 @@ def main():
     for r in rows:
         mark = " (default)" if r["default"] else ""
         sizes = "".join(f", {n} {v:g}" for n, v in r.get("class_supervoxel_mm", {}).items())
+        sizes += ", outer slices background" if r.get("outer_slices_background") else ""
         lines.append(f"| {r['supervoxel_mm']:g}{sizes}{mark} | {r['compactness']:g} | "
                      + " | ".join(f"{r['precision'][n]:.3f}" for n in names) + " | "
                      + " | ".join(f"{r['coverage'][n]:.3f}" for n in names) + " |")

@@ -6,7 +6,8 @@ import torch
 from lib.datasets.phantoms import make_cardiac_phantom
 from lib.losses import ActiveBoundaryLoss, BoundaryLoss, PartialCrossEntropyLoss
 from lib.networks import AttentionUNet2D5
-from lib.scribbles.propagation import PropagationParams, propagate_labels, static_boundary, supervoxels
+from lib.scribbles.propagation import (PropagationParams, background_beyond_strokes, propagate, propagate_labels,
+                                      static_boundary, supervoxels)
 from lib.scribbles.simulate import scribble_coverage, simulate_scribbles
 from lib.trainers.scribble2d5 import Scribble2D5TrainTask
 from lib.transforms import PropagateScribblesd
@@ -35,6 +36,35 @@ def test_propagation_on_a_phantom_is_mostly_right_and_much_denser(convention):
     assert (idx[ann] == p.label[ann]).mean() > 0.95  # measured 0.98
     before, after = scribble_coverage(s, p.label, convention), scribble_coverage(pseudo, p.label, convention)
     assert after["structures"] > 5 * before["structures"]  # measured 0.055 -> 0.70
+
+
+def test_slices_beyond_the_stroked_range_become_background(convention):
+    scribbles = np.zeros((3, 2, 6), np.int64)
+    scribbles[0, 0, 2], scribbles[1, 1, 3] = 1, convention.background_scribble_id  # strokes in slices 2 and 3 only
+    pseudo = scribbles.copy()
+    pseudo[2, 1, 2] = 2  # a propagated label inside the range stays
+    out = background_beyond_strokes(pseudo, scribbles, convention)
+    bg = convention.background_scribble_id
+    assert (out[..., [0, 1, 4, 5]] == bg).all()
+    np.testing.assert_array_equal(out[..., 2:4], pseudo[..., 2:4])
+    assert pseudo[0, 0, 0] == 0  # the input is not modified
+    np.testing.assert_array_equal(background_beyond_strokes(pseudo, np.zeros_like(scribbles), convention), pseudo)
+    along_h = background_beyond_strokes(np.moveaxis(pseudo, -1, 0), np.moveaxis(scribbles, -1, 0), convention,
+                                        slice_axis=0)
+    np.testing.assert_array_equal(along_h, np.moveaxis(out, -1, 0))
+
+
+def test_outer_slices_background_is_right_on_a_phantom_and_off_by_default(convention):
+    p = make_cardiac_phantom(301)
+    s = simulate_scribbles(p.label, p.spacing, convention, seed=301)
+    plain, _ = propagate(p.image, s, p.spacing, convention)
+    outer, _ = propagate(p.image, s, p.spacing, convention, PropagationParams(outer_slices_background=True))
+    empty = np.flatnonzero(~(p.label > 0).any(axis=(0, 1)))
+    assert empty.size >= 2  # the phantom has slices beyond the base and the apex
+    assert (outer[..., empty] == convention.background_scribble_id).all()  # and they are truly background
+    assert not (plain[..., empty] == convention.background_scribble_id).all()
+    inside = np.setdiff1d(np.arange(p.label.shape[-1]), empty)
+    np.testing.assert_array_equal(outer[..., inside], plain[..., inside])
 
 
 def test_static_boundary_marks_the_intensity_edges():

@@ -17,7 +17,10 @@ class Scribble2D5(RecipeConfig, TaskConfig):
     ``scribble2d5_class_supervoxel_mm`` (JSON ``{"class name": mm}``, per-class sizes; default: the
     labels' thin structures, ``{"myocardium": 6}`` where there is one --
     :data:`lib.scribbles.convention.THIN_STRUCTURES`; ``{}`` for one size for all),
-    ``scribble2d5_attention_supervision`` (0).
+    ``scribble2d5_attention_supervision`` (0), ``scribble2d5_outer_slices_background`` (``false``;
+    ``true`` when every slice showing a structure is scribbled: the slices beyond the stroked
+    range become background in the pseudo mask, see
+    :func:`lib.scribbles.propagation.background_beyond_strokes`).
 
     The per-class default: on the accuracy benchmark's phantoms, 6 mm myocardium supervoxels scored
     0.922 mean Dice vs 0.893 with 12 mm for all (myocardium 0.887 vs 0.803), and on fresh phantoms
@@ -40,7 +43,8 @@ class Scribble2D5(RecipeConfig, TaskConfig):
             "attention_supervision": float(conf.get("scribble2d5_attention_supervision", 0.0)),
             "propagation": PropagationParams(
                 supervoxel_mm=float(conf.get("scribble2d5_supervoxel_mm", PropagationParams.supervoxel_mm)),
-                class_supervoxel_mm=_class_sizes(conf.get("scribble2d5_class_supervoxel_mm"), self.convention)),
+                class_supervoxel_mm=_class_sizes(conf.get("scribble2d5_class_supervoxel_mm"), self.convention),
+                outer_slices_background=_flag(conf, "scribble2d5_outer_slices_background", False)),
         }
 
     trainer_class = Scribble2D5TrainTask

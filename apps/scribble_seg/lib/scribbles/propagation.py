@@ -52,6 +52,10 @@ class PropagationParams:
         compactness: SLIC compactness (higher = more regular, less intensity-driven).
         edge_detector: ``canny`` or ``sobel`` (per slice).
         edge_sigma_mm: Gaussian smoothing of the edge detector, in-plane mm.
+        outer_slices_background: the slices before the first and after the last slice holding a
+            stroke become background in the pseudo mask (:func:`background_beyond_strokes`). Right
+            only when the annotator scribbled every slice in which a structure shows (ACDC's
+            protocol); not in the paper, off by default.
     """
 
     supervoxel_mm: float = 12.0
@@ -59,6 +63,7 @@ class PropagationParams:
     compactness: float = 0.05
     edge_detector: str = "canny"
     edge_sigma_mm: float = 2.0
+    outer_slices_background: bool = False
 
     def __post_init__(self):
         if self.supervoxel_mm <= 0 or self.compactness <= 0 or self.edge_sigma_mm <= 0:
@@ -143,6 +148,36 @@ def propagate_multiscale(image: np.ndarray, scribbles: np.ndarray, spacing: Sequ
     return out
 
 
+def background_beyond_strokes(pseudo: np.ndarray, scribbles: np.ndarray, convention: ScribbleConvention,
+                              slice_axis: int = -1) -> np.ndarray:
+    """Pseudo scribble map whose slices outside the stroked range are background strokes.
+
+    With strokes in slices ``z0..z1`` along ``slice_axis`` (any stroke, background included),
+    every voxel of slices ``< z0`` and ``> z1`` takes ``convention.background_scribble_id``; the
+    slices in between are returned as they are. The annotator's silence about the slices beyond
+    the heart's base and apex becomes "no structure here", which holds when every slice showing a
+    structure was scribbled (ACDC's scribbles, the simulator's ``slice_fraction = 1``). Without
+    it those slices carry no label at all and a network is free to paint the partial-volume heart
+    there (``benchmarks/results/slice_extent_seed1000.md``). No stroke at all: returned unchanged.
+
+    Args:
+        pseudo: ``(H, W, D)`` pseudo scribble map of ``convention``.
+        scribbles: ``(H, W, D)`` the annotator's scribble map it was propagated from.
+    """
+    pseudo, scribbles = np.asarray(pseudo), np.asarray(scribbles)
+    if pseudo.shape != scribbles.shape:
+        raise ValueError(f"pseudo {pseudo.shape} and scribbles {scribbles.shape} differ in shape")
+    axis = slice_axis % pseudo.ndim
+    stroked = np.flatnonzero(convention.annotated(scribbles).any(axis=tuple(i for i in range(pseudo.ndim) if i != axis)))
+    out = np.array(pseudo, dtype=np.int64, copy=True)
+    if stroked.size == 0:
+        return out
+    moved = np.moveaxis(out, axis, -1)  # a view: writes land in ``out``
+    moved[..., : stroked[0]] = convention.background_scribble_id
+    moved[..., stroked[-1] + 1:] = convention.background_scribble_id
+    return out
+
+
 def static_boundary(image: np.ndarray, spacing: Sequence[float], params: PropagationParams = PropagationParams(),
                     slice_axis: int = -1) -> np.ndarray:
     """Per-slice edge map stacked into ``(H, W, D)`` float32 in [0, 1] (Canny: binary; Sobel: magnitude)."""
@@ -164,5 +199,8 @@ def static_boundary(image: np.ndarray, spacing: Sequence[float], params: Propaga
 
 def propagate(image: np.ndarray, scribbles: np.ndarray, spacing: Sequence[float], convention: ScribbleConvention,
               params: PropagationParams = PropagationParams()) -> Tuple[np.ndarray, np.ndarray]:
-    """``(pseudo scribble map, static boundary)`` of one volume."""
-    return propagate_multiscale(image, scribbles, spacing, convention, params), static_boundary(image, spacing, params)
+    """``(pseudo scribble map, static boundary)`` of one volume (slices along the last axis)."""
+    pseudo = propagate_multiscale(image, scribbles, spacing, convention, params)
+    if params.outer_slices_background:
+        pseudo = background_beyond_strokes(pseudo, scribbles, convention)
+    return pseudo, static_boundary(image, spacing, params)
