@@ -204,3 +204,17 @@ def test_thin_structures_get_their_own_supervoxel_size_by_default(convention):
     assert PropagationParams(class_supervoxel_mm=_class_sizes(None, convention)).sizes(convention) == {
         1: 12.0, 2: 6.0, 3: 12.0, convention.background_scribble_id: 12.0}
 
+
+
+def test_outer_slices_background_is_a_conf_switch(tmp_path, convention):
+    from lib.configs.scribble2d5 import Scribble2D5
+
+    def params(conf):
+        config = Scribble2D5()
+        config.init("scribble2d5", str(tmp_path), conf, None, convention=convention)
+        return config.trainer_kwargs()["propagation"]
+
+    assert params({}).outer_slices_background is False
+    assert params({"scribble2d5_outer_slices_background": "true"}).outer_slices_background is True
+    with pytest.raises(ValueError, match="scribble2d5_outer_slices_background must be true or false"):
+        params({"scribble2d5_outer_slices_background": "yes"})
