@@ -19,7 +19,7 @@ class Scribble2D5(RecipeConfig, TaskConfig):
     :data:`lib.scribbles.convention.THIN_STRUCTURES`; ``{}`` for one size for all),
     ``scribble2d5_attention_supervision`` (0), ``scribble2d5_outer_slices_background`` (``false``;
     ``true`` when every slice showing a structure is scribbled: the slices beyond the stroked
-    range become background in the pseudo mask, see
+    range become background in the pseudo mask (so only with LPM on), see
     :func:`lib.scribbles.propagation.background_beyond_strokes`; on the accuracy benchmark, where
     every slice showing a structure is scribbled, 96.7 +- 0.3 % of ``full``'s mean Dice over three
     seeds against 93.4 +- 1.0 % without, ``benchmarks/results/accuracy.md``).
