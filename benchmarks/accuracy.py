@@ -301,12 +301,14 @@ def paper_comparison(results):
     mean = {r["recipe"]: mean_dice(r) for r in results}
     if "full" not in mean:
         return []
+    compared = [name for name in PAPER if name in mean and name != "full"]
+    if not compared:
+        return []
     lines = ["", f"Against the paper ({PAPER_SOURCE}; ours: phantoms, 20 x 50 iterations on CPU):", ""]
-    for name in PAPER:
-        if name in mean and name != "full":
-            lines.append(f"* `{name}`: {100 * mean[name]:.1f} = **{100 * mean[name] / mean['full']:.0f} %** of `full` "
-                         f"({100 * mean['full']:.1f}); paper {PAPER[name]} = {100 * PAPER[name] / PAPER['full']:.0f} % "
-                         f"of {PAPER['full']}")
+    for name in compared:
+        lines.append(f"* `{name}`: {100 * mean[name]:.1f} = **{100 * mean[name] / mean['full']:.0f} %** of `full` "
+                     f"({100 * mean['full']:.1f}); paper {PAPER[name]} = {100 * PAPER[name] / PAPER['full']:.0f} % "
+                     f"of {PAPER['full']}")
     return lines
 
 
