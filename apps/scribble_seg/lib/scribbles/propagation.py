@@ -167,12 +167,12 @@ def background_beyond_strokes(pseudo: np.ndarray, scribbles: np.ndarray, convent
     pseudo, scribbles = np.asarray(pseudo), np.asarray(scribbles)
     if pseudo.shape != scribbles.shape:
         raise ValueError(f"pseudo {pseudo.shape} and scribbles {scribbles.shape} differ in shape")
-    axis = slice_axis % pseudo.ndim
-    stroked = np.flatnonzero(convention.annotated(scribbles).any(axis=tuple(i for i in range(pseudo.ndim) if i != axis)))
     out = np.array(pseudo, dtype=np.int64, copy=True)
+    moved = np.moveaxis(out, slice_axis, -1)  # a view: writes land in ``out``
+    strokes = np.moveaxis(convention.annotated(scribbles), slice_axis, -1)
+    stroked = np.flatnonzero(strokes.any(axis=tuple(range(strokes.ndim - 1))))
     if stroked.size == 0:
         return out
-    moved = np.moveaxis(out, axis, -1)  # a view: writes land in ``out``
     moved[..., : stroked[0]] = convention.background_scribble_id
     moved[..., stroked[-1] + 1:] = convention.background_scribble_id
     return out
