@@ -10,6 +10,13 @@ seeds, pools, scribbles and budgets for both.
 
     python benchmarks/annotation_loop.py [--seeds 3 --rounds 6 --pool 8 --test 6]
     python benchmarks/annotation_loop.py --second-protocol 0.34 --rounds 4   # a two-protocol pool
+    python benchmarks/annotation_loop.py --seed-list 0,2 --workdir A &       # seeds split over processes,
+    python benchmarks/annotation_loop.py --seed-list 1,3 --workdir B &       # one per core ...
+    python benchmarks/annotation_loop.py --from-json A/partial.json B/partial.json   # ... merged in one report
+
+Both strategies of a seed start from **one** initial model (trained once, ``--initial-epochs``, on the
+initial volumes, then copied into the second strategy's app), so their round-0 Dice is identical and
+the curves differ only by the volumes picked.
 
 ``--second-protocol F``: a fraction ``F`` of the pool and of the test phantoms comes from a second
 acquisition protocol, dark-blood contrast (intensities mirrored: ``max - x``), as a multi-centre
@@ -39,7 +46,9 @@ import numpy as np  # noqa: E402
 STRATEGIES = ("next_to_scribble", "random")
 
 
-def run(strategy, seed, args, root, manifest, pool, test):
+def run(strategy, seed, args, root, manifest, pool, test, start_model):
+    """One strategy's loop on one seed; ``start_model`` is the folder of the initial model: trained
+    there by the first strategy, copied from there by the next."""
     from lib.datasets.sample import label_info
     from lib.metrics import dice_per_class
     from lib.scribbles.convention import ScribbleConvention
@@ -64,7 +73,12 @@ def run(strategy, seed, args, root, manifest, pool, test):
         per_case.append(dict(zip(test, scores)))
         return float(np.mean(scores))
 
-    app.train({**budget, "pretrained": False})
+    model_dir = os.path.join(work, "app", "model")
+    if os.path.isdir(start_model):
+        shutil.copytree(start_model, model_dir, dirs_exist_ok=True)
+    else:
+        app.train({**budget, "max_epochs": args.initial_epochs or args.epochs, "pretrained": False})
+        shutil.copytree(model_dir, start_model)
     per_case = []  # test Dice per case after each round
     curve, picks = [evaluate()], []
     for r in range(args.rounds):
@@ -150,9 +164,16 @@ def report(result, name):
              f"Command: `python benchmarks/annotation_loop.py --seeds {args['seeds']} --rounds {args['rounds']} "
              f"--pool {args['pool']} --test {args['test']} --model {args['model']} --epochs {args['epochs']} "
              f"--epoch-length {args['epoch_length']} --passes {args['passes']}"
-             + (f" --second-protocol {args['second_protocol']}" if args.get("second_protocol") else "") + "`  ",
+             + (f" --initial-epochs {args['initial_epochs']}" if args.get("initial_epochs") else "")
+             + (f" --second-protocol {args['second_protocol']}" if args.get("second_protocol") else "")
+             + (f" --name {args['name']}" if args.get("name") else "") + "`"
+             + (f", seeds split over processes ({'; '.join(result['seed_lists'])}) and merged with `--from-json`"
+                if len(result.get("seed_lists", [])) > 1 else "") + "  ",
              f"Machine: {result['machine']}; {result['minutes']} min  ",
-             f"Start: {args['initial']} scribbled phantoms; each round one more (simulated scribbles), `{args['model']}` "
+             f"Start: {args['initial']} scribbled phantoms"
+             + (f" and one model trained {args['initial_epochs']} x {args['epoch_length']} iterations on them, shared by "
+                f"both strategies" if args.get("initial_epochs") else "")
+             + f"; each round one more (simulated scribbles), `{args['model']}` "
              f"retrained {args['epochs']} x {args['epoch_length']} iterations from its previous weights; mean Dice on "
              f"{args['test']} held-out phantoms; mean over {args['seeds']} seeds."
              + (f" Pool and test phantoms: a fraction {args['second_protocol']} of each with dark-blood contrast "
@@ -219,6 +240,10 @@ def plot(curves, initial, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed-list", default=None, help="comma-separated seeds to run (default: 0..seeds-1)")
+    parser.add_argument("--initial-epochs", type=int, default=None,
+                        help="epochs of the shared initial model (default: --epochs)")
+    parser.add_argument("--name", default=None, help="results file name (default: annotation_loop[_protocols])")
     parser.add_argument("--initial", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--pool", type=int, default=8)
@@ -230,22 +255,26 @@ def main():
     parser.add_argument("--second-protocol", type=float, default=0.0,
                         help="fraction of pool and test phantoms with dark-blood contrast (default: none)")
     parser.add_argument("--workdir", default=None)
-    parser.add_argument("--from-json", default=None, help="rewrite the report of an earlier run's JSON (no loop)")
+    parser.add_argument("--from-json", nargs="+", default=None,
+                        help="rewrite the report of earlier runs' JSONs, merging their seeds (no loop)")
     args = parser.parse_args()
     if args.from_json:
-        with open(args.from_json) as f:
-            result = json.load(f)
-        report(result, "annotation_loop_protocols" if result["args"].get("second_protocol") else "annotation_loop")
+        result = merge([json.load(open(p)) for p in args.from_json])
+        report(result, result_name(result["args"]))
         return
-    name = "annotation_loop_protocols" if args.second_protocol > 0 else "annotation_loop"
+    seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="annotation_loop_")
+    os.makedirs(args.workdir, exist_ok=True)
 
     from lib.datasets.sample import build_studies
 
     runs = {s: [] for s in STRATEGIES}
     protocols = []  # per seed: the dark-blood case ids
     start = time.time()
-    for seed in range(args.seeds):
+    result = {"machine": machine(), "args": {k: v for k, v in vars(args).items()
+                                             if k not in ("workdir", "from_json", "seed_list")},
+              "seed_list": seeds, "runs": runs, "dark_blood_cases": protocols}
+    for seed in seeds:
         root = os.path.join(args.workdir, f"data_{seed}")
         n = args.initial + args.pool + args.test
         manifest = build_studies(root, "phantoms", n=n, scribbled=args.initial, seed=100 * seed)
@@ -256,11 +285,36 @@ def main():
             shutil.move(os.path.join(root, "studies", f"{case}.nii.gz"), os.path.join(root, "test", f"{case}.nii.gz"))
         odd = second_protocol(root, pool, args.second_protocol) + second_protocol(root, test, args.second_protocol)
         protocols.append(odd)
+        start_model = os.path.join(args.workdir, f"initial_model_{seed}")
         for strategy in STRATEGIES:
-            runs[strategy].append(run(strategy, seed, args, root, manifest, pool, test))
-    result = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k not in ("workdir", "from_json")},
-              "minutes": round((time.time() - start) / 60, 1), "runs": runs, "dark_blood_cases": protocols}
-    report(result, name)
+            runs[strategy].append(run(strategy, seed, args, root, manifest, pool, test, start_model))
+        result["minutes"] = round((time.time() - start) / 60, 1)
+        result["args"]["seeds"] = len(protocols)
+        with open(os.path.join(args.workdir, "partial.json"), "w") as f:  # seeds done so far, for --from-json
+            json.dump(result, f, indent=1)
+    report(result, result_name(result["args"]))
+
+
+def result_name(args) -> str:
+    return args.get("name") or ("annotation_loop_protocols" if args.get("second_protocol") else "annotation_loop")
+
+
+def merge(results):
+    """One result from several runs of the same settings on different seeds (``--seed-list``); the
+    minutes are the longest run's (they ran side by side)."""
+    first = results[0]
+    keep = ("seeds", "seed_list", "minutes")
+    for r in results[1:]:
+        if {k: v for k, v in r["args"].items() if k not in keep} != {k: v for k, v in first["args"].items() if k not in keep}:
+            raise ValueError(f"cannot merge runs with different settings: {r['args']} vs {first['args']}")
+    merged = {"machine": first["machine"], "args": dict(first["args"]),
+              "seed_list": [s for r in results for s in r.get("seed_list", range(r["args"]["seeds"]))],
+              "seed_lists": [",".join(map(str, r.get("seed_list", range(r["args"]["seeds"])))) for r in results],
+              "minutes": max(r["minutes"] for r in results),
+              "runs": {s: [x for r in results for x in r["runs"][s]] for s in STRATEGIES},
+              "dark_blood_cases": [c for r in results for c in (r.get("dark_blood_cases") or [])]}
+    merged["args"]["seeds"] = len(merged["seed_list"])
+    return merged
 
 
 if __name__ == "__main__":
