@@ -167,7 +167,7 @@ def report(result, name):
              + (f" --initial-epochs {args['initial_epochs']}" if args.get("initial_epochs") else "")
              + (f" --second-protocol {args['second_protocol']}" if args.get("second_protocol") else "")
              + (f" --name {args['name']}" if args.get("name") else "") + "`"
-             + (f", seeds split over processes ({'; '.join(result['seed_lists'])}) and merged with `--from-json`"
+             + (f", run once per `--seed-list` ({'; '.join(result['seed_lists'])}), side by side, merged with `--from-json`"
                 if len(result.get("seed_lists", [])) > 1 else "") + "  ",
              f"Machine: {result['machine']}; {result['minutes']} min  ",
              f"Start: {args['initial']} scribbled phantoms"
@@ -289,7 +289,7 @@ def main():
         for strategy in STRATEGIES:
             runs[strategy].append(run(strategy, seed, args, root, manifest, pool, test, start_model))
         result["minutes"] = round((time.time() - start) / 60, 1)
-        result["args"]["seeds"] = len(protocols)
+        result["args"]["seeds"], result["seed_list"] = len(protocols), seeds[:len(protocols)]
         with open(os.path.join(args.workdir, "partial.json"), "w") as f:  # seeds done so far, for --from-json
             json.dump(result, f, indent=1)
     report(result, result_name(result["args"]))
@@ -303,13 +303,15 @@ def merge(results):
     """One result from several runs of the same settings on different seeds (``--seed-list``); the
     minutes are the longest run's (they ran side by side)."""
     first = results[0]
+    for r in results:  # a partial file covers the first seeds of its list (older files listed them all)
+        r["seed_list"] = list(r.get("seed_list", range(r["args"]["seeds"])))[:len(r["runs"]["random"])]
     keep = ("seeds", "seed_list", "minutes")
     for r in results[1:]:
         if {k: v for k, v in r["args"].items() if k not in keep} != {k: v for k, v in first["args"].items() if k not in keep}:
             raise ValueError(f"cannot merge runs with different settings: {r['args']} vs {first['args']}")
     merged = {"machine": first["machine"], "args": dict(first["args"]),
-              "seed_list": [s for r in results for s in r.get("seed_list", range(r["args"]["seeds"]))],
-              "seed_lists": [",".join(map(str, r.get("seed_list", range(r["args"]["seeds"])))) for r in results],
+              "seed_list": [s for r in results for s in r["seed_list"]],
+              "seed_lists": [",".join(map(str, r["seed_list"])) for r in results],
               "minutes": max(r["minutes"] for r in results),
               "runs": {s: [x for r in results for x in r["runs"][s]] for s in STRATEGIES},
               "dark_blood_cases": [c for r in results for c in (r.get("dark_blood_cases") or [])]}
