@@ -59,6 +59,7 @@ def run(strategy, seed, args, root, manifest, pool, test, start_model):
     app = make_app(work, os.path.join(root, "studies"), {"models": args.model, "al_model": args.model,
                                                           "al_passes": str(args.passes), "al_retrain_after": "0"})
     datastore = app.datastore()
+    app._strategies["random"].rng.seed(10_000 + seed)  # reproducible picks, independent of the trainings
     budget = {"model": args.model, "max_epochs": args.epochs, "epoch_length": args.epoch_length, "seed": seed,
               "train_batch_size": 2, "val_split": 0.0, "device": "cpu"}
 
@@ -243,6 +244,8 @@ def main():
     parser.add_argument("--seed-list", default=None, help="comma-separated seeds to run (default: 0..seeds-1)")
     parser.add_argument("--initial-epochs", type=int, default=None,
                         help="epochs of the shared initial model (default: --epochs)")
+    parser.add_argument("--strategies", default=",".join(STRATEGIES),
+                        help="comma-separated strategies to run (an arm rerun reuses the workdir's initial models)")
     parser.add_argument("--name", default=None, help="results file name (default: annotation_loop[_protocols])")
     parser.add_argument("--initial", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=6)
@@ -272,7 +275,7 @@ def main():
     protocols = []  # per seed: the dark-blood case ids
     start = time.time()
     result = {"machine": machine(), "args": {k: v for k, v in vars(args).items()
-                                             if k not in ("workdir", "from_json", "seed_list")},
+                                             if k not in ("workdir", "from_json", "seed_list", "strategies")},
               "seed_list": seeds, "runs": runs, "dark_blood_cases": protocols}
     for seed in seeds:
         root = os.path.join(args.workdir, f"data_{seed}")
@@ -286,13 +289,14 @@ def main():
         odd = second_protocol(root, pool, args.second_protocol) + second_protocol(root, test, args.second_protocol)
         protocols.append(odd)
         start_model = os.path.join(args.workdir, f"initial_model_{seed}")
-        for strategy in STRATEGIES:
+        for strategy in args.strategies.split(","):
             runs[strategy].append(run(strategy, seed, args, root, manifest, pool, test, start_model))
         result["minutes"] = round((time.time() - start) / 60, 1)
         result["args"]["seeds"], result["seed_list"] = len(protocols), seeds[:len(protocols)]
         with open(os.path.join(args.workdir, "partial.json"), "w") as f:  # seeds done so far, for --from-json
             json.dump(result, f, indent=1)
-    report(result, result_name(result["args"]))
+    if set(args.strategies.split(",")) == set(STRATEGIES):  # an arm rerun is merged by hand
+        report(result, result_name(result["args"]))
 
 
 def result_name(args) -> str:
