@@ -284,8 +284,9 @@ def main():
         cases = sorted(manifest["cases"])
         pool, test = cases[args.initial:args.initial + args.pool], cases[args.initial + args.pool:]
         os.makedirs(os.path.join(root, "test"), exist_ok=True)
-        for case in test:  # out of the datastore: never a candidate
-            shutil.move(os.path.join(root, "studies", f"{case}.nii.gz"), os.path.join(root, "test", f"{case}.nii.gz"))
+        for case in test:  # out of the datastore: never a candidate (already, when a rerun reuses the workdir)
+            if not os.path.exists(os.path.join(root, "test", f"{case}.nii.gz")):
+                shutil.move(os.path.join(root, "studies", f"{case}.nii.gz"), os.path.join(root, "test"))
         odd = second_protocol(root, pool, args.second_protocol) + second_protocol(root, test, args.second_protocol)
         protocols.append(odd)
         start_model = os.path.join(args.workdir, f"initial_model_{seed}")
