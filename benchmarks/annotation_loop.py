@@ -266,6 +266,9 @@ def main():
         report(result, result_name(result["args"]))
         return
     seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
+    strategies = args.strategies.split(",")
+    if not set(strategies) <= set(STRATEGIES):
+        parser.error(f"--strategies: choose from {', '.join(STRATEGIES)}, got {args.strategies!r}")
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="annotation_loop_")
     os.makedirs(args.workdir, exist_ok=True)
 
@@ -290,13 +293,13 @@ def main():
         odd = second_protocol(root, pool, args.second_protocol) + second_protocol(root, test, args.second_protocol)
         protocols.append(odd)
         start_model = os.path.join(args.workdir, f"initial_model_{seed}")
-        for strategy in args.strategies.split(","):
+        for strategy in strategies:
             runs[strategy].append(run(strategy, seed, args, root, manifest, pool, test, start_model))
         result["minutes"] = round((time.time() - start) / 60, 1)
         result["args"]["seeds"], result["seed_list"] = len(protocols), seeds[:len(protocols)]
         with open(os.path.join(args.workdir, "partial.json"), "w") as f:  # seeds done so far, for --from-json
             json.dump(result, f, indent=1)
-    if set(args.strategies.split(",")) == set(STRATEGIES):  # an arm rerun is merged by hand
+    if set(strategies) == set(STRATEGIES):  # an arm rerun is merged by hand
         report(result, result_name(result["args"]))
 
 
@@ -308,15 +311,18 @@ def merge(results):
     """One result from several runs of the same settings on different seeds (``--seed-list``); the
     minutes are the longest run's (they ran side by side)."""
     first = results[0]
-    for r in results:  # a partial file covers the first seeds of its list (older files listed them all)
-        r["seed_list"] = list(r.get("seed_list", range(r["args"]["seeds"])))[:len(r["runs"]["random"])]
-    keep = ("seeds", "seed_list", "minutes")
+    # a partial file covers the first seeds of its list (older files listed them all)
+    seed_lists = [list(r.get("seed_list", range(r["args"]["seeds"])))[:len(r["runs"]["random"])] for r in results]
+
+    def settings(r):
+        return {k: v for k, v in r["args"].items() if k not in ("seeds", "seed_list", "minutes")}
+
     for r in results[1:]:
-        if {k: v for k, v in r["args"].items() if k not in keep} != {k: v for k, v in first["args"].items() if k not in keep}:
+        if settings(r) != settings(first):
             raise ValueError(f"cannot merge runs with different settings: {r['args']} vs {first['args']}")
     merged = {"machine": first["machine"], "args": dict(first["args"]),
-              "seed_list": [s for r in results for s in r["seed_list"]],
-              "seed_lists": [",".join(map(str, r["seed_list"])) for r in results],
+              "seed_list": [s for seeds in seed_lists for s in seeds],
+              "seed_lists": [",".join(map(str, seeds)) for seeds in seed_lists],
               "minutes": max(r["minutes"] for r in results),
               "runs": {s: [x for r in results for x in r["runs"][s]] for s in STRATEGIES},
               "dark_blood_cases": [c for r in results for c in (r.get("dark_blood_cases") or [])]}
