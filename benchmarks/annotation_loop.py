@@ -161,15 +161,17 @@ def report(result, name):
         json.dump(result, f, indent=1)
     plot({s: summary[s]["mean_curve"] for s in STRATEGIES}, args["initial"], os.path.join(RESULTS, f"{name}.png"))
     nts, rnd = summary["next_to_scribble"], summary["random"]
+    split = len(result.get("seed_lists", [])) > 1
+    seeds = "--seed-list S" if split else f"--seeds {args['seeds']}"
     lines = ["# Annotation loop: next_to_scribble vs random", "",
-             f"Command: `python benchmarks/annotation_loop.py --seeds {args['seeds']} --rounds {args['rounds']} "
+             f"Command: `python benchmarks/annotation_loop.py {seeds} --rounds {args['rounds']} "
              f"--pool {args['pool']} --test {args['test']} --model {args['model']} --epochs {args['epochs']} "
              f"--epoch-length {args['epoch_length']} --passes {args['passes']}"
              + (f" --initial-epochs {args['initial_epochs']}" if args.get("initial_epochs") else "")
              + (f" --second-protocol {args['second_protocol']}" if args.get("second_protocol") else "")
              + (f" --name {args['name']}" if args.get("name") else "") + "`"
-             + (f", run once per `--seed-list` ({'; '.join(result['seed_lists'])}), side by side, merged with `--from-json`"
-                if len(result.get("seed_lists", [])) > 1 else "") + "  ",
+             + (f", run once per S = {' / '.join(result['seed_lists'])}, side by side, merged with `--from-json`"
+                if split else "") + "  ",
              f"Machine: {result['machine']}; {result['minutes']} min  ",
              f"Start: {args['initial']} scribbled phantoms"
              + (f" and one model trained {args['initial_epochs']} x {args['epoch_length']} iterations on them, shared by "
