@@ -434,10 +434,12 @@ def write_report(args, root):
         lines += ["", open(NOTES).read().strip()]
     em = [r for r in results if r.get("recursions")]
     if em:
-        lines += ["", "Recursions (`can_em` rows): labelled fraction of the training maps per M step; relabelling "
-                  "time per volume per E step.", ""]
+        lines += ["", "Recursions (`can_em` rows): labelled fraction of the training maps per M step and its best "
+                  "validation Dice (held-out scribbles); relabelling time per volume and voxels changed per E step "
+                  "(labelled below 100 % after an E step: voxels the Welch test reset to unknown).", ""]
         for r in em:
-            steps = "; ".join(f"r{x['recursion']}: {100 * x['labelled_fraction']:.0f} % labelled"
+            steps = "; ".join(f"r{x['recursion']}: {100 * x['labelled_fraction']:.2f} % labelled"
+                              + (f", val Dice {x['best_metric']:.3f}" if "best_metric" in x else "")
                               + (f", E step {x['relabel_seconds_per_volume']} s/volume, {100 * x['changed_fraction']:.1f} % changed"
                                  if "relabel_seconds_per_volume" in x else "") for x in r["recursions"])
             lines.append(f"* `{r['recipe']}`: {steps}")
