@@ -79,5 +79,6 @@ def report(rows):
                      + " | " + " | ".join(f"{v:.3f}" for v in r["coverage"].values()) + " |")
     return lines
 
+
 if __name__ == "__main__":
     main()
