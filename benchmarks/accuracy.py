@@ -70,11 +70,6 @@ VARIANTS = {
     "can_em base": ("can_em", {"can_em_crf": "false", "can_em_uncertainty": "false"}),
     "can_em + CRF": ("can_em", {"can_em_uncertainty": "false"}),
     "can_em + uncertainty": ("can_em", {"can_em_crf": "false"}),
-    # the rows trained before Can et al.'s dropout became can_em's default (0.1 in every block then; and before
-    # c355078, initial weights not drawn from the seed, so a rerun matches them in setting, not to the digit)
-    "can_em base (no recursion, dropout 0.1)": ("can_em", {"can_em_recursions": "1", "can_em_dropout": "0.1"}),
-    "can_em base (dropout 0.1)": ("can_em", {"can_em_crf": "false", "can_em_uncertainty": "false", "can_em_dropout": "0.1"}),
-    "can_em + CRF (dropout 0.1)": ("can_em", {"can_em_uncertainty": "false", "can_em_dropout": "0.1"}),
     # T = 10 MC-dropout passes instead of the paper's 50: what a CPU row can afford (50 passes take 35 s per volume
     # per E step on 2 quiet cores, results/relabel.md; several times that with rows sharing the cores); fewer
     # passes widen the Welch test's intervals, so more voxels stay unknown (these two rows also predate Can et al.'s
@@ -103,6 +98,21 @@ def narrow(name):
     return f"{base} (1/4 width)" + (f" {rest}" if rest else "")
 
 
+def tagged(name, tag):
+    """``name`` with ``tag`` added to its parenthesis: ``can_em base`` -> ``can_em base (dropout 0.1)``,
+    ``can_em base (no recursion)`` -> ``can_em base (no recursion, dropout 0.1)``."""
+    return f"{name[:-1]}, {tag})" if name.endswith(")") else f"{name} ({tag})"
+
+
+CAN_EM_ROWS = ["can_em base (no recursion)", "can_em base", "can_em + CRF", "can_em + uncertainty", "can_em"]
+DROPOUT_01_ROWS = CAN_EM_ROWS[:3]
+"""The rows trained before Can et al.'s dropout became ``can_em``'s default (0.1 in every block then; and
+before c355078, initial weights not drawn from the seed, so a rerun matches them in setting, not to the
+digit), kept as ``<row> (dropout 0.1)``."""
+for _row in DROPOUT_01_ROWS:
+    _recipe, _conf = VARIANTS[_row]
+    VARIANTS[tagged(_row, "dropout 0.1")] = (_recipe, {**_conf, "can_em_dropout": "0.1"})
+
 MIX_ROWS = ["exmod (mixup)", "exmod", "zscribbleseg (mixup)", "zscribbleseg w/o mix", "zscribbleseg w/o consistency",
             "zscribbleseg w/o prior", "zscribbleseg"]
 for _row in MIX_ROWS:
@@ -111,9 +121,8 @@ for _row in MIX_ROWS:
 
 ROW_ORDER = ["pce", "scribble2d5 w/o LPM", "scribble2d5 w/o SBPM", "scribble2d5 w/o ABL", "scribble2d5 (8 mm supervoxels)",
              "scribble2d5 (12 mm supervoxels)", "scribble2d5",
-             "can_em base (no recursion, dropout 0.1)", "can_em base (dropout 0.1)", "can_em + CRF (dropout 0.1)",
-             "can_em + uncertainty (T=10)", "can_em (T=10)",
-             "can_em base (no recursion)", "can_em base", "can_em + CRF", "can_em + uncertainty", "can_em",
+             *(tagged(r, "dropout 0.1") for r in DROPOUT_01_ROWS), "can_em + uncertainty (T=10)", "can_em (T=10)",
+             *CAN_EM_ROWS,
              *MIX_ROWS, *map(narrow, MIX_ROWS)]
 
 
