@@ -3,8 +3,10 @@
 Simulated annotator, per seed and strategy, on the real app (in-process train / scoring /
 next_sample / infer tasks): start with ``--initial`` scribbled phantoms and a pool of unlabeled
 ones; each round the strategy picks a pool volume, its scribbles are simulated from the dense
-truth and saved (tag ``final``), the model retrains from its previous weights with a fixed small
-budget, and the Dice on held-out test phantoms (never in the pool) is recorded. Strategies:
+truth and saved (tag ``final``), the model retrains with a fixed small budget -- from its previous
+weights, or from the same seeded initial weights every round (``--retrain scratch``: the model then
+depends on the scribbled set only, not on the order or on the previous round's training noise) --
+and the Dice on held-out test phantoms (never in the pool) is recorded. Strategies:
 ``next_to_scribble`` (MC-dropout uncertainty, scored before each pick) and ``random``; the same
 seeds, pools, scribbles and budgets for both.
 
@@ -13,6 +15,8 @@ seeds, pools, scribbles and budgets for both.
     python benchmarks/annotation_loop.py --seed-list 0,2 --workdir A &       # seeds split over processes,
     python benchmarks/annotation_loop.py --seed-list 1,3 --workdir B &       # one per core ...
     python benchmarks/annotation_loop.py --from-json A/partial.json B/partial.json   # ... merged in one report
+    python benchmarks/annotation_loop.py --second-protocol 0.25 --pool 12 --rounds 4 --retrain scratch --whole-pool \
+        --epochs 2 --epoch-length 50 --target-spacing '[3, 3, 8]' --patch-size '[64, 64, 8]'   # CPU-sized
 
 Both strategies of a seed start from **one** initial model (trained once, ``--initial-epochs``, on the
 initial volumes, then copied into the second strategy's app), so their round-0 Dice is identical and
@@ -24,9 +28,13 @@ study mixes scanners; the initial scribbled volumes are all of the common, brigh
 All phantoms alike (the default) leaves uncertainty sampling little to find; a pool with a minority
 protocol is the case it exists for. Results go to ``annotation_loop_protocols.*`` then.
 
+``--whole-pool``: per seed, one more model with the same budget from scratch on every pool volume
+scribbled -- the final Dice an annotator reaches by scribbling them all, one target for both
+strategies (the strategies' own final Dice differ with what each has picked by the last round).
+
 Reports the learning curves (mean over seeds), the area under them, and the scribbled volumes
-needed to reach 95 % of the final Dice; writes ``benchmarks/results/annotation_loop.md``,
-``.json`` and ``annotation_loop.png``.
+needed to reach 95 % of the final Dice (whole pool's, own, ``random``'s); writes
+``benchmarks/results/annotation_loop.md``, ``.json`` and ``annotation_loop.png`` (or ``--name``).
 """
 
 import argparse
@@ -46,58 +54,100 @@ import numpy as np  # noqa: E402
 STRATEGIES = ("next_to_scribble", "random")
 
 
-def run(strategy, seed, args, root, manifest, pool, test, start_model):
-    """One strategy's loop on one seed; ``start_model`` is the folder of the initial model: trained
-    there by the first strategy, copied from there by the next."""
-    from lib.datasets.sample import label_info
-    from lib.metrics import dice_per_class
-    from lib.scribbles.convention import ScribbleConvention
-    from lib.scribbles.simulate import simulate_scribbles
-
-    convention = ScribbleConvention(manifest["labels"])
-    work = os.path.join(args.workdir, f"{strategy}_{seed}")
+def loop_app(args, work, root, seed):
+    """The app of one arm (a fresh copy serving ``root/studies``) and its per-round train request."""
     app = make_app(work, os.path.join(root, "studies"), {"models": args.model, "al_model": args.model,
-                                                          "al_passes": str(args.passes), "al_retrain_after": "0"})
-    datastore = app.datastore()
+                                                          "al_passes": str(args.passes), "al_retrain_after": "0",
+                                                          **geometry_conf(args)})
     app._strategies["random"].rng.seed(10_000 + seed)  # reproducible picks, independent of the trainings
     budget = {"model": args.model, "max_epochs": args.epochs, "epoch_length": args.epoch_length, "seed": seed,
               "train_batch_size": 2, "val_split": 0.0, "device": "cpu"}
+    if args.retrain == "scratch":  # every round from the same seeded initial weights: the model depends on the
+        budget["pretrained"] = False  # scribbled set only, not on the order it was scribbled in
+    return app, budget
 
-    def evaluate():
-        scores = []
-        for case in test:
-            res = app.infer({"model": args.model, "image": os.path.join(root, "test", f"{case}.nii.gz"), "device": "cpu"})
-            pred = np.asarray(nib.load(res["file"]).dataobj)
-            os.unlink(res["file"])
-            truth = np.asarray(nib.load(os.path.join(root, "groundtruth", f"{case}.nii.gz")).dataobj)
-            scores.append(float(np.nanmean(dice_per_class(pred, truth, convention.num_classes).numpy())))
-        per_case.append(dict(zip(test, scores)))
-        return float(np.mean(scores))
 
+def evaluate(app, args, root, test, convention):
+    """Mean Dice over classes of the app's model on each held-out test phantom: ``{case: dice}``."""
+    from lib.metrics import dice_per_class
+
+    scores = {}
+    for case in test:
+        res = app.infer({"model": args.model, "image": os.path.join(root, "test", f"{case}.nii.gz"), "device": "cpu"})
+        pred = np.asarray(nib.load(res["file"]).dataobj)
+        os.unlink(res["file"])
+        truth = np.asarray(nib.load(os.path.join(root, "groundtruth", f"{case}.nii.gz")).dataobj)
+        scores[case] = float(np.nanmean(dice_per_class(pred, truth, convention.num_classes).numpy()))
+    return scores
+
+
+def scribble(app, work, root, case, stroke_seed, convention):
+    """The simulated annotator scribbles ``case`` (from its dense truth) and submits it (tag ``final``)."""
+    from lib.datasets.sample import label_info
+    from lib.scribbles.simulate import simulate_scribbles
+
+    truth_img = nib.load(os.path.join(root, "groundtruth", f"{case}.nii.gz"))
+    strokes = simulate_scribbles(np.asarray(truth_img.dataobj), truth_img.header.get_zooms()[:3], convention,
+                                 seed=stroke_seed)
+    path = os.path.join(work, f"{case}_scribbles.nii.gz")
+    nib.save(nib.Nifti1Image(strokes.astype(np.uint8), truth_img.affine), path)
+    app.datastore().save_label(case, path, "final", {"label_info": label_info(convention)})
+
+
+def stroke_seed(seed, pool, case):
+    """One scribble map per (seed, case), the same whichever arm or round scribbles it."""
+    return 1000 + seed * 100 + pool.index(case)
+
+
+def run(strategy, seed, args, root, manifest, pool, test, start_model):
+    """One strategy's loop on one seed; ``start_model`` is the folder of the initial model: trained
+    there by the first strategy, copied from there by the next."""
+    from lib.scribbles.convention import ScribbleConvention
+
+    convention = ScribbleConvention(manifest["labels"])
+    work = os.path.join(args.workdir, f"{strategy}_{seed}")
+    app, budget = loop_app(args, work, root, seed)
     model_dir = os.path.join(work, "app", "model")
     if os.path.isdir(start_model):
         shutil.copytree(start_model, model_dir, dirs_exist_ok=True)
     else:
         app.train({**budget, "max_epochs": args.initial_epochs or args.epochs, "pretrained": False})
         shutil.copytree(model_dir, start_model)
-    per_case = []  # test Dice per case after each round
-    curve, picks = [evaluate()], []
+    per_case = [evaluate(app, args, root, test, convention)]  # test Dice per case after each round
+    picks = []
     for r in range(args.rounds):
         if strategy == "next_to_scribble":
             app.scoring({"method": "next_to_scribble"})
         reply = app.next_sample({"strategy": strategy, "client_id": "simulated_annotator"})
         case = reply["id"]
         picks.append({"id": case, "reason": reply.get("reason", "random"), "score": reply.get("score")})
-        truth_img = nib.load(os.path.join(root, "groundtruth", f"{case}.nii.gz"))
-        strokes = simulate_scribbles(np.asarray(truth_img.dataobj), truth_img.header.get_zooms()[:3], convention,
-                                     seed=1000 + seed * 100 + pool.index(case))
-        path = os.path.join(work, f"{case}_scribbles.nii.gz")
-        nib.save(nib.Nifti1Image(strokes.astype(np.uint8), truth_img.affine), path)
-        datastore.save_label(case, path, "final", {"label_info": label_info(convention)})
-        app.train(budget)  # continues from the previous weights
-        curve.append(evaluate())
-        print(f"{strategy} seed {seed} round {r + 1}: picked {case}, test Dice {curve[-1]:.3f}", flush=True)
-    return {"curve": curve, "picks": picks, "per_case": per_case}
+        scribble(app, work, root, case, stroke_seed(seed, pool, case), convention)
+        app.train(budget)  # from the previous weights, or from scratch (--retrain scratch)
+        per_case.append(evaluate(app, args, root, test, convention))
+        print(f"{strategy} seed {seed} round {r + 1}: picked {case}, test Dice {np.mean(list(per_case[-1].values())):.3f}",
+              flush=True)
+    return {"curve": [float(np.mean(list(pc.values()))) for pc in per_case], "picks": picks, "per_case": per_case}
+
+
+def whole_pool(seed, args, root, manifest, pool, test):
+    """The reference "final Dice": the same budget from scratch with every pool volume scribbled
+    (what the annotator would reach by scribbling them all); ``{"dice": mean, "per_case": {...}}``."""
+    from lib.scribbles.convention import ScribbleConvention
+
+    convention = ScribbleConvention(manifest["labels"])
+    work = os.path.join(args.workdir, f"whole_pool_{seed}")
+    app, budget = loop_app(args, work, root, seed)
+    for case in pool:
+        scribble(app, work, root, case, stroke_seed(seed, pool, case), convention)
+    app.train({**budget, "pretrained": False})
+    per_case = evaluate(app, args, root, test, convention)
+    print(f"whole pool seed {seed}: test Dice {np.mean(list(per_case.values())):.3f}", flush=True)
+    return {"dice": float(np.mean(list(per_case.values()))), "per_case": per_case}
+
+
+def geometry_conf(args) -> dict:
+    """App conf for ``--target-spacing`` / ``--patch-size`` (none given: the app's defaults)."""
+    return {k: v for k, v in (("target_spacing", args.target_spacing), ("patch_size", args.patch_size)) if v}
 
 
 def second_protocol(root, cases, fraction):
@@ -141,6 +191,9 @@ def summarise(result):
                       "volumes_to_95pct_of_final": [volumes_to_reach(c, args["initial"], 0.95 * c[-1]) for c in curves],
                       "volumes_to_95pct_of_random_final": [volumes_to_reach(c, args["initial"], 0.95 * f)
                                                            for c, f in zip(curves, random_final)]}
+        if "whole_pool" in result:
+            summary[s]["volumes_to_95pct_of_whole_pool"] = [volumes_to_reach(c, args["initial"], 0.95 * w["dice"])
+                                                            for c, w in zip(curves, result["whole_pool"])]
         if protocols:
             # mean number of dark-blood volumes scribbled after each round
             summary[s]["dark_blood_picked"] = np.mean([np.cumsum([p["id"] in odd for p in r["picks"]])
@@ -169,6 +222,9 @@ def report(result, name):
              f"--epoch-length {args['epoch_length']} --passes {args['passes']}"
              + (f" --initial-epochs {args['initial_epochs']}" if args.get("initial_epochs") else "")
              + (f" --second-protocol {args['second_protocol']}" if args.get("second_protocol") else "")
+             + (f" --retrain {args['retrain']}" if args.get("retrain", "continue") != "continue" else "")
+             + (" --whole-pool" if args.get("whole_pool") else "")
+             + "".join(f" --{k.replace('_', '-')} '{args[k]}'" for k in ("target_spacing", "patch_size") if args.get(k))
              + (f" --name {args['name']}" if args.get("name") else "") + "`"
              + (f", run once per S = {' / '.join(result['seed_lists'])}, side by side, merged with `--from-json`"
                 if split else "") + "  ",
@@ -177,7 +233,11 @@ def report(result, name):
              + (f" and one model trained {args['initial_epochs']} x {args['epoch_length']} iterations on them, shared by "
                 f"both strategies" if args.get("initial_epochs") else "")
              + f"; each round one more (simulated scribbles), `{args['model']}` "
-             f"retrained {args['epochs']} x {args['epoch_length']} iterations from its previous weights; mean Dice on "
+             f"retrained {args['epochs']} x {args['epoch_length']} iterations "
+             + ("from the same seeded initial weights every round" if args.get("retrain") == "scratch"
+                else "from its previous weights")
+             + "".join(f", {k.replace('_', ' ')} {args[k]}" for k in ("target_spacing", "patch_size") if args.get(k))
+             + f"; mean Dice on "
              f"{args['test']} held-out phantoms; mean over {args['seeds']} seeds."
              + (f" Pool and test phantoms: a fraction {args['second_protocol']} of each with dark-blood contrast "
                 f"(second protocol), the initial ones bright-blood." if args.get("second_protocol") else ""), "",
@@ -186,8 +246,14 @@ def report(result, name):
     for s in STRATEGIES:
         lines.append(f"| `{s}` | " + " | ".join(f"{v:.3f}" for v in summary[s]["mean_curve"]) + " |")
     lines += ["", f"* area under the learning curve: `next_to_scribble` **{nts['auc']:.3f}**, `random` **{rnd['auc']:.3f}**"]
-    for key, what in (("volumes_to_95pct_of_final", "95 % of its own final Dice"),
-                      ("volumes_to_95pct_of_random_final", "95 % of `random`'s final Dice on the same seed")):
+    targets = [("volumes_to_95pct_of_final", "95 % of its own final Dice"),
+               ("volumes_to_95pct_of_random_final", "95 % of `random`'s final Dice on the same seed")]
+    if "whole_pool" in result:
+        whole = [w["dice"] for w in result["whole_pool"]]
+        lines.append(f"* whole pool scribbled ({args['initial'] + args['pool']} volumes, same budget from scratch): "
+                     f"test Dice {np.mean(whole):.3f} (per seed {' / '.join(f'{w:.3f}' for w in whole)})")
+        targets.insert(0, ("volumes_to_95pct_of_whole_pool", "**95 % of the whole pool's Dice** on the same seed"))
+    for key, what in targets:
         (need_n, cut_n), (need_r, cut_r) = (mean_needed(summary[s][key], args["initial"], args["rounds"])
                                             for s in ("next_to_scribble", "random"))
         added_n, added_r = need_n - args["initial"], need_r - args["initial"]
@@ -257,6 +323,14 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--epoch-length", type=int, default=20)
     parser.add_argument("--passes", type=int, default=10)
+    parser.add_argument("--retrain", choices=("continue", "scratch"), default="continue",
+                        help="each round: continue from the previous weights (default) or retrain from the seeded "
+                             "initial weights, so that the model depends only on the scribbled set")
+    parser.add_argument("--whole-pool", action="store_true",
+                        help="also train (same budget, from scratch) on the whole pool scribbled: the final Dice "
+                             "the volumes to reach are counted against")
+    parser.add_argument("--target-spacing", default=None, help="app conf target_spacing, e.g. '[3, 3, 8]'")
+    parser.add_argument("--patch-size", default=None, help="app conf patch_size, e.g. '[64, 64, 16]'")
     parser.add_argument("--second-protocol", type=float, default=0.0,
                         help="fraction of pool and test phantoms with dark-blood contrast (default: none)")
     parser.add_argument("--workdir", default=None)
@@ -282,6 +356,9 @@ def main():
     result = {"machine": machine(), "args": {k: v for k, v in vars(args).items()
                                              if k not in ("workdir", "from_json", "seed_list", "strategies")},
               "seed_list": seeds, "runs": runs, "dark_blood_cases": protocols}
+    references = []  # per seed, with --whole-pool: the model trained on the whole pool
+    if args.whole_pool:
+        result["whole_pool"] = references
     for seed in seeds:
         root = os.path.join(args.workdir, f"data_{seed}")
         n = args.initial + args.pool + args.test
@@ -297,6 +374,8 @@ def main():
         start_model = os.path.join(args.workdir, f"initial_model_{seed}")
         for strategy in strategies:
             runs[strategy].append(run(strategy, seed, args, root, manifest, pool, test, start_model))
+        if args.whole_pool:
+            references.append(whole_pool(seed, args, root, manifest, pool, test))
         result["minutes"] = round((time.time() - start) / 60, 1)
         result["args"]["seeds"], result["seed_list"] = len(protocols), seeds[:len(protocols)]
         with open(os.path.join(args.workdir, "partial.json"), "w") as f:  # seeds done so far, for --from-json
@@ -328,6 +407,8 @@ def merge(results):
               "minutes": max(r["minutes"] for r in results),
               "runs": {s: [x for r in results for x in r["runs"][s]] for s in STRATEGIES},
               "dark_blood_cases": [c for r in results for c in (r.get("dark_blood_cases") or [])]}
+    if all("whole_pool" in r for r in results):
+        merged["whole_pool"] = [x for r in results for x in r["whole_pool"][:len(r["runs"]["random"])]]
     merged["args"]["seeds"] = len(merged["seed_list"])
     return merged
 
