@@ -167,8 +167,13 @@ def second_protocol(root, cases, fraction):
 
 
 def volumes_to_reach(curve, initial, target):
-    """Scribbled volumes when ``curve`` first reaches ``target``; ``None`` if it never does."""
-    return next((initial + i for i, d in enumerate(curve) if d >= target), None)
+    """Scribbled volumes from which on ``curve`` stays at or above ``target`` (a curve that touches it
+    and falls back has not reached it: the annotator cannot know the test Dice and would stop
+    there); ``None`` if its last point is below."""
+    below = [i for i, d in enumerate(curve) if d < target]
+    if below and below[-1] == len(curve) - 1:
+        return None
+    return initial + (below[-1] + 1 if below else 0)
 
 
 def mean_needed(counts, initial, rounds):
@@ -182,6 +187,7 @@ def summarise(result):
     Dice on the same seed (the common target), dark-blood picks, final Dice per protocol."""
     args, runs, protocols = result["args"], result["runs"], result.get("dark_blood_cases") or []
     random_final = [r["curve"][-1] for r in runs["random"]]
+    better_final = [max(r["curve"][-1] for r in per_seed) for per_seed in zip(*runs.values())]
     summary = {}
     for s, rs in runs.items():
         curves = np.asarray([r["curve"] for r in rs])
@@ -190,7 +196,9 @@ def summarise(result):
                       "final_dice": float(mean[-1]),
                       "volumes_to_95pct_of_final": [volumes_to_reach(c, args["initial"], 0.95 * c[-1]) for c in curves],
                       "volumes_to_95pct_of_random_final": [volumes_to_reach(c, args["initial"], 0.95 * f)
-                                                           for c, f in zip(curves, random_final)]}
+                                                           for c, f in zip(curves, random_final)],
+                      "volumes_to_95pct_of_better_final": [volumes_to_reach(c, args["initial"], 0.95 * f)
+                                                           for c, f in zip(curves, better_final)]}
         if "whole_pool" in result:
             summary[s]["volumes_to_95pct_of_whole_pool"] = [volumes_to_reach(c, args["initial"], 0.95 * w["dice"])
                                                             for c, w in zip(curves, result["whole_pool"])]
@@ -247,7 +255,8 @@ def report(result, name):
         lines.append(f"| `{s}` | " + " | ".join(f"{v:.3f}" for v in summary[s]["mean_curve"]) + " |")
     lines += ["", f"* area under the learning curve: `next_to_scribble` **{nts['auc']:.3f}**, `random` **{rnd['auc']:.3f}**"]
     targets = [("volumes_to_95pct_of_final", "95 % of its own final Dice"),
-               ("volumes_to_95pct_of_random_final", "95 % of `random`'s final Dice on the same seed")]
+               ("volumes_to_95pct_of_random_final", "95 % of `random`'s final Dice on the same seed"),
+               ("volumes_to_95pct_of_better_final", "95 % of the better of the two final Dice on the same seed")]
     if "whole_pool" in result:
         whole = [w["dice"] for w in result["whole_pool"]]
         lines.append(f"* whole pool scribbled ({args['initial'] + args['pool']} volumes, same budget from scratch): "
@@ -257,10 +266,12 @@ def report(result, name):
         (need_n, cut_n), (need_r, cut_r) = (mean_needed(summary[s][key], args["initial"], args["rounds"])
                                             for s in ("next_to_scribble", "random"))
         added_n, added_r = need_n - args["initial"], need_r - args["initial"]
-        saving = f"{100 * (1 - added_n / added_r):.0f} % fewer added volumes" if added_r > 0 else "random needed none added"
+        change = 100 * (1 - added_n / added_r) if added_r > 0 else None
+        saving = ("random needed none added" if change is None else
+                  f"{change:.0f} % fewer added volumes" if change >= 0 else f"{-change:.0f} % more added volumes")
         never = f"; never reached on {cut_n} / {cut_r} seeds, counted as {args['initial'] + args['rounds'] + 1}" \
             if cut_n or cut_r else ""
-        lines.append(f"* scribbled volumes to reach {what} (mean over seeds): `next_to_scribble` **{need_n:.1f}**, "
+        lines.append(f"* scribbled volumes to reach and keep {what} (mean over seeds): `next_to_scribble` **{need_n:.1f}**, "
                      f"`random` **{need_r:.1f}** ({saving}{never})")
     if "dark_blood_picked" in nts:
         lines += [f"* dark-blood volumes scribbled after each round (mean over seeds): `next_to_scribble` "
