@@ -33,7 +33,8 @@ scribbled -- the final Dice an annotator reaches by scribbling them all, one tar
 strategies (the strategies' own final Dice differ with what each has picked by the last round).
 
 Reports the learning curves (mean over seeds), the area under them, and the scribbled volumes
-needed to reach 95 % of the final Dice (whole pool's, own, ``random``'s); writes
+from which on a curve stays at or above 95 % of the final Dice (the whole pool's, its own,
+``random``'s, the better of the two strategies'); writes
 ``benchmarks/results/annotation_loop.md``, ``.json`` and ``annotation_loop.png`` (or ``--name``).
 """
 
