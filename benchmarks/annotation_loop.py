@@ -53,6 +53,8 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
 STRATEGIES = ("next_to_scribble", "random")
+GEOMETRY_KEYS = ("target_spacing", "patch_size")
+"""Arguments passed to the app's conf under the same name (``--target-spacing`` -> ``target_spacing``)."""
 
 
 def loop_app(args, work, root, seed):
@@ -80,6 +82,11 @@ def evaluate(app, args, root, test, convention):
         truth = np.asarray(nib.load(os.path.join(root, "groundtruth", f"{case}.nii.gz")).dataobj)
         scores[case] = float(np.nanmean(dice_per_class(pred, truth, convention.num_classes).numpy()))
     return scores
+
+
+def mean_dice(per_case) -> float:
+    """Mean over the test phantoms of :func:`evaluate`'s ``{case: dice}``."""
+    return float(np.mean(list(per_case.values())))
 
 
 def scribble(app, work, root, case, stroke_seed, convention):
@@ -125,9 +132,8 @@ def run(strategy, seed, args, root, manifest, pool, test, start_model):
         scribble(app, work, root, case, stroke_seed(seed, pool, case), convention)
         app.train(budget)  # from the previous weights, or from scratch (--retrain scratch)
         per_case.append(evaluate(app, args, root, test, convention))
-        print(f"{strategy} seed {seed} round {r + 1}: picked {case}, test Dice {np.mean(list(per_case[-1].values())):.3f}",
-              flush=True)
-    return {"curve": [float(np.mean(list(pc.values()))) for pc in per_case], "picks": picks, "per_case": per_case}
+        print(f"{strategy} seed {seed} round {r + 1}: picked {case}, test Dice {mean_dice(per_case[-1]):.3f}", flush=True)
+    return {"curve": [mean_dice(pc) for pc in per_case], "picks": picks, "per_case": per_case}
 
 
 def whole_pool(seed, args, root, manifest, pool, test):
@@ -142,13 +148,14 @@ def whole_pool(seed, args, root, manifest, pool, test):
         scribble(app, work, root, case, stroke_seed(seed, pool, case), convention)
     app.train({**budget, "pretrained": False})
     per_case = evaluate(app, args, root, test, convention)
-    print(f"whole pool seed {seed}: test Dice {np.mean(list(per_case.values())):.3f}", flush=True)
-    return {"dice": float(np.mean(list(per_case.values()))), "per_case": per_case}
+    dice = mean_dice(per_case)
+    print(f"whole pool seed {seed}: test Dice {dice:.3f}", flush=True)
+    return {"dice": dice, "per_case": per_case}
 
 
 def geometry_conf(args) -> dict:
     """App conf for ``--target-spacing`` / ``--patch-size`` (none given: the app's defaults)."""
-    return {k: v for k, v in (("target_spacing", args.target_spacing), ("patch_size", args.patch_size)) if v}
+    return {k: getattr(args, k) for k in GEOMETRY_KEYS if getattr(args, k)}
 
 
 def second_protocol(root, cases, fraction):
@@ -184,8 +191,9 @@ def mean_needed(counts, initial, rounds):
 
 
 def summarise(result):
-    """Per strategy: mean curve, AUC, volumes to 95 % of its own final Dice and of ``random``'s final
-    Dice on the same seed (the common target), dark-blood picks, final Dice per protocol."""
+    """Per strategy: mean curve, AUC, volumes to reach and keep 95 % of its own final Dice, of
+    ``random``'s and of the better of the two strategies' final Dice on the same seed (and of the
+    whole pool's, with ``--whole-pool``), dark-blood picks, final Dice per protocol."""
     args, runs, protocols = result["args"], result["runs"], result.get("dark_blood_cases") or []
     random_final = [r["curve"][-1] for r in runs["random"]]
     better_final = [max(r["curve"][-1] for r in per_seed) for per_seed in zip(*runs.values())]
@@ -233,7 +241,7 @@ def report(result, name):
              + (f" --second-protocol {args['second_protocol']}" if args.get("second_protocol") else "")
              + (f" --retrain {args['retrain']}" if args.get("retrain", "continue") != "continue" else "")
              + (" --whole-pool" if args.get("whole_pool") else "")
-             + "".join(f" --{k.replace('_', '-')} '{args[k]}'" for k in ("target_spacing", "patch_size") if args.get(k))
+             + "".join(f" --{k.replace('_', '-')} '{args[k]}'" for k in GEOMETRY_KEYS if args.get(k))
              + (f" --name {args['name']}" if args.get("name") else "") + "`"
              + (f", run once per S = {' / '.join(result['seed_lists'])}, side by side, merged with `--from-json`"
                 if split else "") + "  ",
@@ -245,7 +253,7 @@ def report(result, name):
              f"retrained {args['epochs']} x {args['epoch_length']} iterations "
              + ("from the same seeded initial weights every round" if args.get("retrain") == "scratch"
                 else "from its previous weights")
-             + "".join(f", {k.replace('_', ' ')} {args[k]}" for k in ("target_spacing", "patch_size") if args.get(k))
+             + "".join(f", {k.replace('_', ' ')} {args[k]}" for k in GEOMETRY_KEYS if args.get(k))
              + f"; mean Dice on "
              f"{args['test']} held-out phantoms; mean over {args['seeds']} seeds."
              + (f" Pool and test phantoms: a fraction {args['second_protocol']} of each with dark-blood contrast "
