@@ -4,8 +4,10 @@ Simulated annotator, per seed and strategy, on the real app (in-process train / 
 next_sample / infer tasks): start with ``--initial`` scribbled phantoms and a pool of unlabeled
 ones; each round the strategy picks a pool volume, its scribbles are simulated from the dense
 truth and saved (tag ``final``), the model retrains with a fixed small budget -- from its previous
-weights, or from the same seeded initial weights every round (``--retrain scratch``: the model then
-depends on the scribbled set only, not on the order or on the previous round's training noise) --
+weights, or from the same seeded initial weights every round (``--retrain scratch``, a new training
+run name per round: MONAI Label resumes a run of the same name from its checkpoint whatever
+``pretrained`` says; the model then depends on the scribbled set only, not on the order or on the
+previous round's training noise) --
 and the Dice on held-out test phantoms (never in the pool) is recorded. Strategies:
 ``next_to_scribble`` (MC-dropout uncertainty, scored before each pick) and ``random``; the same
 seeds, pools, scribbles and budgets for both.
@@ -65,9 +67,18 @@ def loop_app(args, work, root, seed):
     app._strategies["random"].rng.seed(10_000 + seed)  # reproducible picks, independent of the trainings
     budget = {"model": args.model, "max_epochs": args.epochs, "epoch_length": args.epoch_length, "seed": seed,
               "train_batch_size": 2, "val_split": 0.0, "device": "cpu"}
-    if args.retrain == "scratch":  # every round from the same seeded initial weights: the model depends on the
-        budget["pretrained"] = False  # scribbled set only, not on the order it was scribbled in
     return app, budget
+
+
+def fresh_run(budget, model_dir, model, name):
+    """``budget`` as a training run of its own, ``name``, from the request seed's initial weights.
+    MONAI Label resumes a training from the best checkpoint of an earlier run of the same name
+    (``model/<model>/<name>/model.pt``) whatever ``pretrained`` says, so a training from scratch
+    needs a name that no earlier training of the app used (checked here)."""
+    out = os.path.join(model_dir, model, name)
+    if os.path.exists(out):
+        raise RuntimeError(f"{out} exists: a training named {name!r} would resume from its checkpoint")
+    return {**budget, "name": name, "pretrained": False}
 
 
 def evaluate(app, args, root, test, convention):
@@ -130,7 +141,10 @@ def run(strategy, seed, args, root, manifest, pool, test, start_model):
         case = reply["id"]
         picks.append({"id": case, "reason": reply.get("reason", "random"), "score": reply.get("score")})
         scribble(app, work, root, case, stroke_seed(seed, pool, case), convention)
-        app.train(budget)  # from the previous weights, or from scratch (--retrain scratch)
+        if args.retrain == "scratch":  # from the seed's initial weights: the model depends on the scribbled
+            app.train(fresh_run(budget, model_dir, args.model, f"round_{r + 1}"))  # set only, not on its order
+        else:
+            app.train(budget)  # resumes run train_01 from its best checkpoint
         per_case.append(evaluate(app, args, root, test, convention))
         print(f"{strategy} seed {seed} round {r + 1}: picked {case}, test Dice {mean_dice(per_case[-1]):.3f}", flush=True)
     return {"curve": [mean_dice(pc) for pc in per_case], "picks": picks, "per_case": per_case}
