@@ -437,7 +437,9 @@ def merge(results):
             raise ValueError(f"cannot merge runs with different settings: {r['args']} vs {first['args']}")
     merged = {"machine": first["machine"], "args": dict(first["args"]),
               "seed_list": [s for seeds in seed_lists for s in seeds],
-              "seed_lists": [",".join(map(str, seeds)) for seeds in seed_lists],
+              # a merged file keeps the lists of the runs it came from
+              "seed_lists": [x for r, seeds in zip(results, seed_lists)
+                             for x in r.get("seed_lists", [",".join(map(str, seeds))])],
               "minutes": max(r["minutes"] for r in results),
               "runs": {s: [x for r in results for x in r["runs"][s]] for s in STRATEGIES},
               "dark_blood_cases": [c for r in results for c in (r.get("dark_blood_cases") or [])]}
