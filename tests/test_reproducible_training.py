@@ -41,23 +41,36 @@ def test_seeded_copy_refuses_modules_it_cannot_reinitialise():
         seeded_copy(torch.nn.Sequential(torch.nn.Conv3d(1, 1, 1), Scale()), 0)
 
 
-def _train(tmp_path, sample_root, tag, models, seed):
+def _app(tmp_path, sample_root, tag, models):
+    """An in-process app on a copy of the sample studies; ``(app, app_dir)``."""
     from main import ScribbleSegApp
     from monailabel.interfaces.utils.app import clear_cache
 
     studies = shutil.copytree(os.path.join(sample_root, "studies"), str(tmp_path / f"studies_{tag}"))
     app_dir = copy_app(str(tmp_path / f"app_{tag}"))
     clear_cache()
-    app = ScribbleSegApp(app_dir, studies, {"models": models})
-    app.train({**REQUEST, "seed": seed, "name": "run"})
+    return ScribbleSegApp(app_dir, studies, {"models": models}), app_dir
+
+
+def _published(app_dir):
     return torch.load(os.path.join(app_dir, "model", "pce.pt"), map_location="cpu", weights_only=True)
 
 
-def test_same_seed_same_weights_whatever_the_app_built_before(tmp_path, sample_root, monkeypatch):
+def _train(tmp_path, sample_root, tag, models, seed):
+    app, app_dir = _app(tmp_path, sample_root, tag, models)
+    app.train({**REQUEST, "seed": seed, "name": "run"})
+    return _published(app_dir)
+
+
+@pytest.fixture
+def in_process(monkeypatch):
     from monailabel.config import settings
 
     for key in ("MONAI_LABEL_DATASTORE_AUTO_RELOAD", "MONAI_LABEL_AUTO_UPDATE_SCORING", "MONAI_LABEL_TRACKING_ENABLED"):
         monkeypatch.setattr(settings, key, False)  # in-process apps: no server to post scoring requests to
+
+
+def test_same_seed_same_weights_whatever_the_app_built_before(tmp_path, sample_root, in_process):
     torch.manual_seed(11)
     first = _train(tmp_path, sample_root, "a", "pce", seed=0)
     torch.manual_seed(12)  # another global state, and another model built before pce
@@ -67,3 +80,19 @@ def test_same_seed_same_weights_whatever_the_app_built_before(tmp_path, sample_r
     for k in first:
         assert torch.equal(first[k], second[k]), k
     assert any(not torch.equal(first[k], third[k]) for k in first if first[k].is_floating_point())
+
+
+def test_a_new_run_name_starts_from_the_seed_a_reused_one_resumes(tmp_path, sample_root, in_process):
+    """MONAI Label resumes a training from the best checkpoint of an earlier run of the same name,
+    whatever ``pretrained`` says; a new run name with ``pretrained: false`` starts from the seed's
+    initial weights (README, "Training"; the annotation-loop benchmark's ``--retrain scratch``)."""
+    app, app_dir = _app(tmp_path, sample_root, "runs", "pce")
+    app.train({**REQUEST, "seed": 0, "name": "first"})
+    first = _published(app_dir)
+    app.train({**REQUEST, "seed": 0, "name": "first"})
+    resumed = _published(app_dir)
+    app.train({**REQUEST, "seed": 0, "name": "second"})
+    fresh = _published(app_dir)
+    for k in first:
+        assert torch.equal(first[k], fresh[k]), k
+    assert any(not torch.equal(first[k], resumed[k]) for k in first if first[k].is_floating_point())
