@@ -17,6 +17,7 @@ seeds, pools, scribbles and budgets for both.
     python benchmarks/annotation_loop.py --seed-list 0,2 --workdir A &       # seeds split over processes,
     python benchmarks/annotation_loop.py --seed-list 1,3 --workdir B &       # one per core ...
     python benchmarks/annotation_loop.py --from-json A/partial.json B/partial.json   # ... merged in one report
+                                                    # (also two runs with --strategies next_to_scribble / random)
     python benchmarks/annotation_loop.py --second-protocol 0.25 --pool 12 --rounds 4 --retrain scratch --whole-pool \
         --epochs 2 --epoch-length 50 --target-spacing '[3, 3, 8]' --patch-size '[64, 64, 8]'   # CPU-sized
 
@@ -422,9 +423,31 @@ def result_name(args) -> str:
     return args.get("name") or ("annotation_loop_protocols" if args.get("second_protocol") else "annotation_loop")
 
 
+def join_arms(results):
+    """Runs made one strategy per process (``--strategies``) on the same seeds, joined into one
+    result with both strategies, on the seeds both have finished; the other results unchanged."""
+    whole = [r for r in results if all(r["runs"][s] for s in STRATEGIES)]
+    arms = {s: [r for r in results if r["runs"][s] and r not in whole] for s in STRATEGIES}
+    if not any(arms.values()):
+        return results
+    if any(len(a) != 1 for a in arms.values()):
+        raise ValueError("one single-strategy run per strategy can be joined")
+    a, b = (arms[s][0] for s in STRATEGIES)
+    n = min(len(a["runs"][STRATEGIES[0]]), len(b["runs"][STRATEGIES[1]]))
+    if a["seed_list"][:n] != b["seed_list"][:n] or a["dark_blood_cases"][:n] != b["dark_blood_cases"][:n] \
+            or {**a["args"], "seeds": 0} != {**b["args"], "seeds": 0}:
+        raise ValueError("the single-strategy runs differ in seeds or settings")
+    joined = {**a, "args": {**a["args"], "seeds": n}, "seed_list": a["seed_list"][:n],
+              "dark_blood_cases": a["dark_blood_cases"][:n], "minutes": max(a["minutes"], b["minutes"]),
+              "runs": {STRATEGIES[0]: a["runs"][STRATEGIES[0]][:n], STRATEGIES[1]: b["runs"][STRATEGIES[1]][:n]}}
+    return whole + [joined]
+
+
 def merge(results):
-    """One result from several runs of the same settings on different seeds (``--seed-list``); the
-    minutes are the longest run's (they ran side by side)."""
+    """One result from several runs of the same settings on different seeds (``--seed-list``) or
+    strategies (``--strategies``, see :func:`join_arms`); the minutes are the longest run's (they
+    ran side by side)."""
+    results = join_arms(results)
     first = results[0]
     # a partial file covers the first seeds of its list (older files listed them all)
     seed_lists = [list(r.get("seed_list", range(r["args"]["seeds"])))[:len(r["runs"]["random"])] for r in results]
