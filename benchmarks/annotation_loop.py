@@ -415,7 +415,7 @@ def main():
         result["args"]["seeds"], result["seed_list"] = len(protocols), seeds[:len(protocols)]
         with open(os.path.join(args.workdir, "partial.json"), "w") as f:  # seeds done so far, for --from-json
             json.dump(result, f, indent=1)
-    if set(strategies) == set(STRATEGIES):  # an arm rerun is merged by hand
+    if set(strategies) == set(STRATEGIES):  # a single-strategy run is joined to the other by --from-json
         report(result, result_name(result["args"]))
 
 
