@@ -423,6 +423,11 @@ def result_name(args) -> str:
     return args.get("name") or ("annotation_loop_protocols" if args.get("second_protocol") else "annotation_loop")
 
 
+def settings(result) -> dict:
+    """A run's arguments less the seeds: what runs must share to be merged or joined."""
+    return {k: v for k, v in result["args"].items() if k not in ("seeds", "seed_list", "minutes")}
+
+
 def join_arms(results):
     """Runs made one strategy per process (``--strategies``) on the same seeds, joined into one
     result with both strategies, on the seeds both have finished; the other results unchanged."""
@@ -435,7 +440,7 @@ def join_arms(results):
     a, b = (arms[s][0] for s in STRATEGIES)
     n = min(len(a["runs"][STRATEGIES[0]]), len(b["runs"][STRATEGIES[1]]))
     if a["seed_list"][:n] != b["seed_list"][:n] or a["dark_blood_cases"][:n] != b["dark_blood_cases"][:n] \
-            or {**a["args"], "seeds": 0} != {**b["args"], "seeds": 0}:
+            or settings(a) != settings(b):
         raise ValueError("the single-strategy runs differ in seeds or settings")
     joined = {**a, "args": {**a["args"], "seeds": n}, "seed_list": a["seed_list"][:n],
               "dark_blood_cases": a["dark_blood_cases"][:n], "minutes": max(a["minutes"], b["minutes"]),
@@ -451,10 +456,6 @@ def merge(results):
     first = results[0]
     # a partial file covers the first seeds of its list (older files listed them all)
     seed_lists = [list(r.get("seed_list", range(r["args"]["seeds"])))[:len(r["runs"]["random"])] for r in results]
-
-    def settings(r):
-        return {k: v for k, v in r["args"].items() if k not in ("seeds", "seed_list", "minutes")}
-
     for r in results[1:]:
         if settings(r) != settings(first):
             raise ValueError(f"cannot merge runs with different settings: {r['args']} vs {first['args']}")
