@@ -217,6 +217,7 @@ def summarise(result):
         curves = np.asarray([r["curve"] for r in rs])
         mean = curves.mean(axis=0)
         summary[s] = {"mean_curve": mean.tolist(), "auc": float(np.trapz(mean) / (len(mean) - 1)),
+                      "auc_per_seed": (np.trapz(curves, axis=1) / (curves.shape[1] - 1)).tolist(),
                       "final_dice": float(mean[-1]),
                       "volumes_to_95pct_of_final": [volumes_to_reach(c, args["initial"], 0.95 * c[-1]) for c in curves],
                       "volumes_to_95pct_of_random_final": [volumes_to_reach(c, args["initial"], 0.95 * f)
@@ -235,6 +236,15 @@ def summarise(result):
             summary[s]["final_dice_bright_blood"] = float(np.mean([d for pc, odd in last for c, d in pc.items()
                                                                    if c not in odd]))
     return summary
+
+
+def paired_auc(ours, theirs) -> str:
+    """Report line: the per-seed AUC difference (the same seed's pool, scribbles and initial model
+    for both arms), its mean and standard error, and on how many seeds ``next_to_scribble`` is ahead."""
+    diff = np.asarray(ours) - np.asarray(theirs)
+    se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+    return (f"* paired by seed, AUC `next_to_scribble` - `random`: {' / '.join(f'{d:+.3f}' for d in diff)}; "
+            f"mean {diff.mean():+.3f} +- {se:.3f} (standard error), ahead on {int((diff > 0).sum())} of {len(diff)} seeds")
 
 
 def report(result, name):
@@ -277,7 +287,8 @@ def report(result, name):
              "|---|" + "---|" * (args["rounds"] + 1)]
     for s in STRATEGIES:
         lines.append(f"| `{s}` | " + " | ".join(f"{v:.3f}" for v in summary[s]["mean_curve"]) + " |")
-    lines += ["", f"* area under the learning curve: `next_to_scribble` **{nts['auc']:.3f}**, `random` **{rnd['auc']:.3f}**"]
+    lines += ["", f"* area under the learning curve: `next_to_scribble` **{nts['auc']:.3f}**, `random` **{rnd['auc']:.3f}**",
+              paired_auc(nts["auc_per_seed"], rnd["auc_per_seed"])]
     targets = [("volumes_to_95pct_of_final", "95 % of its own final Dice"),
                ("volumes_to_95pct_of_random_final", "95 % of `random`'s final Dice on the same seed"),
                ("volumes_to_95pct_of_better_final", "95 % of the better of the two final Dice on the same seed")]
