@@ -20,6 +20,8 @@ seeds, pools, scribbles and budgets for both.
                                                     # (also two runs with --strategies next_to_scribble / random)
     python benchmarks/annotation_loop.py --second-protocol 0.25 --pool 12 --rounds 4 --retrain scratch --whole-pool \
         --epochs 2 --epoch-length 50 --target-spacing '[3, 3, 8]' --patch-size '[64, 64, 8]'   # CPU-sized
+    python benchmarks/annotation_loop.py --from-json A/partial.json B/partial.json --rescore A B \
+        --largest-component false --name N                # its curves re-measured without the clean-up
 
 Both strategies of a seed start from **one** initial model (trained once, ``--initial-epochs``, on the
 initial volumes, then copied into the second strategy's app), so their round-0 Dice is identical and
@@ -34,6 +36,15 @@ protocol is the case it exists for. Results go to ``annotation_loop_protocols.*`
 ``--whole-pool``: per seed, one more model with the same budget from scratch on every pool volume
 scribbled -- the final Dice an annotator reaches by scribbling them all, one target for both
 strategies (the strategies' own final Dice differ with what each has picked by the last round).
+
+``--largest-component``: the clean-up of the evaluated segmentations, as the infer request's
+parameter. The app's default, ``class``, keeps the largest connected component of each structure:
+when a partly trained model's false-positive blob outgrows the structure it keeps the blob and
+the case scores 0 -- a test Dice that jumps between 0 and ~0.9 with small changes of the model;
+``false`` scores the network's own argmax. ``--from-json R.json --rescore W [W ...]`` re-measures
+a ``--retrain scratch`` run's curves from the weights it saved in its workdirs (the initial model
+and each round's run) with another clean-up, without retraining: the picks never depend on the
+test Dice, and ``class`` reproduces the loop's own per-case Dice exactly.
 
 Reports the learning curves (mean over seeds), the area under them, and the scribbled volumes
 from which on a curve stays at or above 95 % of the final Dice (the whole pool's, its own,
@@ -88,12 +99,66 @@ def evaluate(app, args, root, test, convention):
 
     scores = {}
     for case in test:
-        res = app.infer({"model": args.model, "image": os.path.join(root, "test", f"{case}.nii.gz"), "device": "cpu"})
+        res = app.infer({"model": args.model, "image": os.path.join(root, "test", f"{case}.nii.gz"), "device": "cpu",
+                         "largest_component": largest_component(vars(args))})
         pred = np.asarray(nib.load(res["file"]).dataobj)
         os.unlink(res["file"])
         truth = np.asarray(nib.load(os.path.join(root, "groundtruth", f"{case}.nii.gz")).dataobj)
         scores[case] = float(np.nanmean(dice_per_class(pred, truth, convention.num_classes).numpy()))
     return scores
+
+
+def largest_component(args: dict) -> str:
+    """The clean-up of the evaluated segmentations (``--largest-component``; runs before it was an
+    option used the app's default, ``class``)."""
+    return args.get("largest_component") or "class"
+
+
+def saved_models(workdirs, strategy, seed, model, rounds):
+    """The weights a ``--retrain scratch`` loop published at each point of its curve: the seed's
+    initial model, then each round's run (its best checkpoint is what was published), found in
+    whichever of ``workdirs`` ran that strategy and seed."""
+    for w in workdirs:
+        arm = os.path.join(w, f"{strategy}_{seed}", "app", "model", model)
+        if os.path.isdir(arm):
+            return [os.path.join(w, f"initial_model_{seed}", f"{model}.pt")] + \
+                [os.path.join(arm, f"round_{r + 1}", "model.pt") for r in range(rounds)]
+    raise FileNotFoundError(f"no workdir of {workdirs} holds {strategy}_{seed}")
+
+
+def rescore(result, workdirs, mode):
+    """``result`` with every curve re-measured from the saved weights (:func:`saved_models`) with
+    the segmentations cleaned up by ``mode`` (``largest_component``: ``class``, ``object``,
+    ``false``); the picks are the loop's (they never depend on the test Dice)."""
+    from lib.scribbles.convention import ScribbleConvention
+
+    args = argparse.Namespace(**{**result["args"], "largest_component": mode})
+    if args.retrain != "scratch":
+        raise ValueError("only --retrain scratch runs keep every round's weights")
+    out = json.loads(json.dumps(result))
+    out["args"]["largest_component"], out["rescored"] = mode, True
+    for strategy in STRATEGIES:
+        for k, seed in enumerate(result["seed_list"]):
+            models = saved_models(workdirs, strategy, seed, args.model, args.rounds)
+            root = next(os.path.join(w, f"data_{seed}") for w in workdirs
+                        if os.path.isdir(os.path.join(w, f"data_{seed}")))
+            manifest = json.load(open(os.path.join(root, "sample.json")))
+            test = sorted(os.path.basename(f)[:-len(".nii.gz")] for f in os.listdir(os.path.join(root, "test")))
+            per_case = []
+            with tempfile.TemporaryDirectory(prefix="rescore_") as work:
+                app, _ = loop_app(args, work, root, seed)
+                model_dir = os.path.join(app.app_dir, "model")
+                os.makedirs(model_dir, exist_ok=True)
+                shutil.copy(os.path.join(os.path.dirname(models[0]), f"{args.model}.json"), model_dir)
+                for i, weights in enumerate(models):
+                    target = os.path.join(model_dir, f"{args.model}.pt")
+                    shutil.copy(weights, target)
+                    os.utime(target, (1e9 + i, 1e9 + i))  # a new mtime: the infer task reloads its network
+                    per_case.append(evaluate(app, args, root, test, ScribbleConvention(manifest["labels"])))
+            out["runs"][strategy][k].update({"curve": [mean_dice(pc) for pc in per_case], "per_case": per_case})
+            print(f"{strategy} seed {seed} ({mode}): {' / '.join(f'{mean_dice(pc):.3f}' for pc in per_case)}",
+                  flush=True)
+    return out
 
 
 def mean_dice(per_case) -> float:
@@ -266,6 +331,7 @@ def report(result, name):
              + (f" --second-protocol {args['second_protocol']}" if args.get("second_protocol") else "")
              + (f" --retrain {args['retrain']}" if args.get("retrain", "continue") != "continue" else "")
              + (" --whole-pool" if args.get("whole_pool") else "")
+             + (f" --largest-component {largest_component(args)}" if largest_component(args) != "class" else "")
              + "".join(f" --{k.replace('_', '-')} '{args[k]}'" for k in GEOMETRY_KEYS if args.get(k))
              + (f" --name {args['name']}" if args.get("name") else "") + "`"
              + (f", run once per S = {' / '.join(result['seed_lists'])}, side by side, merged with `--from-json`"
@@ -280,7 +346,10 @@ def report(result, name):
                 else "from its previous weights")
              + "".join(f", {k.replace('_', ' ')} {args[k]}" for k in GEOMETRY_KEYS if args.get(k))
              + f"; mean Dice on "
-             f"{args['test']} held-out phantoms; mean over {args['seeds']} seeds."
+             f"{args['test']} held-out phantoms (segmentations cleaned up with `largest_component` "
+             f"{largest_component(args)}); mean over {args['seeds']} seeds."
+             + (" Curves re-measured from the loop's saved weights (`--from-json ... --rescore WORKDIR ...`); the "
+                "picks are the loop's." if result.get("rescored") else "")
              + (f" Pool and test phantoms: a fraction {args['second_protocol']} of each with dark-blood contrast "
                 f"(second protocol), the initial ones bright-blood." if args.get("second_protocol") else ""), "",
              "| scribbled volumes | " + " | ".join(str(args["initial"] + i) for i in range(args["rounds"] + 1)) + " |",
@@ -379,12 +448,20 @@ def main():
     parser.add_argument("--patch-size", default=None, help="app conf patch_size, e.g. '[64, 64, 16]'")
     parser.add_argument("--second-protocol", type=float, default=0.0,
                         help="fraction of pool and test phantoms with dark-blood contrast (default: none)")
+    parser.add_argument("--largest-component", default="class",
+                        help="clean-up of the evaluated segmentations: class (the app's default), object, false")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--rescore", nargs="+", default=None, metavar="WORKDIR",
+                        help="with --from-json: re-measure its curves from the weights saved in these workdirs "
+                             "with --largest-component (a --retrain scratch run; written under --name)")
     parser.add_argument("--from-json", nargs="+", default=None,
                         help="rewrite the report of earlier runs' JSONs, merging their seeds (no loop)")
     args = parser.parse_args()
     if args.from_json:
         result = merge([json.load(open(p)) for p in args.from_json])
+        if args.rescore:
+            result = rescore(result, args.rescore, args.largest_component)
+            result["args"]["name"] = args.name or result_name(result["args"]) + f"_{args.largest_component}"
         report(result, result_name(result["args"]))
         return
     seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
@@ -436,7 +513,8 @@ def result_name(args) -> str:
 
 def settings(result) -> dict:
     """A run's arguments less the seeds: what runs must share to be merged or joined."""
-    return {k: v for k, v in result["args"].items() if k not in ("seeds", "seed_list", "minutes")}
+    return {**{k: v for k, v in result["args"].items() if k not in ("seeds", "seed_list", "minutes")},
+            "largest_component": largest_component(result["args"])}
 
 
 def join_arms(results):
@@ -478,6 +556,8 @@ def merge(results):
               "minutes": max(r["minutes"] for r in results),
               "runs": {s: [x for r in results for x in r["runs"][s]] for s in STRATEGIES},
               "dark_blood_cases": [c for r in results for c in (r.get("dark_blood_cases") or [])]}
+    if all(r.get("rescored") for r in results):
+        merged["rescored"] = True
     if all("whole_pool" in r for r in results):
         merged["whole_pool"] = [x for r in results for x in r["whole_pool"][:len(r["runs"]["random"])]]
     merged["args"]["seeds"] = len(merged["seed_list"])
