@@ -455,13 +455,15 @@ def main():
                         help="with --from-json: re-measure its curves from the weights saved in these workdirs "
                              "with --largest-component (a --retrain scratch run; written under --name)")
     parser.add_argument("--from-json", nargs="+", default=None,
-                        help="rewrite the report of earlier runs' JSONs, merging their seeds (no loop)")
+                        help="rewrite the report of earlier runs' JSONs, merging their seeds (no loop; "
+                             "under --name if given)")
     args = parser.parse_args()
     if args.from_json:
         result = merge([json.load(open(p)) for p in args.from_json])
         if args.rescore:
             result = rescore(result, args.rescore, args.largest_component)
-            result["args"]["name"] = args.name or result_name(result["args"]) + f"_{args.largest_component}"
+            result["args"]["name"] = result_name(result["args"]) + f"_{args.largest_component}"
+        result["args"]["name"] = args.name or result["args"]["name"]
         report(result, result_name(result["args"]))
         return
     seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
@@ -512,8 +514,8 @@ def result_name(args) -> str:
 
 
 def settings(result) -> dict:
-    """A run's arguments less the seeds: what runs must share to be merged or joined."""
-    return {**{k: v for k, v in result["args"].items() if k not in ("seeds", "seed_list", "minutes")},
+    """A run's arguments less the seeds and the output name: what runs must share to be merged or joined."""
+    return {**{k: v for k, v in result["args"].items() if k not in ("seeds", "seed_list", "minutes", "name")},
             "largest_component": largest_component(result["args"])}
 
 
