@@ -135,6 +135,8 @@ def rescore(result, workdirs, mode):
     args = argparse.Namespace(**{**result["args"], "largest_component": mode})
     if args.retrain != "scratch":
         raise ValueError("only --retrain scratch runs keep every round's weights")
+    if "whole_pool" in result:
+        raise ValueError("the --whole-pool reference is not re-measured: its Dice would keep the loop's clean-up")
     out = json.loads(json.dumps(result))
     out["args"]["largest_component"], out["rescored"] = mode, True
     for strategy in STRATEGIES:
@@ -142,8 +144,8 @@ def rescore(result, workdirs, mode):
             models = saved_models(workdirs, strategy, seed, args.model, args.rounds)
             root = next(os.path.join(w, f"data_{seed}") for w in workdirs
                         if os.path.isdir(os.path.join(w, f"data_{seed}")))
-            manifest = json.load(open(os.path.join(root, "sample.json")))
-            test = sorted(os.path.basename(f)[:-len(".nii.gz")] for f in os.listdir(os.path.join(root, "test")))
+            convention = ScribbleConvention(json.load(open(os.path.join(root, "sample.json")))["labels"])
+            test = sorted(result["runs"][strategy][k]["per_case"][0])  # the cases the loop measured
             per_case = []
             with tempfile.TemporaryDirectory(prefix="rescore_") as work:
                 app, _ = loop_app(args, work, root, seed)
@@ -154,7 +156,7 @@ def rescore(result, workdirs, mode):
                     target = os.path.join(model_dir, f"{args.model}.pt")
                     shutil.copy(weights, target)
                     os.utime(target, (1e9 + i, 1e9 + i))  # a new mtime: the infer task reloads its network
-                    per_case.append(evaluate(app, args, root, test, ScribbleConvention(manifest["labels"])))
+                    per_case.append(evaluate(app, args, root, test, convention))
             out["runs"][strategy][k].update({"curve": [mean_dice(pc) for pc in per_case], "per_case": per_case})
             print(f"{strategy} seed {seed} ({mode}): {' / '.join(f'{mean_dice(pc):.3f}' for pc in per_case)}",
                   flush=True)
@@ -462,8 +464,9 @@ def main():
         result = merge([json.load(open(p)) for p in args.from_json])
         if args.rescore:
             result = rescore(result, args.rescore, args.largest_component)
-            result["args"]["name"] = result_name(result["args"]) + f"_{args.largest_component}"
-        result["args"]["name"] = args.name or result["args"]["name"]
+        name = args.name or (result_name(result["args"]) + f"_{args.largest_component}" if args.rescore else None)
+        if name:  # otherwise the runs' own name (or the default one: not written into their command)
+            result["args"]["name"] = name
         report(result, result_name(result["args"]))
         return
     seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
