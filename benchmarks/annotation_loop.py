@@ -186,23 +186,39 @@ def stroke_seed(seed, pool, case):
     return 1000 + seed * 100 + pool.index(case)
 
 
-def run(strategy, seed, args, root, manifest, pool, test, start_model):
+def run(strategy, seed, args, root, manifest, pool, test, start_model, done=None):
     """One strategy's loop on one seed; ``start_model`` is the folder of the initial model: trained
-    there by the first strategy, copied from there by the next."""
+    there by the first strategy, copied from there by the next. ``done``: this arm's result from an
+    earlier run in the same workdir (``--extend``), continued from its last round: its saved weights
+    and its scribbled volumes restored, the ``random`` arm's draws replayed (and checked against its
+    picks)."""
     from lib.scribbles.convention import ScribbleConvention
 
     convention = ScribbleConvention(manifest["labels"])
     work = os.path.join(args.workdir, f"{strategy}_{seed}")
-    app, budget = loop_app(args, work, root, seed)
     model_dir = os.path.join(work, "app", "model")
-    if os.path.isdir(start_model):
-        shutil.copytree(start_model, model_dir, dirs_exist_ok=True)
+    saved = os.path.join(work, "model_before_extend")
+    if done and not os.path.isdir(saved):  # (present: an earlier --extend stopped before it put them back)
+        shutil.move(model_dir, saved)  # the app below is built afresh, without models
+    app, budget = loop_app(args, work, root, seed)
+    if done:
+        shutil.move(saved, model_dir)  # the last round's published model and every round's run
+        per_case, picks = list(done["per_case"]), list(done["picks"])
+        for pick in picks:
+            if strategy == "random":
+                drawn = app.next_sample({"strategy": strategy, "client_id": "simulated_annotator"})["id"]
+                if drawn != pick["id"]:
+                    raise RuntimeError(f"random seed {seed}: replayed draw {drawn}, the earlier run picked {pick['id']}")
+            scribble(app, work, root, pick["id"], stroke_seed(seed, pool, pick["id"]), convention)
     else:
-        app.train({**budget, "max_epochs": args.initial_epochs or args.epochs, "pretrained": False})
-        shutil.copytree(model_dir, start_model)
-    per_case = [evaluate(app, args, root, test, convention)]  # test Dice per case after each round
-    picks = []
-    for r in range(args.rounds):
+        if os.path.isdir(start_model):
+            shutil.copytree(start_model, model_dir, dirs_exist_ok=True)
+        else:
+            app.train({**budget, "max_epochs": args.initial_epochs or args.epochs, "pretrained": False})
+            shutil.copytree(model_dir, start_model)
+        per_case = [evaluate(app, args, root, test, convention)]  # test Dice per case after each round
+        picks = []
+    for r in range(len(picks), args.rounds):
         if strategy == "next_to_scribble":
             app.scoring({"method": "next_to_scribble"})
         reply = app.next_sample({"strategy": strategy, "client_id": "simulated_annotator"})
@@ -453,6 +469,9 @@ def main():
     parser.add_argument("--largest-component", default="class",
                         help="clean-up of the evaluated segmentations: class (the app's default), object, false")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--extend", action="store_true",
+                        help="continue the --retrain scratch run in --workdir (its partial.json: its settings, seeds "
+                             "and strategies) to --rounds rounds; written to partial_<rounds>_rounds.json there")
     parser.add_argument("--rescore", nargs="+", default=None, metavar="WORKDIR",
                         help="with --from-json: re-measure its curves from the weights saved in these workdirs "
                              "with --largest-component (a --retrain scratch run; written under --name)")
@@ -471,6 +490,18 @@ def main():
         return
     seeds = [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
     strategies = args.strategies.split(",")
+    earlier = None  # with --extend: the run continued
+    if args.extend:
+        if not args.workdir:
+            parser.error("--extend: give the --workdir of the run to continue")
+        earlier = json.load(open(os.path.join(args.workdir, "partial.json")))
+        if earlier["args"].get("retrain") != "scratch":
+            parser.error("--extend: only a --retrain scratch run is continued (its rounds do not depend on each "
+                         "other's training)")
+        if args.rounds <= earlier["args"]["rounds"]:
+            parser.error(f"--extend: --rounds {args.rounds}, the run has {earlier['args']['rounds']} already")
+        args = argparse.Namespace(**{**vars(args), **earlier["args"], "rounds": args.rounds})
+        seeds, strategies = earlier["seed_list"], [s for s in STRATEGIES if earlier["runs"][s]]
     if not set(strategies) <= set(STRATEGIES):
         parser.error(f"--strategies: choose from {', '.join(STRATEGIES)}, got {args.strategies!r}")
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="annotation_loop_")
@@ -481,13 +512,15 @@ def main():
     runs = {s: [] for s in STRATEGIES}
     protocols = []  # per seed: the dark-blood case ids
     start = time.time()
-    result = {"machine": machine(), "args": {k: v for k, v in vars(args).items()
-                                             if k not in ("workdir", "from_json", "seed_list", "strategies")},
+    not_settings = ("workdir", "from_json", "seed_list", "strategies", "extend", "rescore")
+    result = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k not in not_settings},
               "seed_list": seeds, "runs": runs, "dark_blood_cases": protocols}
     references = []  # per seed, with --whole-pool: the model trained on the whole pool
     if args.whole_pool:
         result["whole_pool"] = references
-    for seed in seeds:
+    if earlier:
+        result["extended_from_rounds"] = earlier.get("extended_from_rounds", []) + [earlier["args"]["rounds"]]
+    for k, seed in enumerate(seeds):
         root = os.path.join(args.workdir, f"data_{seed}")
         n = args.initial + args.pool + args.test
         manifest = build_studies(root, "phantoms", n=n, scribbled=args.initial, seed=100 * seed)
@@ -501,12 +534,14 @@ def main():
         protocols.append(odd)
         start_model = os.path.join(args.workdir, f"initial_model_{seed}")
         for strategy in strategies:
-            runs[strategy].append(run(strategy, seed, args, root, manifest, pool, test, start_model))
-        if args.whole_pool:
-            references.append(whole_pool(seed, args, root, manifest, pool, test))
-        result["minutes"] = round((time.time() - start) / 60, 1)
+            done = earlier["runs"][strategy][k] if earlier else None
+            runs[strategy].append(run(strategy, seed, args, root, manifest, pool, test, start_model, done))
+        if args.whole_pool:  # (an extended run keeps its reference: the pool is the same)
+            references.append(earlier["whole_pool"][k] if earlier else whole_pool(seed, args, root, manifest, pool, test))
+        result["minutes"] = round((time.time() - start) / 60 + (earlier["minutes"] if earlier else 0), 1)
         result["args"]["seeds"], result["seed_list"] = len(protocols), seeds[:len(protocols)]
-        with open(os.path.join(args.workdir, "partial.json"), "w") as f:  # seeds done so far, for --from-json
+        partial = f"partial_{args.rounds}_rounds.json" if earlier else "partial.json"
+        with open(os.path.join(args.workdir, partial), "w") as f:  # seeds done so far, for --from-json
             json.dump(result, f, indent=1)
     if set(strategies) == set(STRATEGIES):  # a single-strategy run is joined to the other by --from-json
         report(result, result_name(result["args"]))
