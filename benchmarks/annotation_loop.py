@@ -22,6 +22,8 @@ seeds, pools, scribbles and budgets for both.
         --epochs 2 --epoch-length 50 --target-spacing '[3, 3, 8]' --patch-size '[64, 64, 8]'   # CPU-sized
     python benchmarks/annotation_loop.py --from-json A/partial.json B/partial.json --rescore A B \
         --largest-component false --name N                # its curves re-measured without the clean-up
+    python benchmarks/annotation_loop.py --extend --workdir A --rounds 5   # a --retrain scratch run in A continued
+                                                    # to 5 rounds: A/partial_5_rounds.json
 
 Both strategies of a seed start from **one** initial model (trained once, ``--initial-epochs``, on the
 initial volumes, then copied into the second strategy's app), so their round-0 Dice is identical and
@@ -36,6 +38,12 @@ protocol is the case it exists for. Results go to ``annotation_loop_protocols.*`
 ``--whole-pool``: per seed, one more model with the same budget from scratch on every pool volume
 scribbled -- the final Dice an annotator reaches by scribbling them all, one target for both
 strategies (the strategies' own final Dice differ with what each has picked by the last round).
+
+``--extend``: continues the ``--retrain scratch`` run of ``--workdir`` (its ``partial.json``: its
+settings, seeds and strategies) to ``--rounds`` rounds. Each arm is rebuilt as the run left it --
+its saved weights, the volumes it scribbled (the same simulated scribbles) and, for ``random``, its
+draws replayed and checked against its picks -- so the continued curve is the one a longer run
+would have drawn: a round's model depends on the scribbled set only.
 
 ``--largest-component``: the clean-up of the evaluated segmentations, as the infer request's
 parameter. The app's default, ``class``, keeps the largest connected component of each structure:
@@ -53,6 +61,7 @@ from which on a curve stays at or above 95 % of the final Dice (the whole pool's
 """
 
 import argparse
+import filecmp
 import json
 import os
 import shutil
@@ -202,7 +211,11 @@ def run(strategy, seed, args, root, manifest, pool, test, start_model, done=None
         shutil.move(model_dir, saved)  # the app below is built afresh, without models
     app, budget = loop_app(args, work, root, seed)
     if done:
-        shutil.move(saved, model_dir)  # the last round's published model and every round's run
+        shutil.copytree(saved, model_dir, dirs_exist_ok=True)  # the last round's published model, every round's run
+        shutil.rmtree(saved)
+        last = os.path.join(model_dir, args.model, f"round_{len(done['picks'])}", "model.pt")
+        if not filecmp.cmp(os.path.join(model_dir, f"{args.model}.pt"), last, shallow=False):
+            raise RuntimeError(f"{model_dir}: the published model is not the last round's ({last})")
         per_case, picks = list(done["per_case"]), list(done["picks"])
         for pick in picks:
             if strategy == "random":
@@ -222,6 +235,8 @@ def run(strategy, seed, args, root, manifest, pool, test, start_model, done=None
         if strategy == "next_to_scribble":
             app.scoring({"method": "next_to_scribble"})
         reply = app.next_sample({"strategy": strategy, "client_id": "simulated_annotator"})
+        if reply.get("fallback"):  # there is a model: its scores are missing, the arm would be random
+            raise RuntimeError(f"{strategy} seed {seed} round {r + 1}: {reply['reason']}")
         case = reply["id"]
         picks.append({"id": case, "reason": reply.get("reason", "random"), "score": reply.get("score")})
         scribble(app, work, root, case, stroke_seed(seed, pool, case), convention)
@@ -353,7 +368,10 @@ def report(result, name):
              + "".join(f" --{k.replace('_', '-')} '{args[k]}'" for k in GEOMETRY_KEYS if args.get(k))
              + (f" --name {args['name']}" if args.get("name") else "") + "`"
              + (f", run once per S = {' / '.join(result['seed_lists'])}, side by side, merged with `--from-json`"
-                if split else "") + "  ",
+                if split else "")
+             + "".join(f"; {n} rounds first, then continued by `--extend --workdir W --rounds {m}`"
+                       for n, m in zip(result.get("extended_from_rounds", []),
+                                       result.get("extended_from_rounds", [])[1:] + [args["rounds"]])) + "  ",
              f"Machine: {result['machine']}; {result['minutes']} min  ",
              f"Start: {args['initial']} scribbled phantoms"
              + (f" and one model trained {args['initial_epochs']} x {args['epoch_length']} iterations on them, shared by "
@@ -598,6 +616,11 @@ def merge(results):
               "dark_blood_cases": [c for r in results for c in (r.get("dark_blood_cases") or [])]}
     if all(r.get("rescored") for r in results):
         merged["rescored"] = True
+    extended = {tuple(r.get("extended_from_rounds", [])) for r in results}
+    if len(extended) > 1:
+        raise ValueError(f"cannot merge runs continued (--extend) from different rounds: {sorted(extended)}")
+    if extended != {()}:
+        merged["extended_from_rounds"] = list(extended.pop())
     if all("whole_pool" in r for r in results):
         merged["whole_pool"] = [x for r in results for x in r["whole_pool"][:len(r["runs"]["random"])]]
     merged["args"]["seeds"] = len(merged["seed_list"])
