@@ -148,8 +148,8 @@ def rescore(result, workdirs, mode):
         raise ValueError("the --whole-pool reference is not re-measured: its Dice would keep the loop's clean-up")
     out = json.loads(json.dumps(result))
     out["args"]["largest_component"], out["rescored"] = mode, True
-    for strategy in STRATEGIES:
-        for k, seed in enumerate(result["seed_list"]):
+    for strategy in STRATEGIES:  # (a single-strategy run's other arm is empty)
+        for k, seed in enumerate(result["seed_list"][:len(result["runs"][strategy])]):
             models = saved_models(workdirs, strategy, seed, args.model, args.rounds)
             root = next(os.path.join(w, f"data_{seed}") for w in workdirs
                         if os.path.isdir(os.path.join(w, f"data_{seed}")))
