@@ -39,8 +39,8 @@ protocol is the case it exists for. Results go to ``annotation_loop_protocols.*`
 scribbled -- the final Dice an annotator reaches by scribbling them all, one target for both
 strategies (the strategies' own final Dice differ with what each has picked by the last round).
 
-``--extend``: continues the ``--retrain scratch`` run of ``--workdir`` (its ``partial.json``: its
-settings, seeds and strategies) to ``--rounds`` rounds. Each arm is rebuilt as the run left it --
+``--extend``: continues the ``--retrain scratch`` run of ``--workdir`` (its ``partial.json``, or
+the last ``--extend``'s: its settings, seeds and strategies) to ``--rounds`` rounds. Each arm is rebuilt as the run left it --
 its saved weights, the volumes it scribbled (the same simulated scribbles) and, for ``random``, its
 draws replayed and checked against its picks -- so the continued curve is the one a longer run
 would have drawn: a round's model depends on the scribbled set only.
@@ -488,8 +488,9 @@ def main():
                         help="clean-up of the evaluated segmentations: class (the app's default), object, false")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--extend", action="store_true",
-                        help="continue the --retrain scratch run in --workdir (its partial.json: its settings, seeds "
-                             "and strategies) to --rounds rounds; written to partial_<rounds>_rounds.json there")
+                        help="continue the --retrain scratch run in --workdir (its partial.json, or the last "
+                             "--extend's: its settings, seeds and strategies) to --rounds rounds; written to "
+                             "partial_<rounds>_rounds.json there")
     parser.add_argument("--rescore", nargs="+", default=None, metavar="WORKDIR",
                         help="with --from-json: re-measure its curves from the weights saved in these workdirs "
                              "with --largest-component (a --retrain scratch run; written under --name)")
@@ -512,7 +513,7 @@ def main():
     if args.extend:
         if not args.workdir:
             parser.error("--extend: give the --workdir of the run to continue")
-        earlier = json.load(open(os.path.join(args.workdir, "partial.json")))
+        earlier = latest_partial(args.workdir)
         if earlier["args"].get("retrain") != "scratch":
             parser.error("--extend: only a --retrain scratch run is continued (its rounds do not depend on each "
                          "other's training)")
@@ -563,6 +564,16 @@ def main():
             json.dump(result, f, indent=1)
     if set(strategies) == set(STRATEGIES):  # a single-strategy run is joined to the other by --from-json
         report(result, result_name(result["args"]))
+
+
+def latest_partial(workdir) -> dict:
+    """The result of the run in ``workdir`` with the most rounds: ``partial.json``, or what an
+    ``--extend`` wrote (``partial_<rounds>_rounds.json``)."""
+    results = [json.load(open(os.path.join(workdir, f))) for f in os.listdir(workdir)
+               if f == "partial.json" or (f.startswith("partial_") and f.endswith("_rounds.json"))]
+    if not results:
+        raise FileNotFoundError(f"{workdir}: no partial.json of an earlier run")
+    return max(results, key=lambda r: r["args"]["rounds"])
 
 
 def result_name(args) -> str:
