@@ -64,6 +64,7 @@ import argparse
 import filecmp
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -123,16 +124,26 @@ def largest_component(args: dict) -> str:
     return args.get("largest_component") or "class"
 
 
+def arm_dir(workdirs, strategy, seed):
+    """``(workdir, its folder of the arm)``: whichever of ``workdirs`` ran ``strategy`` on ``seed``."""
+    for w in workdirs:
+        if os.path.isdir(os.path.join(w, f"{strategy}_{seed}", "app", "model")):
+            return w, os.path.join(w, f"{strategy}_{seed}")
+    raise FileNotFoundError(f"no workdir of {workdirs} holds {strategy}_{seed}")
+
+
+def data_dir(workdirs, seed):
+    """The seed's phantoms (``data_<seed>``: studies, test, groundtruth) in the first of ``workdirs`` holding them."""
+    return next(os.path.join(w, f"data_{seed}") for w in workdirs if os.path.isdir(os.path.join(w, f"data_{seed}")))
+
+
 def saved_models(workdirs, strategy, seed, model, rounds):
     """The weights a ``--retrain scratch`` loop published at each point of its curve: the seed's
     initial model, then each round's run (its best checkpoint is what was published), found in
     whichever of ``workdirs`` ran that strategy and seed."""
-    for w in workdirs:
-        arm = os.path.join(w, f"{strategy}_{seed}", "app", "model", model)
-        if os.path.isdir(arm):
-            return [os.path.join(w, f"initial_model_{seed}", f"{model}.pt")] + \
-                [os.path.join(arm, f"round_{r + 1}", "model.pt") for r in range(rounds)]
-    raise FileNotFoundError(f"no workdir of {workdirs} holds {strategy}_{seed}")
+    w, arm = arm_dir(workdirs, strategy, seed)
+    return [os.path.join(w, f"initial_model_{seed}", f"{model}.pt")] + \
+        [os.path.join(arm, "app", "model", model, f"round_{r + 1}", "model.pt") for r in range(rounds)]
 
 
 def rescore(result, workdirs, mode):
@@ -151,24 +162,90 @@ def rescore(result, workdirs, mode):
     for strategy in STRATEGIES:  # (a single-strategy run's other arm is empty)
         for k, seed in enumerate(result["seed_list"][:len(result["runs"][strategy])]):
             models = saved_models(workdirs, strategy, seed, args.model, args.rounds)
-            root = next(os.path.join(w, f"data_{seed}") for w in workdirs
-                        if os.path.isdir(os.path.join(w, f"data_{seed}")))
+            root = data_dir(workdirs, seed)
             convention = ScribbleConvention(json.load(open(os.path.join(root, "sample.json")))["labels"])
             test = sorted(result["runs"][strategy][k]["per_case"][0])  # the cases the loop measured
             per_case = []
             with tempfile.TemporaryDirectory(prefix="rescore_") as work:
                 app, _ = loop_app(args, work, root, seed)
-                model_dir = os.path.join(app.app_dir, "model")
-                os.makedirs(model_dir, exist_ok=True)
-                shutil.copy(os.path.join(os.path.dirname(models[0]), f"{args.model}.json"), model_dir)
                 for i, weights in enumerate(models):
-                    target = os.path.join(model_dir, f"{args.model}.pt")
-                    shutil.copy(weights, target)
-                    os.utime(target, (1e9 + i, 1e9 + i))  # a new mtime: the infer task reloads its network
+                    publish(app, args.model, weights, models[0], i)
                     per_case.append(evaluate(app, args, root, test, convention))
             out["runs"][strategy][k].update({"curve": [mean_dice(pc) for pc in per_case], "per_case": per_case})
             print(f"{strategy} seed {seed} ({mode}): {' / '.join(f'{mean_dice(pc):.3f}' for pc in per_case)}",
                   flush=True)
+    return out
+
+
+def publish(app, model, weights, initial, stamp):
+    """Serve ``weights`` (a saved ``.pt``) as ``app``'s ``model``, with the ``.json`` saved beside
+    the seed's ``initial`` model; ``stamp``: a new mtime per call, so the infer task reloads."""
+    model_dir = os.path.join(app.app_dir, "model")
+    os.makedirs(model_dir, exist_ok=True)
+    shutil.copy(os.path.join(os.path.dirname(initial), f"{model}.json"), model_dir)
+    target = os.path.join(model_dir, f"{model}.pt")
+    shutil.copy(weights, target)
+    os.utime(target, (1e9 + stamp, 1e9 + stamp))
+
+
+MEASURES = ("class", "false")
+"""The clean-ups :func:`replicate` measures every model with: the app's default and none (raw argmax)."""
+
+
+def replicate(result, workdirs, training_seeds, out_name):
+    """The training noise of a ``--retrain scratch`` run's last point: each arm's final scribbled set
+    (the initial volumes and its picks, the same simulated scribbles -- checked against the ones the
+    loop saved) retrained from scratch with each of ``training_seeds`` as the train request's
+    ``seed`` (initial weights and patch order; the loop's was the benchmark seed), same budget. The
+    loop's own last model (its saved weights) and each retrained one are measured with every
+    clean-up of :data:`MEASURES`. Written after each arm to ``<out_name>.json`` / ``.md``."""
+    from lib.scribbles.convention import ScribbleConvention
+
+    args = argparse.Namespace(**result["args"])
+    if args.retrain != "scratch":
+        raise ValueError("only a --retrain scratch run's last model depends on its scribbled set alone")
+    out = {"machine": machine(), "source": result, "training_seeds": training_seeds,
+           "arms": {s: [] for s in STRATEGIES}}
+    start = time.time()
+    for k, seed in enumerate(result["seed_list"]):  # seed by seed: an interrupted run leaves pairs
+        for strategy in [s for s in STRATEGIES if k < len(result["runs"][s])]:
+            if seed in training_seeds:
+                raise ValueError(f"training seed {seed} is the loop's own for benchmark seed {seed}")
+            loop = result["runs"][strategy][k]
+            root = data_dir(workdirs, seed)
+            manifest = json.load(open(os.path.join(root, "sample.json")))
+            convention = ScribbleConvention(manifest["labels"])
+            cases = sorted(manifest["cases"])
+            pool = cases[args.initial:args.initial + args.pool]
+            test = sorted(loop["per_case"][0])
+            models = saved_models(workdirs, strategy, seed, args.model, args.rounds)
+            arm = {"seed": seed, "loop": {}, "replicates": []}
+            with tempfile.TemporaryDirectory(prefix="replicate_") as work:
+                app, budget = loop_app(args, work, root, seed)
+                publish(app, args.model, models[-1], models[0], 0)
+                for mode in MEASURES:
+                    arm["loop"][mode] = evaluate(app, argparse.Namespace(**{**vars(args), "largest_component": mode}),
+                                                 root, test, convention)
+                if arm["loop"][largest_component(vars(args))] != loop["per_case"][-1]:
+                    raise RuntimeError(f"{strategy} seed {seed}: the saved last model does not reproduce the run's Dice")
+                saved_arm = arm_dir(workdirs, strategy, seed)[1]
+                for pick in loop["picks"]:
+                    scribble(app, work, root, pick["id"], stroke_seed(seed, pool, pick["id"]), convention)
+                    ours, theirs = (np.asarray(nib.load(os.path.join(d, f"{pick['id']}_scribbles.nii.gz")).dataobj)
+                                    for d in (work, saved_arm))
+                    if not np.array_equal(ours, theirs):
+                        raise RuntimeError(f"{strategy} seed {seed}: {pick['id']}'s scribbles differ from the loop's")
+                model_dir = os.path.join(app.app_dir, "model")
+                for ts in training_seeds:
+                    app.train(fresh_run({**budget, "seed": ts}, model_dir, args.model, f"replicate_{ts}"))
+                    arm["replicates"].append({mode: evaluate(app, argparse.Namespace(
+                        **{**vars(args), "largest_component": mode}), root, test, convention) for mode in MEASURES})
+            out["arms"][strategy].append(arm)
+            print(f"{strategy} seed {seed}: " + "; ".join(
+                f"{mode} loop {mean_dice(arm['loop'][mode]):.3f}, replicates "
+                + " / ".join(f"{mean_dice(r[mode]):.3f}" for r in arm["replicates"]) for mode in MEASURES), flush=True)
+            out["minutes"] = round((time.time() - start) / 60, 1)
+            replicate_report(out, out_name)
     return out
 
 
@@ -195,6 +272,12 @@ def stroke_seed(seed, pool, case):
     return 1000 + seed * 100 + pool.index(case)
 
 
+def next_pick(app, strategy) -> dict:
+    """The strategy's ``next_sample`` reply to the simulated annotator (one client: nothing it was
+    served is held back from it)."""
+    return app.next_sample({"strategy": strategy, "client_id": "simulated_annotator"})
+
+
 def run(strategy, seed, args, root, manifest, pool, test, start_model, done=None):
     """One strategy's loop on one seed; ``start_model`` is the folder of the initial model: trained
     there by the first strategy, copied from there by the next. ``done``: this arm's result from an
@@ -219,7 +302,7 @@ def run(strategy, seed, args, root, manifest, pool, test, start_model, done=None
         per_case, picks = list(done["per_case"]), list(done["picks"])
         for pick in picks:
             if strategy == "random":
-                drawn = app.next_sample({"strategy": strategy, "client_id": "simulated_annotator"})["id"]
+                drawn = next_pick(app, strategy)["id"]
                 if drawn != pick["id"]:
                     raise RuntimeError(f"random seed {seed}: replayed draw {drawn}, the earlier run picked {pick['id']}")
             scribble(app, work, root, pick["id"], stroke_seed(seed, pool, pick["id"]), convention)
@@ -234,7 +317,7 @@ def run(strategy, seed, args, root, manifest, pool, test, start_model, done=None
     for r in range(len(picks), args.rounds):
         if strategy == "next_to_scribble":
             app.scoring({"method": "next_to_scribble"})
-        reply = app.next_sample({"strategy": strategy, "client_id": "simulated_annotator"})
+        reply = next_pick(app, strategy)
         if reply.get("fallback"):  # there is a model: its scores are missing, the arm would be random
             raise RuntimeError(f"{strategy} seed {seed} round {r + 1}: {reply['reason']}")
         case = reply["id"]
@@ -336,6 +419,19 @@ def summarise(result):
     return summary
 
 
+def compare_counts(counts, args) -> str:
+    """Report text: the mean of each strategy's :func:`volumes_to_reach` counts over seeds and the
+    saving in added volumes (``counts``: ``{strategy: [count or None per seed]}``)."""
+    (need_n, cut_n), (need_r, cut_r) = (mean_needed(counts[s], args["initial"], args["rounds"]) for s in STRATEGIES)
+    added_n, added_r = need_n - args["initial"], need_r - args["initial"]
+    change = 100 * (1 - added_n / added_r) if added_r > 0 else None
+    saving = ("random needed none added" if change is None else
+              f"{change:.0f} % fewer added volumes" if change >= 0 else f"{-change:.0f} % more added volumes")
+    never = f"; never reached on {cut_n} / {cut_r} seeds, counted as {args['initial'] + args['rounds'] + 1}" \
+        if cut_n or cut_r else ""
+    return f"`next_to_scribble` **{need_n:.1f}**, `random` **{need_r:.1f}** ({saving}{never})"
+
+
 def paired_auc(ours, theirs) -> str:
     """Report line: the per-seed AUC difference (the same seed's pool, scribbles and initial model
     for both arms), its mean and standard error, and on how many seeds ``next_to_scribble`` is ahead."""
@@ -403,16 +499,8 @@ def report(result, name):
                      f"test Dice {np.mean(whole):.3f} (per seed {' / '.join(f'{w:.3f}' for w in whole)})")
         targets.insert(0, ("volumes_to_95pct_of_whole_pool", "**95 % of the whole pool's Dice** on the same seed"))
     for key, what in targets:
-        (need_n, cut_n), (need_r, cut_r) = (mean_needed(summary[s][key], args["initial"], args["rounds"])
-                                            for s in ("next_to_scribble", "random"))
-        added_n, added_r = need_n - args["initial"], need_r - args["initial"]
-        change = 100 * (1 - added_n / added_r) if added_r > 0 else None
-        saving = ("random needed none added" if change is None else
-                  f"{change:.0f} % fewer added volumes" if change >= 0 else f"{-change:.0f} % more added volumes")
-        never = f"; never reached on {cut_n} / {cut_r} seeds, counted as {args['initial'] + args['rounds'] + 1}" \
-            if cut_n or cut_r else ""
-        lines.append(f"* scribbled volumes to reach and keep {what} (mean over seeds): `next_to_scribble` **{need_n:.1f}**, "
-                     f"`random` **{need_r:.1f}** ({saving}{never})")
+        lines.append(f"* scribbled volumes to reach and keep {what} (mean over seeds): "
+                     + compare_counts({s: summary[s][key] for s in STRATEGIES}, args))
     if "dark_blood_picked" in nts:
         lines += [f"* dark-blood volumes scribbled after each round (mean over seeds): `next_to_scribble` "
                   f"{', '.join(f'{v:.1f}' for v in nts['dark_blood_picked'])}; `random` "
@@ -425,6 +513,79 @@ def report(result, name):
     notes = os.path.join(RESULTS, f"{name}_reading.md")
     if os.path.exists(notes):  # hand-written reading, kept across regenerations
         lines += [open(notes).read().strip(), ""]
+    with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+def replicate_report(out, name):
+    """Write ``<name>.md`` / ``.json`` from :func:`replicate`'s ``out``: per arm and seed the last
+    point's Dice from the loop's training and from each retraining; the training standard deviation
+    (same scribbled set, pooled over arms and seeds); the strategies' final Dice as a mean of the
+    trainings; and the volumes to reach and keep 95 % of the better of those finals, each curve's
+    last point replaced by its mean (for the source run's clean-up, whose curves it has)."""
+    src, seeds = out["source"], {s: [a["seed"] for a in arms] for s, arms in out["arms"].items()}
+    args, mode_of_source = src["args"], largest_component(src["args"])
+    n_train = 1 + len(out["training_seeds"])
+    lines = ["# Annotation loop: the training noise of the last point", "",
+             f"Command: `python benchmarks/annotation_loop.py --from-json SOURCE.json --replicate WORKDIR ... "
+             f"--training-seeds {','.join(map(str, out['training_seeds']))} --name {name}`, SOURCE: the run "
+             f"`{args.get('name')}` ({args['seeds']} seeds, {args['rounds']} rounds, `{args['model']}` "
+             f"{args['epochs']} x {args['epoch_length']} iterations from scratch)  ",
+             f"Machine: {out['machine']}; {out['minutes']} min  ",
+             f"Each arm's last scribbled set ({args['initial'] + args['rounds']} volumes) trained {n_train} times, "
+             f"same budget: the loop's own training (train request seed = benchmark seed) and "
+             f"{len(out['training_seeds'])} more with seeds {', '.join(map(str, out['training_seeds']))}; "
+             f"mean Dice on the {args['test']} held-out phantoms, with the app's clean-up (`class`) and without "
+             f"(`false`).", "",
+             "| seed | strategy | clean-up | loop's training | " + " | ".join(f"seed {t}" for t in out["training_seeds"])
+             + " | mean | std |", "|---|---|---|---|" + "---|" * (len(out["training_seeds"]) + 2)]
+    stats = {}  # (strategy, mode) -> per seed [values of the n_train trainings]
+    for s, arms in out["arms"].items():
+        for a in arms:
+            for mode in MEASURES:
+                v = [mean_dice(a["loop"][mode])] + [mean_dice(r[mode]) for r in a["replicates"]]
+                stats.setdefault((s, mode), []).append(v)
+                lines.append(f"| {a['seed']} | `{s}` | `{mode}` | " + " | ".join(f"{x:.3f}" for x in v)
+                             + f" | {np.mean(v):.3f} | {np.std(v, ddof=1):.3f} |")
+    lines.append("")
+    paired = [x for x in seeds["random"] if x in seeds["next_to_scribble"]]
+    for mode in MEASURES:
+        var = [np.var(v, ddof=1) for s in STRATEGIES for v in stats.get((s, mode), [])]
+        if not var:
+            continue
+        lines.append(f"* `{mode}`: training standard deviation of the mean test Dice, same scribbled set "
+                     f"(pooled over {len(var)} arm-seeds): **{np.sqrt(np.mean(var)):.3f}**")
+        if not paired:
+            continue
+        per = {s: {a["seed"]: v for a, v in zip(out["arms"][s], stats[(s, mode)])} for s in STRATEGIES}
+        for label, f in (("the loop's training", lambda v: v[0]), (f"mean of {n_train} trainings", np.mean)):
+            d = np.asarray([f(per["next_to_scribble"][x]) - f(per["random"][x]) for x in paired])
+            se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+            lines.append(f"  * final Dice, {label}: `next_to_scribble` "
+                         f"{np.mean([f(per['next_to_scribble'][x]) for x in paired]):.3f}, `random` "
+                         f"{np.mean([f(per['random'][x]) for x in paired]):.3f}; paired difference "
+                         f"{d.mean():+.3f} +- {se:.3f} (standard error), ahead on {int((d > 0).sum())} of {len(d)} seeds")
+        if mode != mode_of_source:
+            continue
+        k = {s: {x: i for i, x in enumerate(src["seed_list"][:len(src["runs"][s])])} for s in STRATEGIES}
+        counts = {s: [] for s in STRATEGIES}
+        for x in paired:
+            finals = {s: float(np.mean(per[s][x])) for s in STRATEGIES}
+            for s in STRATEGIES:
+                curve = src["runs"][s][k[s][x]]["curve"][:-1] + [finals[s]]
+                counts[s].append(volumes_to_reach(curve, args["initial"], 0.95 * max(finals.values())))
+        lines.append(f"  * scribbled volumes to reach and keep 95 % of the better of the two {n_train}-training final "
+                     f"Dice (each curve's last point its {n_train}-training mean, the others the loop's): "
+                     + compare_counts(counts, args))
+        out.setdefault("counts", {})[mode] = counts
+    lines += [""]
+    notes = os.path.join(RESULTS, f"{name}_reading.md")
+    if os.path.exists(notes):
+        lines += [open(notes).read().strip(), ""]
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
+        json.dump(out, f, indent=1)
     with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
@@ -494,12 +655,22 @@ def main():
     parser.add_argument("--rescore", nargs="+", default=None, metavar="WORKDIR",
                         help="with --from-json: re-measure its curves from the weights saved in these workdirs "
                              "with --largest-component (a --retrain scratch run; written under --name)")
+    parser.add_argument("--replicate", nargs="+", default=None, metavar="WORKDIR",
+                        help="with --from-json (a --retrain scratch run) and --training-seeds: retrain each arm's "
+                             "last scribbled set with those seeds from the workdirs' data; the training noise of "
+                             "the last point (written under --name)")
+    parser.add_argument("--training-seeds", default="101,102",
+                        help="comma-separated train request seeds of --replicate (default: 101,102)")
     parser.add_argument("--from-json", nargs="+", default=None,
                         help="rewrite the report of earlier runs' JSONs, merging their seeds (no loop; "
                              "under --name if given)")
     args = parser.parse_args()
     if args.from_json:
         result = merge([json.load(open(p)) for p in args.from_json])
+        if args.replicate:
+            replicate(result, args.replicate, [int(t) for t in args.training_seeds.split(",")],
+                      args.name or result_name(result["args"]) + "_replicates")
+            return
         if args.rescore:
             result = rescore(result, args.rescore, args.largest_component)
         name = args.name or (result_name(result["args"]) + f"_{args.largest_component}" if args.rescore else None)
@@ -559,18 +730,23 @@ def main():
             references.append(earlier["whole_pool"][k] if earlier else whole_pool(seed, args, root, manifest, pool, test))
         result["minutes"] = round((time.time() - start) / 60 + (earlier["minutes"] if earlier else 0), 1)
         result["args"]["seeds"], result["seed_list"] = len(protocols), seeds[:len(protocols)]
-        partial = f"partial_{args.rounds}_rounds.json" if earlier else "partial.json"
+        partial = partial_name(args.rounds if earlier else None)
         with open(os.path.join(args.workdir, partial), "w") as f:  # seeds done so far, for --from-json
             json.dump(result, f, indent=1)
     if set(strategies) == set(STRATEGIES):  # a single-strategy run is joined to the other by --from-json
         report(result, result_name(result["args"]))
 
 
+def partial_name(extended_to=None) -> str:
+    """The file a run writes its seeds done so far to in its workdir: ``partial.json``, or for an
+    ``--extend`` to ``extended_to`` rounds ``partial_<rounds>_rounds.json``."""
+    return f"partial_{extended_to}_rounds.json" if extended_to else "partial.json"
+
+
 def latest_partial(workdir) -> dict:
-    """The result of the run in ``workdir`` with the most rounds: ``partial.json``, or what an
-    ``--extend`` wrote (``partial_<rounds>_rounds.json``)."""
+    """The result of the run in ``workdir`` with the most rounds: :func:`partial_name`'s files."""
     results = [json.load(open(os.path.join(workdir, f))) for f in os.listdir(workdir)
-               if f == "partial.json" or (f.startswith("partial_") and f.endswith("_rounds.json"))]
+               if f == partial_name() or re.fullmatch(partial_name(r"\d+").replace(".", r"\."), f)]
     if not results:
         raise FileNotFoundError(f"{workdir}: no partial.json of an earlier run")
     return max(results, key=lambda r: r["args"]["rounds"])
