@@ -24,6 +24,8 @@ seeds, pools, scribbles and budgets for both.
         --largest-component false --name N                # its curves re-measured without the clean-up
     python benchmarks/annotation_loop.py --extend --workdir A --rounds 5   # a --retrain scratch run in A continued
                                                     # to 5 rounds: A/partial_5_rounds.json
+    python benchmarks/annotation_loop.py --from-json R.json --replicate A B --training-seeds 101,102 \
+        --name N                                    # its last point retrained with two more training seeds
 
 Both strategies of a seed start from **one** initial model (trained once, ``--initial-epochs``, on the
 initial volumes, then copied into the second strategy's app), so their round-0 Dice is identical and
@@ -53,6 +55,13 @@ the case scores 0 -- a test Dice that jumps between 0 and ~0.9 with small change
 a ``--retrain scratch`` run's curves from the weights it saved in its workdirs (the initial model
 and each round's run) with another clean-up, without retraining: the picks never depend on the
 test Dice, and ``class`` reproduces the loop's own per-case Dice exactly.
+
+``--replicate``: how much of a curve's step is the training's own noise. Each arm's last
+scribbled set (same volumes, same simulated scribbles -- checked against the loop's) is trained
+again from scratch with other train request seeds (initial weights and patch order), the same
+budget; the report gives the per-seed spread, the training standard deviation pooled over arms and
+seeds, the strategies' final Dice as the mean of the trainings, and the volume counts against that
+less noisy final.
 
 Reports the learning curves (mean over seeds), the area under them, and the scribbled volumes
 from which on a curve stays at or above 95 % of the final Dice (the whole pool's, its own,
@@ -661,15 +670,27 @@ def main():
                              "the last point (written under --name)")
     parser.add_argument("--training-seeds", default="101,102",
                         help="comma-separated train request seeds of --replicate (default: 101,102)")
+    parser.add_argument("--replicates-from", default=None, metavar="JSON",
+                        help="with --from-json: report a --replicate run's trainings against this run's curves "
+                             "(the same run measured with another clean-up; written under --name)")
     parser.add_argument("--from-json", nargs="+", default=None,
                         help="rewrite the report of earlier runs' JSONs, merging their seeds (no loop; "
                              "under --name if given)")
     args = parser.parse_args()
     if args.from_json:
         result = merge([json.load(open(p)) for p in args.from_json])
+        name = args.name or result_name(result["args"]) + "_replicates"
         if args.replicate:
-            replicate(result, args.replicate, [int(t) for t in args.training_seeds.split(",")],
-                      args.name or result_name(result["args"]) + "_replicates")
+            replicate(result, args.replicate, [int(t) for t in args.training_seeds.split(",")], name)
+            return
+        if args.replicates_from:  # the same trainings reported against another clean-up's curves of the run
+            out = {**json.load(open(args.replicates_from)), "source": result}
+            for s in STRATEGIES:
+                for a in out["arms"][s]:
+                    loop = result["runs"][s][result["seed_list"].index(a["seed"])]["per_case"][-1]
+                    if a["loop"][largest_component(result["args"])] != loop:
+                        raise ValueError(f"{args.replicates_from}: {s} seed {a['seed']} is not this run's last model")
+            replicate_report(out, name)
             return
         if args.rescore:
             result = rescore(result, args.rescore, args.largest_component)
