@@ -563,8 +563,16 @@ def replicate_report(out, name):
         var = [np.var(v, ddof=1) for s in STRATEGIES for v in stats.get((s, mode), [])]
         if not var:
             continue
+        case_var = [np.var([t[c] for t in [a["loop"][mode]] + [r[mode] for r in a["replicates"]]], ddof=1)
+                    for s in STRATEGIES for a in out["arms"][s] for c in a["loop"][mode]]
         lines.append(f"* `{mode}`: training standard deviation of the mean test Dice, same scribbled set "
-                     f"(pooled over {len(var)} arm-seeds): **{np.sqrt(np.mean(var)):.3f}**")
+                     f"(pooled over {len(var)} arm-seeds): **{np.sqrt(np.mean(var)):.3f}**; of a test case's "
+                     f"Dice {np.sqrt(np.mean(case_var)):.3f} (pooled over {len(case_var)} arm-seed-cases, largest "
+                     f"{np.sqrt(np.max(case_var)):.3f})")
+        if mode == mode_of_source:
+            steps = [abs(b - a) for s in STRATEGIES for r in src["runs"][s] for a, b in zip(r["curve"], r["curve"][1:])]
+            lines.append(f"  * for scale, one more scribbled volume moves the run's mean test Dice by "
+                         f"{np.mean(steps):.3f} on average (median {np.median(steps):.3f}, {len(steps)} steps)")
         if not paired:
             continue
         per = {s: {a["seed"]: v for a, v in zip(out["arms"][s], stats[(s, mode)])} for s in STRATEGIES}
