@@ -537,8 +537,10 @@ def replicate_report(out, name):
     args, mode_of_source = src["args"], largest_component(src["args"])
     n_train = 1 + len(out["training_seeds"])
     lines = ["# Annotation loop: the training noise of the last point", "",
-             f"Command: `python benchmarks/annotation_loop.py --from-json SOURCE.json --replicate WORKDIR ... "
-             f"--training-seeds {','.join(map(str, out['training_seeds']))} --name {name}`, SOURCE: the run "
+             f"Command: `python benchmarks/annotation_loop.py --from-json SOURCE.json "
+             + (f"--replicates-from {out['reported_from']}" if out.get("reported_from") else
+                f"--replicate WORKDIR ... --training-seeds {','.join(map(str, out['training_seeds']))}")
+             + f" --name {name}`, SOURCE: the run "
              f"`{args.get('name')}` ({args['seeds']} seeds, {args['rounds']} rounds, `{args['model']}` "
              f"{args['epochs']} x {args['epoch_length']} iterations from scratch)  ",
              f"Machine: {out['machine']}; {out['minutes']} min  ",
@@ -692,7 +694,8 @@ def main():
             replicate(result, args.replicate, [int(t) for t in args.training_seeds.split(",")], name)
             return
         if args.replicates_from:  # the same trainings reported against another clean-up's curves of the run
-            out = {**json.load(open(args.replicates_from)), "source": result}
+            out = {**json.load(open(args.replicates_from)), "source": result,
+                   "reported_from": os.path.basename(args.replicates_from)}
             for s in STRATEGIES:
                 for a in out["arms"][s]:
                     loop = result["runs"][s][result["seed_list"].index(a["seed"])]["per_case"][-1]
