@@ -694,8 +694,9 @@ def main():
             replicate(result, args.replicate, [int(t) for t in args.training_seeds.split(",")], name)
             return
         if args.replicates_from:  # the same trainings reported against another clean-up's curves of the run
-            out = {**json.load(open(args.replicates_from)), "source": result,
-                   "reported_from": os.path.basename(args.replicates_from)}
+            out = {**json.load(open(args.replicates_from)), "source": result}
+            if os.path.basename(args.replicates_from) != f"{name}.json":  # (the same name: its report rewritten)
+                out["reported_from"] = os.path.basename(args.replicates_from)
             for s in STRATEGIES:
                 for a in out["arms"][s]:
                     loop = result["runs"][s][result["seed_list"].index(a["seed"])]["per_case"][-1]
