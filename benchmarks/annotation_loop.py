@@ -694,7 +694,8 @@ def main():
             replicate(result, args.replicate, [int(t) for t in args.training_seeds.split(",")], name)
             return
         if args.replicates_from:  # the same trainings reported against another clean-up's curves of the run
-            out = {**json.load(open(args.replicates_from)), "source": result}
+            out = {k: v for k, v in json.load(open(args.replicates_from)).items() if k != "counts"}  # (its source's)
+            out["source"] = result
             if os.path.basename(args.replicates_from) != f"{name}.json":  # (the same name: its report rewritten)
                 out["reported_from"] = os.path.basename(args.replicates_from)
             for s in STRATEGIES:
