@@ -201,6 +201,12 @@ MEASURES = ("class", "false")
 """The clean-ups :func:`replicate` measures every model with: the app's default and none (raw argmax)."""
 
 
+def evaluate_measures(app, args, root, test, convention):
+    """:func:`evaluate` with each clean-up of :data:`MEASURES`: ``{mode: {case: dice}}``."""
+    return {mode: evaluate(app, argparse.Namespace(**{**vars(args), "largest_component": mode}), root, test, convention)
+            for mode in MEASURES}
+
+
 def replicate(result, workdirs, training_seeds, out_name):
     """The training noise of a ``--retrain scratch`` run's last point: each arm's final scribbled set
     (the initial volumes and its picks, the same simulated scribbles -- checked against the ones the
@@ -213,13 +219,16 @@ def replicate(result, workdirs, training_seeds, out_name):
     args = argparse.Namespace(**result["args"])
     if args.retrain != "scratch":
         raise ValueError("only a --retrain scratch run's last model depends on its scribbled set alone")
+    if largest_component(vars(args)) not in MEASURES:
+        raise ValueError(f"the run's clean-up {largest_component(vars(args))!r} is not one of {MEASURES}")
+    if set(training_seeds) & set(result["seed_list"]):  # (before any training, not after hours of them)
+        raise ValueError(f"training seeds {sorted(set(training_seeds) & set(result['seed_list']))} are the loop's "
+                         f"own (its train request seed is the benchmark seed)")
     out = {"machine": machine(), "source": result, "training_seeds": training_seeds,
            "arms": {s: [] for s in STRATEGIES}}
     start = time.time()
     for k, seed in enumerate(result["seed_list"]):  # seed by seed: an interrupted run leaves pairs
         for strategy in [s for s in STRATEGIES if k < len(result["runs"][s])]:
-            if seed in training_seeds:
-                raise ValueError(f"training seed {seed} is the loop's own for benchmark seed {seed}")
             loop = result["runs"][strategy][k]
             root = data_dir(workdirs, seed)
             manifest = json.load(open(os.path.join(root, "sample.json")))
@@ -228,13 +237,11 @@ def replicate(result, workdirs, training_seeds, out_name):
             pool = cases[args.initial:args.initial + args.pool]
             test = sorted(loop["per_case"][0])
             models = saved_models(workdirs, strategy, seed, args.model, args.rounds)
-            arm = {"seed": seed, "loop": {}, "replicates": []}
+            arm = {"seed": seed, "replicates": []}
             with tempfile.TemporaryDirectory(prefix="replicate_") as work:
                 app, budget = loop_app(args, work, root, seed)
                 publish(app, args.model, models[-1], models[0], 0)
-                for mode in MEASURES:
-                    arm["loop"][mode] = evaluate(app, argparse.Namespace(**{**vars(args), "largest_component": mode}),
-                                                 root, test, convention)
+                arm["loop"] = evaluate_measures(app, args, root, test, convention)
                 if arm["loop"][largest_component(vars(args))] != loop["per_case"][-1]:
                     raise RuntimeError(f"{strategy} seed {seed}: the saved last model does not reproduce the run's Dice")
                 saved_arm = arm_dir(workdirs, strategy, seed)[1]
@@ -247,8 +254,7 @@ def replicate(result, workdirs, training_seeds, out_name):
                 model_dir = os.path.join(app.app_dir, "model")
                 for ts in training_seeds:
                     app.train(fresh_run({**budget, "seed": ts}, model_dir, args.model, f"replicate_{ts}"))
-                    arm["replicates"].append({mode: evaluate(app, argparse.Namespace(
-                        **{**vars(args), "largest_component": mode}), root, test, convention) for mode in MEASURES})
+                    arm["replicates"].append(evaluate_measures(app, args, root, test, convention))
             out["arms"][strategy].append(arm)
             print(f"{strategy} seed {seed}: " + "; ".join(
                 f"{mode} loop {mean_dice(arm['loop'][mode]):.3f}, replicates "
@@ -689,21 +695,21 @@ def main():
     args = parser.parse_args()
     if args.from_json:
         result = merge([json.load(open(p)) for p in args.from_json])
-        name = args.name or result_name(result["args"]) + "_replicates"
+        replicates_name = args.name or result_name(result["args"]) + "_replicates"
         if args.replicate:
-            replicate(result, args.replicate, [int(t) for t in args.training_seeds.split(",")], name)
+            replicate(result, args.replicate, [int(t) for t in args.training_seeds.split(",")], replicates_name)
             return
         if args.replicates_from:  # the same trainings reported against another clean-up's curves of the run
             out = {k: v for k, v in json.load(open(args.replicates_from)).items() if k != "counts"}  # (its source's)
             out["source"] = result
-            if os.path.basename(args.replicates_from) != f"{name}.json":  # (the same name: its report rewritten)
+            if os.path.basename(args.replicates_from) != f"{replicates_name}.json":  # (same name: rewritten)
                 out["reported_from"] = os.path.basename(args.replicates_from)
             for s in STRATEGIES:
                 for a in out["arms"][s]:
                     loop = result["runs"][s][result["seed_list"].index(a["seed"])]["per_case"][-1]
                     if a["loop"][largest_component(result["args"])] != loop:
                         raise ValueError(f"{args.replicates_from}: {s} seed {a['seed']} is not this run's last model")
-            replicate_report(out, name)
+            replicate_report(out, replicates_name)
             return
         if args.rescore:
             result = rescore(result, args.rescore, args.largest_component)
