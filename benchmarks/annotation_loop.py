@@ -26,6 +26,10 @@ seeds, pools, scribbles and budgets for both.
                                                     # to 5 rounds: A/partial_5_rounds.json
     python benchmarks/annotation_loop.py --from-json R.json --replicate A B --training-seeds 101,102 \
         --name N                                    # its last point retrained with two more training seeds
+    python benchmarks/annotation_loop.py --from-json R.json --replicate A B --training-seeds 101 \
+        --replicate-round 3                         # ... or its point after round 3, with one more
+    python benchmarks/annotation_loop.py --from-json R.json --averaged R3.json R5.json   # R's report, those
+                                                    # points the mean of their trainings: R_averaged.md
 
 Both strategies of a seed start from **one** initial model (trained once, ``--initial-epochs``, on the
 initial volumes, then copied into the second strategy's app), so their round-0 Dice is identical and
@@ -57,15 +61,17 @@ and each round's run) with another clean-up, without retraining: the picks never
 test Dice, and ``class`` reproduces the loop's own per-case Dice exactly.
 
 ``--replicate``: how much of a curve's step is the training's own noise. Each arm's last
-scribbled set (same volumes, same simulated scribbles -- checked against the loop's) is trained
-again from scratch with other train request seeds (initial weights and patch order), the same
-budget; the report gives the per-seed spread, the training standard deviation pooled over arms and
-seeds, the strategies' final Dice as the mean of the trainings, and the volume counts against that
-less noisy final.
+scribbled set (or the one after ``--replicate-round R``; same volumes, same simulated scribbles --
+checked against the loop's) is trained again from scratch with other train request seeds (initial
+weights and patch order), the same budget; the report gives the per-seed spread, the training
+standard deviation pooled over arms and seeds, the strategies' final Dice as the mean of the
+trainings, and the volume counts against that less noisy final. ``--averaged`` then rewrites the
+run's report with each replicated point the mean of its trainings, every measure included.
 
-Reports the learning curves (mean over seeds), the area under them, and the scribbled volumes
-from which on a curve stays at or above 95 % of the final Dice (the whole pool's, its own,
-``random``'s, the better of the two strategies'); writes
+Reports the learning curves (mean over seeds), the area under them, the scribbled volumes from
+which on a curve stays at or above 95 % of the final Dice (the whole pool's, its own, ``random``'s,
+the better of the two strategies'; mean of the per-seed counts), the same count on the mean curves
+with a seed-bootstrap interval (the issue's "mean over >= 3 seeds"); writes
 ``benchmarks/results/annotation_loop.md``, ``.json`` and ``annotation_loop.png`` (or ``--name``).
 """
 
@@ -207,24 +213,28 @@ def evaluate_measures(app, args, root, test, convention):
             for mode in MEASURES}
 
 
-def replicate(result, workdirs, training_seeds, out_name):
-    """The training noise of a ``--retrain scratch`` run's last point: each arm's final scribbled set
-    (the initial volumes and its picks, the same simulated scribbles -- checked against the ones the
-    loop saved) retrained from scratch with each of ``training_seeds`` as the train request's
-    ``seed`` (initial weights and patch order; the loop's was the benchmark seed), same budget. The
-    loop's own last model (its saved weights) and each retrained one are measured with every
-    clean-up of :data:`MEASURES`. Written after each arm to ``<out_name>.json`` / ``.md``."""
+def replicate(result, workdirs, training_seeds, out_name, point=None):
+    """The training noise of a ``--retrain scratch`` run's point after round ``point`` (default: the
+    last): each arm's scribbled set then (the initial volumes and its first ``point`` picks, the
+    same simulated scribbles -- checked against the ones the loop saved) retrained from scratch with
+    each of ``training_seeds`` as the train request's ``seed`` (initial weights and patch order; the
+    loop's was the benchmark seed), same budget. The loop's own model of that round (its saved
+    weights) and each retrained one are measured with every clean-up of :data:`MEASURES`. Written
+    after each arm to ``<out_name>.json`` / ``.md``."""
     from lib.scribbles.convention import ScribbleConvention
 
     args = argparse.Namespace(**result["args"])
+    point = args.rounds if point is None else point
     if args.retrain != "scratch":
-        raise ValueError("only a --retrain scratch run's last model depends on its scribbled set alone")
+        raise ValueError("only a --retrain scratch run's models depend on their scribbled set alone")
+    if not 1 <= point <= args.rounds:
+        raise ValueError(f"round {point}: the run has rounds 1..{args.rounds}")
     if largest_component(vars(args)) not in MEASURES:
         raise ValueError(f"the run's clean-up {largest_component(vars(args))!r} is not one of {MEASURES}")
     if set(training_seeds) & set(result["seed_list"]):  # (before any training, not after hours of them)
         raise ValueError(f"training seeds {sorted(set(training_seeds) & set(result['seed_list']))} are the loop's "
                          f"own (its train request seed is the benchmark seed)")
-    out = {"machine": machine(), "source": result, "training_seeds": training_seeds,
+    out = {"machine": machine(), "source": result, "training_seeds": training_seeds, "round": point,
            "arms": {s: [] for s in STRATEGIES}}
     start = time.time()
     for k, seed in enumerate(result["seed_list"]):  # seed by seed: an interrupted run leaves pairs
@@ -240,12 +250,13 @@ def replicate(result, workdirs, training_seeds, out_name):
             arm = {"seed": seed, "replicates": []}
             with tempfile.TemporaryDirectory(prefix="replicate_") as work:
                 app, budget = loop_app(args, work, root, seed)
-                publish(app, args.model, models[-1], models[0], 0)
+                publish(app, args.model, models[point], models[0], 0)
                 arm["loop"] = evaluate_measures(app, args, root, test, convention)
-                if arm["loop"][largest_component(vars(args))] != loop["per_case"][-1]:
-                    raise RuntimeError(f"{strategy} seed {seed}: the saved last model does not reproduce the run's Dice")
+                if arm["loop"][largest_component(vars(args))] != loop["per_case"][point]:
+                    raise RuntimeError(f"{strategy} seed {seed}: the saved round-{point} model does not reproduce "
+                                       f"the run's Dice")
                 saved_arm = arm_dir(workdirs, strategy, seed)[1]
-                for pick in loop["picks"]:
+                for pick in loop["picks"][:point]:
                     scribble(app, work, root, pick["id"], stroke_seed(seed, pool, pick["id"]), convention)
                     ours, theirs = (np.asarray(nib.load(os.path.join(d, f"{pick['id']}_scribbles.nii.gz")).dataobj)
                                     for d in (work, saved_arm))
@@ -262,6 +273,39 @@ def replicate(result, workdirs, training_seeds, out_name):
             out["minutes"] = round((time.time() - start) / 60, 1)
             replicate_report(out, out_name)
     return out
+
+
+def averaged(result, replicates) -> dict:
+    """``result`` (a ``--retrain scratch`` run) with every point one of ``replicates`` (:func:`replicate`
+    results on it) retrained replaced by the mean over the trainings -- the loop's and the replicates',
+    per test case and so also their mean -- measured with the run's clean-up. A point is replaced for
+    every seed and strategy or not at all (checked: the replicate's loop model is the run's)."""
+    mode = largest_component(result["args"])
+    out = json.loads(json.dumps(result))
+    out["averaged_points"] = {}
+    for rep in replicates:
+        point = replicated_round(rep)
+        if str(point) in out["averaged_points"]:
+            raise ValueError(f"round {point} is replicated twice: give one --replicate run per round")
+        for s in STRATEGIES:
+            arms = {a["seed"]: a for a in rep["arms"][s]}
+            if sorted(arms) != sorted(result["seed_list"]):
+                raise ValueError(f"round {point}: replicated {s} seeds {sorted(arms)}, the run has "
+                                 f"{sorted(result['seed_list'])}")
+            for k, seed in enumerate(result["seed_list"]):
+                run, a = out["runs"][s][k], arms[seed]
+                if a["loop"][mode] != result["runs"][s][k]["per_case"][point]:
+                    raise ValueError(f"{s} seed {seed}: the replicate's round-{point} model is not this run's")
+                trainings = [a["loop"][mode]] + [r[mode] for r in a["replicates"]]
+                run["per_case"][point] = {c: float(np.mean([t[c] for t in trainings])) for c in trainings[0]}
+                run["curve"][point] = mean_dice(run["per_case"][point])
+        out["averaged_points"][str(point)] = 1 + len(rep["training_seeds"])
+    return out
+
+
+def replicated_round(out) -> int:
+    """The round a :func:`replicate` result retrained (files written before ``--replicate-round``: the last)."""
+    return out.get("round", out["source"]["args"]["rounds"])
 
 
 def mean_dice(per_case) -> float:
@@ -431,7 +475,58 @@ def summarise(result):
             summary[s]["final_dice_dark_blood"] = float(np.mean([d for pc, odd in last for c, d in pc.items() if c in odd]))
             summary[s]["final_dice_bright_blood"] = float(np.mean([d for pc, odd in last for c, d in pc.items()
                                                                    if c not in odd]))
+    summary["mean_curves"] = mean_curve_counts({s: [r["curve"] for r in rs] for s, rs in runs.items()},
+                                               args["initial"], args["rounds"])
     return summary
+
+
+BOOTSTRAP = 2000
+"""Resamples of the seeds behind :func:`mean_curve_counts`' interval."""
+
+
+def saving(added_ours, added_theirs) -> float:
+    """Fraction of added volumes ``next_to_scribble`` saves against ``random`` (negative: more); NaN
+    when ``random`` needed none."""
+    return 1 - added_ours / added_theirs if added_theirs > 0 else float("nan")
+
+
+def mean_curve_counts(curves, initial, rounds, seed=0) -> dict:
+    """The volume count on the **mean** curves, the issue's wording ("mean over >= 3 seeds"): on each
+    strategy's curve averaged over seeds, the scribbled volumes from which on it stays at or above 95 %
+    of the better of the two mean curves' final Dice (:func:`volumes_to_reach`; never: one more than
+    the loop scribbled), and the saving in added volumes. Averaging before thresholding spares the
+    count the noise of single curves, not the noise of the seeds: the interval resamples the seeds
+    (paired: a seed's two arms share pool, scribbles and initial model) :data:`BOOTSTRAP` times.
+
+    ``curves``: ``{strategy: [seeds, rounds + 1] array}``, seeds in the same order for both."""
+    def counts(idx):
+        mean = {s: np.asarray(c)[idx].mean(axis=0) for s, c in curves.items()}
+        target = 0.95 * max(m[-1] for m in mean.values())
+        reached = {s: volumes_to_reach(m, initial, target) for s, m in mean.items()}
+        need = {s: initial + rounds + 1 if n is None else n for s, n in reached.items()}
+        return need, saving(need["next_to_scribble"] - initial, need["random"] - initial), reached
+
+    n_seeds = len(curves["random"])
+    need, point, reached = counts(np.arange(n_seeds))
+    rng = np.random.default_rng(seed)
+    boot = np.asarray([counts(rng.integers(0, n_seeds, n_seeds))[1] for _ in range(BOOTSTRAP)])
+    defined = boot[~np.isnan(boot)]
+    return {"volumes": need, "never_reached": [s for s, n in reached.items() if n is None], "saving": point, "saving_5_95": np.percentile(defined, [5, 95]).tolist(),
+            "share_at_least_25pct": float(np.mean(defined >= 0.25)), "undefined": int(np.isnan(boot).sum())}
+
+
+def mean_curve_line(m) -> str:
+    """Report line of :func:`mean_curve_counts`."""
+    v = m["volumes"]
+    pct = lambda x: f"{100 * x:.0f} % fewer" if x >= 0 else f"{-100 * x:.0f} % more"  # noqa: E731
+    counts = ", ".join(f"`{s}` **{v[s]}**" + (" (never reached: one more than scribbled)" if s in m["never_reached"]
+                                               else "") for s in STRATEGIES)
+    return (f"* on the mean curves, scribbled volumes to reach and keep 95 % of the better of the two mean final "
+            f"Dice: {counts}; " + ("random needed none added" if np.isnan(m["saving"]) else
+                                   f"**{pct(m['saving'])} added volumes**")
+            + f"; seeds resampled {BOOTSTRAP} times: 5th-95th percentile {pct(m['saving_5_95'][0])} to "
+            f"{pct(m['saving_5_95'][1])}, at least 25 % fewer in {100 * m['share_at_least_25pct']:.0f} % of resamples"
+            + (f" ({m['undefined']} resamples where random needed none added left out)" if m["undefined"] else ""))
 
 
 def compare_counts(counts, args) -> str:
@@ -497,6 +592,11 @@ def report(result, name):
              f"{largest_component(args)}); mean over {args['seeds']} seeds."
              + (" Curves re-measured from the loop's saved weights (`--from-json ... --rescore WORKDIR ...`); the "
                 "picks are the loop's." if result.get("rescored") else "")
+             + (" Points averaged over several trainings of the same scribbled set (`--from-json ... --averaged "
+                "REPLICATES.json ...`, the `--replicate` runs): " + ", ".join(
+                    f"{args['initial'] + int(r)} volumes {n} trainings" for r, n in sorted(
+                        result["averaged_points"].items(), key=lambda x: int(x[0])))
+                + "; the others the loop's single training." if result.get("averaged_points") else "")
              + (f" Pool and test phantoms: a fraction {args['second_protocol']} of each with dark-blood contrast "
                 f"(second protocol), the initial ones bright-blood." if args.get("second_protocol") else ""), "",
              "| scribbled volumes | " + " | ".join(str(args["initial"] + i) for i in range(args["rounds"] + 1)) + " |",
@@ -516,6 +616,7 @@ def report(result, name):
     for key, what in targets:
         lines.append(f"* scribbled volumes to reach and keep {what} (mean over seeds): "
                      + compare_counts({s: summary[s][key] for s in STRATEGIES}, args))
+    lines.append(mean_curve_line(summary["mean_curves"]))
     if "dark_blood_picked" in nts:
         lines += [f"* dark-blood volumes scribbled after each round (mean over seeds): `next_to_scribble` "
                   f"{', '.join(f'{v:.1f}' for v in nts['dark_blood_picked'])}; `random` "
@@ -542,15 +643,19 @@ def replicate_report(out, name):
     src, seeds = out["source"], {s: [a["seed"] for a in arms] for s, arms in out["arms"].items()}
     args, mode_of_source = src["args"], largest_component(src["args"])
     n_train = 1 + len(out["training_seeds"])
-    lines = ["# Annotation loop: the training noise of the last point", "",
+    point = replicated_round(out)
+    last = point == args["rounds"]
+    lines = ["# Annotation loop: the training noise of " + ("the last point" if last else f"round {point}"), "",
              f"Command: `python benchmarks/annotation_loop.py --from-json SOURCE.json "
              + (f"--replicates-from {out['reported_from']}" if out.get("reported_from") else
-                f"--replicate WORKDIR ... --training-seeds {','.join(map(str, out['training_seeds']))}")
+                f"--replicate WORKDIR ... --training-seeds {','.join(map(str, out['training_seeds']))}"
+                + ("" if last else f" --replicate-round {point}"))
              + f" --name {name}`, SOURCE: the run "
              f"`{args.get('name')}` ({args['seeds']} seeds, {args['rounds']} rounds, `{args['model']}` "
              f"{args['epochs']} x {args['epoch_length']} iterations from scratch)  ",
              f"Machine: {out['machine']}; {out['minutes']} min  ",
-             f"Each arm's last scribbled set ({args['initial'] + args['rounds']} volumes) trained {n_train} times, "
+             ("Each arm's last scribbled set" if last else f"Each arm's scribbled set after round {point}")
+             + f" ({args['initial'] + point} volumes) trained {n_train} times, "
              f"same budget: the loop's own training (train request seed = benchmark seed) and "
              f"{len(out['training_seeds'])} more with seeds {', '.join(map(str, out['training_seeds']))}; "
              f"mean Dice on the {args['test']} held-out phantoms, with the app's clean-up (`class`) and without "
@@ -587,11 +692,11 @@ def replicate_report(out, name):
         for label, f in (("the loop's training", lambda v: v[0]), (f"mean of {n_train} trainings", np.mean)):
             d = np.asarray([f(per["next_to_scribble"][x]) - f(per["random"][x]) for x in paired])
             se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-            lines.append(f"  * final Dice, {label}: `next_to_scribble` "
+            lines.append(f"  * {'final' if last else f'round-{point}'} Dice, {label}: `next_to_scribble` "
                          f"{np.mean([f(per['next_to_scribble'][x]) for x in paired]):.3f}, `random` "
                          f"{np.mean([f(per['random'][x]) for x in paired]):.3f}; paired difference "
                          f"{d.mean():+.3f} +- {se:.3f} (standard error), ahead on {int((d > 0).sum())} of {len(d)} seeds")
-        if mode != mode_of_source:
+        if mode != mode_of_source or not last:
             continue
         k = {s: {x: i for i, x in enumerate(src["seed_list"][:len(src["runs"][s])])} for s in STRATEGIES}
         counts = {s: [] for s in STRATEGIES}
@@ -686,6 +791,12 @@ def main():
                              "the last point (written under --name)")
     parser.add_argument("--training-seeds", default="101,102",
                         help="comma-separated train request seeds of --replicate (default: 101,102)")
+    parser.add_argument("--replicate-round", type=int, default=None, metavar="R",
+                        help="with --replicate: retrain the scribbled sets after round R instead of the last "
+                             "(written to <name>_replicates_round<R> by default)")
+    parser.add_argument("--averaged", nargs="+", default=None, metavar="JSON",
+                        help="with --from-json: its report with every point these --replicate runs retrained "
+                             "replaced by the mean of the trainings (default name: <name>_averaged)")
     parser.add_argument("--replicates-from", default=None, metavar="JSON",
                         help="with --from-json: report a --replicate run's trainings against this run's curves "
                              "(the same run measured with another clean-up; written under --name)")
@@ -695,9 +806,16 @@ def main():
     args = parser.parse_args()
     if args.from_json:
         result = merge([json.load(open(p)) for p in args.from_json])
-        replicates_name = args.name or result_name(result["args"]) + "_replicates"
+        replicates_name = args.name or result_name(result["args"]) + "_replicates" \
+            + (f"_round{args.replicate_round}" if args.replicate_round else "")
         if args.replicate:
-            replicate(result, args.replicate, [int(t) for t in args.training_seeds.split(",")], replicates_name)
+            replicate(result, args.replicate, [int(t) for t in args.training_seeds.split(",")], replicates_name,
+                      args.replicate_round)
+            return
+        if args.averaged:
+            result = averaged(result, [json.load(open(p)) for p in args.averaged])
+            result["args"]["name"] = args.name or result_name(result["args"]) + "_averaged"
+            report(result, result["args"]["name"])
             return
         if args.replicates_from:  # the same trainings reported against another clean-up's curves of the run
             out = {k: v for k, v in json.load(open(args.replicates_from)).items() if k != "counts"}  # (its source's)
@@ -706,9 +824,9 @@ def main():
                 out["reported_from"] = os.path.basename(args.replicates_from)
             for s in STRATEGIES:
                 for a in out["arms"][s]:
-                    loop = result["runs"][s][result["seed_list"].index(a["seed"])]["per_case"][-1]
+                    loop = result["runs"][s][result["seed_list"].index(a["seed"])]["per_case"][replicated_round(out)]
                     if a["loop"][largest_component(result["args"])] != loop:
-                        raise ValueError(f"{args.replicates_from}: {s} seed {a['seed']} is not this run's last model")
+                        raise ValueError(f"{args.replicates_from}: {s} seed {a['seed']} is not this run's model")
             replicate_report(out, replicates_name)
             return
         if args.rescore:
