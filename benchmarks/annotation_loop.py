@@ -281,6 +281,8 @@ def averaged(result, replicates) -> dict:
     per test case and so also their mean -- measured with the run's clean-up. A point is replaced for
     every seed and strategy or not at all (checked: the replicate's loop model is the run's)."""
     mode = largest_component(result["args"])
+    if mode not in MEASURES:
+        raise ValueError(f"the run's clean-up {mode!r} is not one of the replicates' {MEASURES}")
     out = json.loads(json.dumps(result))
     out["averaged_points"] = {}
     for rep in replicates:
@@ -511,7 +513,8 @@ def mean_curve_counts(curves, initial, rounds, seed=0) -> dict:
     rng = np.random.default_rng(seed)
     boot = np.asarray([counts(rng.integers(0, n_seeds, n_seeds))[1] for _ in range(BOOTSTRAP)])
     defined = boot[~np.isnan(boot)]
-    return {"volumes": need, "never_reached": [s for s, n in reached.items() if n is None], "saving": point, "saving_5_95": np.percentile(defined, [5, 95]).tolist(),
+    return {"volumes": need, "never_reached": [s for s, n in reached.items() if n is None], "saving": point,
+            "saving_5_95": np.percentile(defined, [5, 95]).tolist(),
             "share_at_least_25pct": float(np.mean(defined >= 0.25)), "undefined": int(np.isnan(boot).sum())}
 
 
