@@ -638,11 +638,13 @@ def report(result, name):
 
 
 def replicate_report(out, name):
-    """Write ``<name>.md`` / ``.json`` from :func:`replicate`'s ``out``: per arm and seed the last
-    point's Dice from the loop's training and from each retraining; the training standard deviation
-    (same scribbled set, pooled over arms and seeds); the strategies' final Dice as a mean of the
-    trainings; and the volumes to reach and keep 95 % of the better of those finals, each curve's
-    last point replaced by its mean (for the source run's clean-up, whose curves it has)."""
+    """Write ``<name>.md`` / ``.json`` from :func:`replicate`'s ``out``: per arm and seed the
+    replicated point's Dice (the last, or ``--replicate-round``'s) from the loop's training and from
+    each retraining; the training standard deviation (same scribbled set, pooled over arms and
+    seeds); the strategies' Dice there as a mean of the trainings; for the last point, the volumes
+    to reach and keep 95 % of the better of those finals, each curve's last point replaced by its
+    mean (for the source run's clean-up, whose curves it has; :func:`averaged` does it for any
+    set of replicated points)."""
     src, seeds = out["source"], {s: [a["seed"] for a in arms] for s, arms in out["arms"].items()}
     args, mode_of_source = src["args"], largest_component(src["args"])
     n_train = 1 + len(out["training_seeds"])
