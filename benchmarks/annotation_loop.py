@@ -809,6 +809,8 @@ def main():
                         help="rewrite the report of earlier runs' JSONs, merging their seeds (no loop; "
                              "under --name if given)")
     args = parser.parse_args()
+    if args.replicate_round is not None and not args.replicate:
+        parser.error("--replicate-round: give the --replicate workdirs too")
     if args.from_json:
         result = merge([json.load(open(p)) for p in args.from_json])
         replicates_name = args.name or result_name(result["args"]) + "_replicates" \
