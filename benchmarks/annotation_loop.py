@@ -296,13 +296,22 @@ def averaged(result, replicates) -> dict:
                                  f"{sorted(result['seed_list'])}")
             for k, seed in enumerate(result["seed_list"]):
                 run, a = out["runs"][s][k], arms[seed]
-                if a["loop"][mode] != result["runs"][s][k]["per_case"][point]:
-                    raise ValueError(f"{s} seed {seed}: the replicate's round-{point} model is not this run's")
                 trainings = [a["loop"][mode]] + [r[mode] for r in a["replicates"]]
                 run["per_case"][point] = {c: float(np.mean([t[c] for t in trainings])) for c in trainings[0]}
                 run["curve"][point] = mean_dice(run["per_case"][point])
+        check_replicates_run(rep, result, mode)  # (against result: the seeds checked first)
         out["averaged_points"][str(point)] = 1 + len(rep["training_seeds"])
     return out
+
+
+def check_replicates_run(rep, result, mode, what="the replicate"):
+    """Raises unless every arm of ``rep`` (a :func:`replicate` result) retrained ``result``'s model of
+    that round: its loop model's per-case Dice, measured with clean-up ``mode``, are the run's."""
+    point = replicated_round(rep)
+    for s in STRATEGIES:
+        for a in rep["arms"][s]:
+            if a["loop"][mode] != result["runs"][s][result["seed_list"].index(a["seed"])]["per_case"][point]:
+                raise ValueError(f"{what}: {s} seed {a['seed']}'s round-{point} model is not this run's")
 
 
 def replicated_round(out) -> int:
@@ -441,10 +450,15 @@ def volumes_to_reach(curve, initial, target):
     return initial + (below[-1] + 1 if below else 0)
 
 
+def counted(count, initial, rounds) -> int:
+    """A :func:`volumes_to_reach` result as a number: a curve that never reached counted as one more
+    volume than the loop scribbled (a lower bound)."""
+    return initial + rounds + 1 if count is None else count
+
+
 def mean_needed(counts, initial, rounds):
-    """Mean of :func:`volumes_to_reach` results, a curve that never reached counted as one more
-    volume than the loop scribbled (a lower bound); ``(mean, number censored)``."""
-    return float(np.mean([initial + rounds + 1 if c is None else c for c in counts])), sum(c is None for c in counts)
+    """Mean of :func:`volumes_to_reach` results (:func:`counted`); ``(mean, number censored)``."""
+    return float(np.mean([counted(c, initial, rounds) for c in counts])), sum(c is None for c in counts)
 
 
 def summarise(result):
@@ -492,6 +506,11 @@ def saving(added_ours, added_theirs) -> float:
     return 1 - added_ours / added_theirs if added_theirs > 0 else float("nan")
 
 
+def fewer_or_more(fraction) -> str:
+    """A :func:`saving` as report text: ``"40 % fewer"`` / ``"25 % more"``."""
+    return f"{100 * fraction:.0f} % fewer" if fraction >= 0 else f"{-100 * fraction:.0f} % more"
+
+
 def mean_curve_counts(curves, initial, rounds, seed=0) -> dict:
     """The volume count on the **mean** curves, the issue's wording ("mean over >= 3 seeds"): on each
     strategy's curve averaged over seeds, the scribbled volumes from which on it stays at or above 95 %
@@ -505,7 +524,7 @@ def mean_curve_counts(curves, initial, rounds, seed=0) -> dict:
         mean = {s: np.asarray(c)[idx].mean(axis=0) for s, c in curves.items()}
         target = 0.95 * max(m[-1] for m in mean.values())
         reached = {s: volumes_to_reach(m, initial, target) for s, m in mean.items()}
-        need = {s: initial + rounds + 1 if n is None else n for s, n in reached.items()}
+        need = {s: counted(n, initial, rounds) for s, n in reached.items()}
         return need, saving(need["next_to_scribble"] - initial, need["random"] - initial), reached
 
     n_seeds = len(curves["random"])
@@ -520,8 +539,7 @@ def mean_curve_counts(curves, initial, rounds, seed=0) -> dict:
 
 def mean_curve_line(m) -> str:
     """Report line of :func:`mean_curve_counts`."""
-    v = m["volumes"]
-    pct = lambda x: f"{100 * x:.0f} % fewer" if x >= 0 else f"{-100 * x:.0f} % more"  # noqa: E731
+    v, pct = m["volumes"], fewer_or_more
     counts = ", ".join(f"`{s}` **{v[s]}**" + (" (never reached: one more than scribbled)" if s in m["never_reached"]
                                                else "") for s in STRATEGIES)
     return (f"* on the mean curves, scribbled volumes to reach and keep 95 % of the better of the two mean final "
@@ -536,13 +554,11 @@ def compare_counts(counts, args) -> str:
     """Report text: the mean of each strategy's :func:`volumes_to_reach` counts over seeds and the
     saving in added volumes (``counts``: ``{strategy: [count or None per seed]}``)."""
     (need_n, cut_n), (need_r, cut_r) = (mean_needed(counts[s], args["initial"], args["rounds"]) for s in STRATEGIES)
-    added_n, added_r = need_n - args["initial"], need_r - args["initial"]
-    change = 100 * (1 - added_n / added_r) if added_r > 0 else None
-    saving = ("random needed none added" if change is None else
-              f"{change:.0f} % fewer added volumes" if change >= 0 else f"{-change:.0f} % more added volumes")
+    change = saving(need_n - args["initial"], need_r - args["initial"])
+    text = "random needed none added" if np.isnan(change) else f"{fewer_or_more(change)} added volumes"
     never = f"; never reached on {cut_n} / {cut_r} seeds, counted as {args['initial'] + args['rounds'] + 1}" \
         if cut_n or cut_r else ""
-    return f"`next_to_scribble` **{need_n:.1f}**, `random` **{need_r:.1f}** ({saving}{never})"
+    return f"`next_to_scribble` **{need_n:.1f}**, `random` **{need_r:.1f}** ({text}{never})"
 
 
 def paired_auc(ours, theirs) -> str:
@@ -829,11 +845,7 @@ def main():
             out["source"] = result
             if os.path.basename(args.replicates_from) != f"{replicates_name}.json":  # (same name: rewritten)
                 out["reported_from"] = os.path.basename(args.replicates_from)
-            for s in STRATEGIES:
-                for a in out["arms"][s]:
-                    loop = result["runs"][s][result["seed_list"].index(a["seed"])]["per_case"][replicated_round(out)]
-                    if a["loop"][largest_component(result["args"])] != loop:
-                        raise ValueError(f"{args.replicates_from}: {s} seed {a['seed']} is not this run's model")
+            check_replicates_run(out, result, largest_component(result["args"]), args.replicates_from)
             replicate_report(out, replicates_name)
             return
         if args.rescore:
