@@ -48,7 +48,11 @@ class ScribbleSimulation:
 
     Attributes:
         stroke_width_mm: thickness of every stroke.
-        slice_fraction: fraction of the slices that contain a class which get scribbles (>= 1 slice).
+        slice_fraction: fraction of the slices that contain a class which get scribbles (>= 1 slice);
+            every class present in a scribbled slice gets strokes there. Ignored with ``slices``.
+        slices: the few-slice protocol of a Slicer user: each class gets strokes on this many
+            slices of its own, spread over its extent (one per equal part of the slices showing it,
+            jittered within the middle half of the part); ``None`` for ``slice_fraction``.
         arc_fraction: (min, max) fraction of an interior path kept, drawn uniformly per stroke.
         max_erosion_mm: the region is eroded by U(0, max) mm before the path is traced.
         min_component_mm2: components smaller than this get no stroke of their own, except the
@@ -65,6 +69,7 @@ class ScribbleSimulation:
 
     stroke_width_mm: float = 3.0
     slice_fraction: float = 1.0
+    slices: Optional[int] = None
     arc_fraction: Tuple[float, float] = (0.6, 0.9)
     max_erosion_mm: float = 3.0
     min_component_mm2: float = 20.0
@@ -82,6 +87,8 @@ class ScribbleSimulation:
             raise ValueError(f"stroke widths must be > 0, got {self.stroke_width_mm}, {self.background_width_mm}")
         if not 0 < self.slice_fraction <= 1:
             raise ValueError(f"slice_fraction must be in (0, 1], got {self.slice_fraction}")
+        if self.slices is not None and (int(self.slices) != self.slices or self.slices < 1):
+            raise ValueError(f"slices must be a positive integer or None, got {self.slices}")
         for name in ("arc_fraction", "contour_fraction", "background_fraction"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi <= 1:
@@ -204,20 +211,14 @@ def simulate_scribbles(
     spacing2d = [s for i, s in enumerate(spacing) if i != axis]
     out = np.zeros(moved.shape, dtype=np.int64)
 
-    with_structures = np.flatnonzero((moved != BACKGROUND_CLASS).any(axis=(0, 1)))
-    if with_structures.size == 0:
-        return np.moveaxis(out, -1, axis)
-    n_slices = max(1, int(round(config.slice_fraction * with_structures.size)))
-    chosen = np.sort(rng.choice(with_structures, size=n_slices, replace=False))
+    chosen = _scribbled_slices(moved, config, rng)
     thicken = _thickening(config.stroke_width_mm, spacing2d)
     thicken_bg = _thickening(config.background_width_mm, spacing2d)
     min_px = config.min_component_mm2 / float(np.prod(spacing2d))
 
-    for z in chosen:
+    for z, classes in chosen.items():
         sl = moved[..., z]
-        for cls in np.unique(sl):
-            if cls == BACKGROUND_CLASS:
-                continue
+        for cls in classes:
             comps, n = ndimage.label(sl == cls, structure=np.ones((3, 3)))
             sizes = ndimage.sum_labels(np.ones_like(comps), comps, index=np.arange(1, n + 1))
             for rank, i in enumerate(np.argsort(-sizes)):
@@ -229,6 +230,33 @@ def simulate_scribbles(
             stroke = _background_stroke(sl, spacing2d, distance, config.background_fraction, thicken_bg, rng)
             out[..., z][stroke] = convention.background_scribble_id
     return np.moveaxis(out, -1, axis)
+
+
+def _scribbled_slices(moved: np.ndarray, config: ScribbleSimulation, rng: np.random.Generator) -> Dict[int, list]:
+    """``{slice index: classes to stroke there}`` for a mask with slices along the last axis."""
+    present = {int(c): np.flatnonzero((moved == c).any(axis=(0, 1))) for c in np.unique(moved) if c != BACKGROUND_CLASS}
+    chosen: Dict[int, list] = {}
+    if config.slices is None:
+        with_structures = np.flatnonzero((moved != BACKGROUND_CLASS).any(axis=(0, 1)))
+        if with_structures.size:
+            n = max(1, int(round(config.slice_fraction * with_structures.size)))
+            for z in np.sort(rng.choice(with_structures, size=n, replace=False)):
+                chosen[int(z)] = [c for c, zs in present.items() if z in zs]
+        return chosen
+    for c, zs in present.items():
+        n = min(int(config.slices), zs.size)
+        picks = ((np.arange(n) + rng.uniform(0.25, 0.75, size=n)) * zs.size / n).astype(int)
+        for z in zs[np.minimum(picks, zs.size - 1)]:
+            chosen.setdefault(int(z), []).append(c)
+    return dict(sorted(chosen.items()))
+
+
+def slicer_protocol(slices: Optional[int]) -> ScribbleSimulation:
+    """How a radiologist scribbles in Slicer: an interior stroke of each structure on ``slices``
+    axial slices spread over it (``None``: every slice that shows a structure), and two background
+    arcs 3-8 mm outside the structures on the same slices."""
+    return ScribbleSimulation(slices=slices, background_strokes=2, background_distance_mm=(3.0, 8.0),
+                              far_background_distance_mm=(3.0, 8.0))
 
 
 def _background_stroke(sl, spacing2d, distance_mm: Tuple[float, float], fraction, thicken, rng) -> np.ndarray:
