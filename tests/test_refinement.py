@@ -92,13 +92,34 @@ def test_dense_crf_validates_before_the_c_library(disk):
 
 
 def test_random_walk_without_data_term_matches_skimage(disk):
+    """On a 1 mm grid the conductances are 1 and the weights are skimage's (its default spacing)."""
     image, truth, seeds, _ = disk
     img = image[:, :, :2]
     sd = seeds[:, :, :2]
-    ours = random_walk(img, sd, SPACING, 2, params=RandomWalkParams(beta=300.0, gamma=0.0, tol=1e-6))
+    iso = (1.0, 1.0, 1.0)
+    ours = random_walk(img, sd, iso, 2, params=RandomWalkParams(beta=300.0, gamma=0.0, tol=1e-6))
     ref = random_walker(normalise_intensity(img), np.where(sd == NO_SEED, 0, sd + 1), beta=300.0, mode="cg_j",
-                        tol=1e-6, spacing=np.asarray(SPACING), return_full_prob=True)
+                        tol=1e-6, spacing=np.asarray(iso), return_full_prob=True)
     np.testing.assert_allclose(ours, ref, atol=2e-3)
+
+
+def test_random_walk_spreads_as_far_in_mm_through_thick_slices_as_in_plane():
+    """Homogeneous volume, 1 x 1 x 4 mm voxels: a foreground ball of radius 4 mm in the middle,
+    background beyond 16 mm. The solution is radial in mm, so the probability 8 mm away must be the
+    same in plane and through the slices (2 slices away)."""
+    spacing = (1.0, 1.0, 4.0)
+    shape = (41, 41, 11)
+    grid = np.stack(np.meshgrid(*[(np.arange(n) - n // 2) * s for n, s in zip(shape, spacing)], indexing="ij"))
+    r = np.sqrt((grid**2).sum(0))
+    seeds = np.full(shape, NO_SEED)
+    seeds[r <= 4.0] = 1
+    seeds[r >= 16.0] = 0
+    p = random_walk(np.zeros(shape, np.float32), seeds, spacing, 2,
+                    params=RandomWalkParams(gamma=0.0, tol=1e-8, max_iterations=5000))[1]
+    c = [n // 2 for n in shape]
+    in_plane, through = p[c[0] + 8, c[1], c[2]], p[c[0], c[1], c[2] + 2]
+    assert 0.2 < in_plane < 0.8
+    assert abs(through - in_plane) < 0.15 * in_plane, (in_plane, through)  # grid error: the ball is 2 slices wide
 
 
 def test_random_walk_data_term_improves_the_prior(disk):

@@ -9,9 +9,10 @@ class ``c`` (Grady 2006; :func:`lib.scribbles.random_walk.random_walk` with no d
 
 Strokes keep their class (``P`` is one-hot there). The paper ran this per 2D slice on
 intensities scaled to [-1, 1] with ``beta = 1000`` per pixel; here it is 3D on the 6-connected
-grid with edge lengths in mm and intensities robustly normalised to [0, 1]
-(:func:`lib.scribbles.prior.normalise_intensity`), so ``beta`` is in physical units and thick
-slices are handled.
+grid of :func:`lib.scribbles.random_walk.laplacian`, whose conductances make walkers diffuse as far
+in mm through thick slices as in plane, with intensities robustly normalised to [0, 1]
+(:func:`lib.scribbles.prior.normalise_intensity`), so strokes on a few slices grow into the
+slices between them.
 """
 
 from typing import Sequence
