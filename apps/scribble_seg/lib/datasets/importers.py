@@ -118,11 +118,13 @@ def load_itk_brain(data_dir: Optional[str] = None) -> LabelledVolume:
     return LabelledVolume(image=image.astype(np.float32), label=(brain > 0).astype(np.uint8), spacing=spacing)
 
 
-def _relabel(label: np.ndarray, groups: Dict[str, Sequence[int]]) -> Tuple[np.ndarray, Dict[str, int]]:
-    """Class-index map ``1..K`` from groups of source label values (``{name: values}``), and its labels."""
-    out = np.zeros(label.shape, dtype=np.uint8)
-    for k, values in enumerate(groups.values(), start=1):
-        out[np.isin(label, list(values))] = k
+def _relabel(groups: Dict[str, Tuple[np.ndarray, Sequence[int]]]) -> Tuple[np.ndarray, Dict[str, int]]:
+    """Class-index map ``1..K`` from ``{name: (source label map, its values)}`` (all sources on one
+    grid), and its labels ``{name: k}`` in the groups' order."""
+    shape = next(iter(groups.values()))[0].shape
+    out = np.zeros(shape, dtype=np.uint8)
+    for k, (source, values) in enumerate(groups.values(), start=1):
+        out[np.isin(source, list(values))] = k
     return out, {name: k for k, name in enumerate(groups, start=1)}
 
 
@@ -149,7 +151,7 @@ def load_ct_chest() -> Tuple[LabelledVolume, Dict[str, int]]:
         raise ValueError("CTChest4 is expected axis-aligned in LPS space")
     spacing = tuple(float(v) for v in np.abs(np.diag(directions)))
     flips = tuple(ax for ax, sign in enumerate(np.sign(np.diag(directions)) * (-1, -1, 1)) if sign < 0)  # to RAS
-    label, labels = _relabel(seg, CT_CHEST_GROUPS)
+    label, labels = _relabel({name: (seg, values) for name, values in CT_CHEST_GROUPS.items()})
     image, label = np.flip(image, flips), np.flip(label, flips)
     return LabelledVolume(image=np.ascontiguousarray(image, np.float32), label=np.ascontiguousarray(label),
                           spacing=spacing), labels
@@ -179,11 +181,8 @@ def load_tptbox_spine(modality: str, spacing: Sequence[float] = (1.5, 1.5, 3.0))
     image, native = _load(os.path.join(root, image_file), canonical=True)
     masks = {"vert": _load(os.path.join(root, vert_file), canonical=True)[0],
              "subreg": _load(os.path.join(root, subreg_file), canonical=True)[0]}
-    label = np.zeros(image.shape, dtype=np.uint8)
-    labels = {}
-    for k, (name, (source, values)) in enumerate(TPTBOX_GROUPS[modality].items(), start=1):
-        label[np.isin(masks[source], values)] = k
-        labels[name] = k
+    label, labels = _relabel({name: (masks[source], values)
+                              for name, (source, values) in TPTBOX_GROUPS[modality].items()})
     volume = LabelledVolume(image=image.astype(np.float32), label=label, spacing=native)
     return resample(volume, spacing), labels
 
@@ -203,6 +202,6 @@ def load_colin_aal(spacing: Sequence[float] = (1.0, 1.0, 3.0), margin_mm: float 
     aal, _ = _load(os.path.join(root, "aal.nii.gz"), canonical=True)
     if aal.shape != image.shape:
         raise ValueError(f"AAL {aal.shape} is not on colin27's grid {image.shape}")
-    label, labels = _relabel(aal, AAL_GROUPS)
+    label, labels = _relabel({name: (aal, values) for name, values in AAL_GROUPS.items()})
     volume = LabelledVolume(image=image.astype(np.float32), label=label, spacing=native)
     return resample(crop_to_label(volume, margin_mm), spacing), labels
