@@ -29,6 +29,9 @@ import numpy as np
 from .importers import (
     CITI168_LABELS,
     ITK_BRAIN_LABELS,
+    ITK_EXAMPLES_PACKAGE,
+    MRICRON_PACKAGE,
+    itk_examples_dir,
     load_citi168,
     load_colin_aal,
     load_ct_chest,
@@ -59,8 +62,12 @@ class DevelopmentCase:
     kinds: Dict[str, str]
 
 
-def _hippocampus(hemi: str) -> Callable[[], Tuple[LabelledVolume, Dict[str, int]]]:
-    return lambda: (load_citi168(hemi), dict(CITI168_LABELS))
+Loader = Callable[[str], Tuple[LabelledVolume, Dict[str, int]]]
+"""Builds a case from the cache root (where Debian packages are unpacked)."""
+
+
+def _hippocampus(hemi: str) -> Loader:
+    return lambda cache: (load_citi168(hemi), dict(CITI168_LABELS))
 
 
 KINDS: Dict[str, str] = {
@@ -74,31 +81,34 @@ KINDS: Dict[str, str] = {
 }
 """The kind of every development structure."""
 
-CASES: Dict[str, Tuple[str, Callable[[], Tuple[LabelledVolume, Dict[str, int]]]]] = {
-    "ct_chest": ("CT", load_ct_chest),
-    "ct_spine": ("CT", lambda: load_tptbox_spine("ct")),
-    "mr_spine": ("MR", lambda: load_tptbox_spine("mr")),
-    "mr_deep_grey": ("MR", load_colin_aal),
+CASES: Dict[str, Tuple[str, Loader]] = {
+    "ct_chest": ("CT", lambda cache: load_ct_chest()),
+    "ct_spine": ("CT", lambda cache: load_tptbox_spine("ct")),
+    "mr_spine": ("MR", lambda cache: load_tptbox_spine("mr")),
+    "mr_deep_grey": ("MR", lambda cache: load_colin_aal(cache_dir=os.path.join(cache, MRICRON_PACKAGE))),
     "mr_hippocampus_L": ("MR", _hippocampus("L")),
     "mr_hippocampus_R": ("MR", _hippocampus("R")),
-    "mr_head": ("MR", lambda: (load_itk_brain(), dict(ITK_BRAIN_LABELS))),
+    "mr_head": ("MR", lambda cache: (load_itk_brain(itk_examples_dir(os.path.join(cache, ITK_EXAMPLES_PACKAGE))),
+                                     dict(ITK_BRAIN_LABELS))),
 }
 """``{case: (modality, loader)}``."""
 
 
 def load_case(name: str, cache_dir: Optional[str] = None) -> DevelopmentCase:
-    """One development case, from the cache when it holds this version of it."""
+    """One development case, from the cache when it holds this version of it; ``cache_dir``
+    (default ``./.cache``) also receives the Debian packages a case is built from."""
     if name not in CASES:
         raise ValueError(f"unknown development case {name!r}; choose from {sorted(CASES)}")
     modality, loader = CASES[name]
-    cache = os.path.join(os.path.abspath(cache_dir or os.path.join(os.getcwd(), ".cache")), "development")
+    root = os.path.abspath(cache_dir or os.path.join(os.getcwd(), ".cache"))
+    cache = os.path.join(root, "development")
     path = os.path.join(cache, f"{name}.v{CACHE_VERSION}.npz")
     if os.path.exists(path):
         with np.load(path, allow_pickle=False) as z:
             volume = LabelledVolume(image=z["image"], label=z["label"], spacing=tuple(map(float, z["spacing"])))
             labels = {str(n): int(k) for n, k in zip(z["names"], z["ids"])}
     else:
-        volume, labels = loader()
+        volume, labels = loader(root)
         os.makedirs(cache, exist_ok=True)
         tmp = path + ".tmp.npz"
         np.savez_compressed(tmp, image=volume.image, label=volume.label, spacing=np.asarray(volume.spacing),
