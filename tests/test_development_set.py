@@ -36,5 +36,5 @@ def test_seed_areas_grow_beyond_the_strokes_on_a_real_volume(tmp_path):
     other = np.ones(v.image.shape[2], bool)
     other[scribbled] = False
     foreground = grown == 1
-    assert foreground[:, :, other].sum() > 200  # grown into the unscribbled slices
-    assert truth[foreground].mean() > 0.9  # and precise
+    assert foreground[:, :, other].sum() > 50  # grown into the unscribbled slices
+    assert truth[foreground].mean() > 0.95  # and precise

@@ -12,10 +12,13 @@ Two modes, chosen from the request:
 
 The prior, in this order: the softmax of the trained model named by ``prior_model`` (cached per
 image: the next scribble round does not rerun the network); else, in binary mode, the selected
-segment as it is in the label file (softened); else intensity likelihoods learnt from the strokes.
-Then :func:`lib.scribbles.refine.refine` (crop around what the user touched, CRF or random walk,
-strokes clamped). Every parameter of :class:`DenseCRFParams` / :class:`RandomWalkParams`, plus
-``margin_mm``, ``prior_confidence_segmentation`` and ``roi``, can be overridden per request.
+segment as it is in the label file (softened); then :func:`lib.scribbles.refine.refine` (crop
+around what the user touched, CRF or random walk, strokes clamped). With neither, the strokes
+alone: :func:`lib.scribbles.refine.from_strokes` (a random walk over the whole volume, so strokes
+on a few axial slices reach the slices between and beyond them; for ``crf`` a dense CRF on top).
+Large volumes are solved coarse-to-fine (:mod:`lib.scribbles.multiscale`). Every parameter of
+:class:`DenseCRFParams` / :class:`RandomWalkParams`, plus ``margin_mm``,
+``prior_confidence_segmentation`` and ``roi``, can be overridden per request.
 
 Bad input -- no strokes, strokes of one class without a prior, a label file of another shape,
 label ids ``label_info`` does not describe, an ROI outside the volume, NaN intensities -- answers
@@ -42,9 +45,9 @@ from lib.scribbles.convention import (
     to_scribble_map,
 )
 from lib.scribbles.crf import DenseCRFParams
-from lib.scribbles.prior import likelihood_prior, normalise_intensity, segmentation_prior
+from lib.scribbles.prior import segmentation_prior
 from lib.scribbles.random_walk import RandomWalkParams
-from lib.scribbles.refine import DEFAULT_MARGIN_MM, refine
+from lib.scribbles.refine import DEFAULT_MARGIN_MM, from_strokes, refine
 
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
@@ -81,7 +84,7 @@ class ScribbleRefinement(BasicInferTask):
         defaults = PARAMS[method]()
         margin_mm = DEFAULT_MARGIN_MM[method] if margin_mm is None else margin_mm
         config = {"prior_model": "", "margin_mm": margin_mm, "prior_confidence_segmentation": 0.9,
-                  "proximity_mm": 5.0, "device": device,
+                  "device": device,
                   **{k: getattr(defaults, k) for k in defaults.__dataclass_fields__}}
         super().__init__(path=None, network=None, type=InferType.SCRIBBLES, labels=dict(convention.labels),
                          dimension=3, description=description or f"Scribble refinement: {method}", config=config)
@@ -123,25 +126,29 @@ class ScribbleRefinement(BasicInferTask):
             raise ValueError(f"label file has shape {tuple(label_t.shape[1:])}, the image {image.shape}")
         label = np.asarray(label_t[0])
         spacing = [float(s) for s in image_t.pixdim]
-        img01 = normalise_intensity(image)
+        if not np.all(np.isfinite(image)):
+            raise ValueError("image holds NaN or Inf values")
 
         if self._is_binary(data):
             binary = from_slicer_binary(label, data.get("label_info") or [], data.get("selected_label_name"))
             seeds = binary.convention.seeds(binary.scribbles)
-            prior, region, source = self._binary_prior(data, binary, img01, seeds)
-            mode = "binary"
+            prior, region, source = self._binary_prior(data, binary, seeds)
+            mode, num_classes = "binary", 2
         else:
             scribbles = to_scribble_map(label, self.convention, data.get("label_info") or None)
             seeds = self.convention.seeds(scribbles)
-            prior, region, source = self._multiclass_prior(data, img01, seeds)
-            mode = "multiclass"
+            prior, region, source = self._multiclass_prior(data, seeds)
+            mode, num_classes = "multiclass", self.convention.num_classes
         if not (seeds != NO_SEED).any():
             raise ValueError("no scribbles in the label: draw at least one stroke")
 
         params = PARAMS[self.method].from_request(data)
         margin = float(data.get("margin_mm", DEFAULT_MARGIN_MM[self.method]))
-        probs = refine(self.method, image, seeds, spacing, prior, params, region=region, margin_mm=margin,
-                       roi=data.get("roi") or None)
+        roi = data.get("roi") or None
+        if prior is None:
+            probs = from_strokes(self.method, image, seeds, spacing, num_classes, params, margin_mm=margin, roi=roi)
+        else:
+            probs = refine(self.method, image, seeds, spacing, prior, params, region=region, margin_mm=margin, roi=roi)
         pred = probs.argmax(0).astype(np.uint8)
         data["pred"] = MetaTensor(torch.as_tensor(pred), meta=dict(image_t.meta))
         data["result"] = {"method": self.method, "mode": mode, "prior": source,
@@ -167,7 +174,7 @@ class ScribbleRefinement(BasicInferTask):
                                f"choose one of {sorted(self.segmentation)}", 404)
         return self.segmentation[name].probabilities(data["image_path"], data.get("device", "cpu"))
 
-    def _binary_prior(self, data, binary, img01, seeds):
+    def _binary_prior(self, data, binary, seeds):
         model = self._model_prior(data)
         selected = data["selected_label_name"].strip()
         if model is not None:
@@ -180,20 +187,14 @@ class ScribbleRefinement(BasicInferTask):
             conf = float(data.get("prior_confidence_segmentation", 0.9))
             return segmentation_prior(binary.prior.astype(np.int64), 2, conf), binary.prior, "segmentation"
         self._check_two_classes(seeds)
-        return self._likelihood(data, img01, seeds, 2), None, "likelihood"
+        return None, None, "strokes"
 
-    def _multiclass_prior(self, data, img01, seeds):
+    def _multiclass_prior(self, data, seeds):
         model = self._model_prior(data)
         if model is not None:
             return model, model.argmax(0) != 0, f"model:{data['prior_model']}"
         self._check_two_classes(seeds)
-        return self._likelihood(data, img01, seeds, self.convention.num_classes), None, "likelihood"
-
-    @staticmethod
-    def _likelihood(data, img01, seeds, num_classes):
-        spacing = [float(s) for s in data["image"].pixdim]
-        proximity = float(data.get("proximity_mm", 5.0))
-        return likelihood_prior(img01, seeds, num_classes, spacing=spacing, proximity_mm=proximity or None)
+        return None, None, "strokes"
 
     @staticmethod
     def _check_two_classes(seeds):

@@ -19,9 +19,11 @@ def roi_box(masks: Sequence[np.ndarray], spacing: Sequence[float], margin_mm: fl
     for m in masks:
         union |= m
     if union.any():
-        idx = np.argwhere(union)
-        pad = np.ceil(margin_mm / np.asarray(spacing, dtype=float)).astype(int)
-        lo, hi = np.maximum(idx.min(0) - pad, 0), np.minimum(idx.max(0) + pad + 1, shape)
+        # extent per axis from the projections (no argwhere: masks can hold millions of voxels)
+        extent = [np.flatnonzero(union.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
+        first, last = np.array([e[0] for e in extent]), np.array([e[-1] for e in extent])
+        pad = np.ceil(np.minimum(margin_mm / np.asarray(spacing, dtype=float), shape)).astype(int)
+        lo, hi = np.maximum(first - pad, 0), np.minimum(last + pad + 1, shape)
     else:
         lo, hi = np.zeros(3, int), shape
     if roi:

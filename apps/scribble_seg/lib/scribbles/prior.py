@@ -94,3 +94,4 @@ def likelihood_prior(image01: np.ndarray, seeds: np.ndarray, num_classes: int, b
             prob[c][box] = inside
     prob /= np.maximum(prob.sum(axis=0, keepdims=True), 1e-12)
     return prob
+
