@@ -8,8 +8,8 @@ class's mask. Methods:
   (``monailabel.scribbles.infer`` itself imports torchvision): resample to 2.5 x 2.5 x 5 mm, scale
   intensities (the 0.5-99.5 percentiles, not the radiology app's CT window), histogram
   likelihoods, ISeg unary, max-flow (lamda 1, sigma 0.1), nearest resampling back.
-* ``crf``, ``random_walk`` -- ours (:func:`lib.scribbles.refine.refine`), prior = intensity
-  likelihoods from the strokes (no model, like the graph cut).
+* ``crf``, ``random_walk`` -- ours from the strokes alone (:func:`lib.scribbles.refine.from_strokes`,
+  no model, like the graph cut).
 * ``random_walker_plain`` -- ``skimage.segmentation.random_walker(mode='cg_j')`` on the full volume,
   strokes as seeds (same beta and mm spacing as ours: only cropping and prior seeds differ).
 * ``*+seg`` rows -- ours refining a degraded segmentation carried in the label file (truth eroded
@@ -81,6 +81,16 @@ def ours(method, image, seeds, spacing, prior, region):
     return refine(method, image, seeds, spacing, prior, params, region=region).argmax(0) == 1
 
 
+def strokes_only(method, image, seeds, spacing):
+    """What the infer task does with no model and no current segment."""
+    from lib.scribbles.crf import DenseCRFParams
+    from lib.scribbles.random_walk import RandomWalkParams
+    from lib.scribbles.refine import from_strokes
+
+    params = DenseCRFParams() if method == "crf" else RandomWalkParams()
+    return from_strokes(method, image, seeds, spacing, 2, params).argmax(0) == 1
+
+
 def plain_random_walker(image, seeds, spacing):
     from skimage.segmentation import random_walker
 
@@ -110,7 +120,7 @@ def main():
 
     from lib.datasets.phantoms import make_cardiac_phantom
     from lib.scribbles.convention import NO_SEED, ScribbleConvention
-    from lib.scribbles.prior import likelihood_prior, normalise_intensity, segmentation_prior
+    from lib.scribbles.prior import segmentation_prior
     from lib.scribbles.simulate import simulate_scribbles
 
     conv = ScribbleConvention({"lv": 1, "myocardium": 2, "rv": 3})
@@ -119,7 +129,6 @@ def main():
         for seed in range(args.phantoms):
             vol = make_cardiac_phantom(200 + seed, shape=shape, spacing=spacing)
             strokes = conv.seeds(simulate_scribbles(vol.label, vol.spacing, conv, seed=seed))
-            img01 = normalise_intensity(vol.image)
             for name, k in conv.labels.items():
                 truth = vol.label == k
                 seeds = np.where(strokes == NO_SEED, NO_SEED, (strokes == k).astype(np.int64))
@@ -127,9 +136,8 @@ def main():
                 seg = degraded(truth)
                 runs = {
                     "graphcut": lambda: graphcut(vol.image, fg, bg, spacing),
-                    "crf": lambda: ours("crf", vol.image, seeds, spacing, likelihood_prior(img01, seeds, 2, spacing=spacing), None),
-                    "random_walk": lambda: ours("random_walk", vol.image, seeds, spacing,
-                                                likelihood_prior(img01, seeds, 2, spacing=spacing), None),
+                    "crf": lambda: strokes_only("crf", vol.image, seeds, spacing),
+                    "random_walk": lambda: strokes_only("random_walk", vol.image, seeds, spacing),
                     "random_walker_plain": lambda: plain_random_walker(vol.image, seeds, spacing),
                     "prior_only+seg": lambda: seg,
                     "crf+seg": lambda: ours("crf", vol.image, seeds, spacing, segmentation_prior(seg.astype(int), 2, 0.9), seg),

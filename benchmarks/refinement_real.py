@@ -93,12 +93,12 @@ def degrade(truth, spacing, how, rng):
 
 
 def corrective_strokes(truth, prior, spacing, seed, how):
-    """Strokes on the 1-3 slices where ``prior`` is most wrong (every-slice strokes kept there),
-    plus a background line across a false blob's central slice."""
+    """Strokes on the 1-3 scribbled slices where ``prior`` is most wrong (every-slice strokes kept
+    there), plus a background line across a false blob's central slice."""
     from lib.scribbles.convention import NO_SEED
 
     full = strokes(truth, spacing, None, seed)
-    wrong = (truth != prior).sum(axis=(0, 1))
+    wrong = np.where((full != NO_SEED).any(axis=(0, 1)), (truth != prior).sum(axis=(0, 1)), 0)
     worst = [int(z) for z in np.argsort(-wrong)[:3] if wrong[z] > 0]
     keep = np.zeros(truth.shape[2], bool)
     keep[worst] = True
@@ -156,6 +156,16 @@ class Served:
         os.remove(result)
         return out, elapsed, reply
 
+    def safe_binary(self, method, name, seeds, segment=None):
+        """:meth:`binary`, a refused request recorded (empty mask, its message) instead of raised."""
+        from monailabel.client.client import MONAILabelClientException
+
+        try:
+            return self.binary(method, name, seeds, segment)
+        except MONAILabelClientException as e:
+            print(f"    {method} refused: {e.msg}", flush=True)
+            return np.zeros(seeds.shape, bool), float("nan"), {"error": str(e.msg)}
+
     def binary(self, method, name, seeds, segment=None):
         info = [{"name": name, "id": SLICER_IDS["segment"]},
                 {"name": "background_scribbles", "id": SLICER_IDS["background_scribbles"]},
@@ -182,7 +192,7 @@ def run_case(case, served, seeds, rows, overlays):
                 key = dict(case=case.name, structure=name, kind=case.kinds[name], protocol=protocol, seed=seed,
                            situation="binary")
                 for method in METHODS:
-                    mask, sec, _ = served.binary(method, name, s)
+                    mask, sec, _ = served.safe_binary(method, name, s)
                     rows.append({**key, "method": method, "dice": dice(mask, truth), "seconds": sec})
                     if protocol == "3 slices" and seed == seeds[0]:
                         overlays.setdefault((case.name, name), {})[method] = mask
@@ -201,7 +211,7 @@ def run_case(case, served, seeds, rows, overlays):
                        situation="corrective")
             rows.append({**key, "method": "prior", "dice": dice(prior, truth), "seconds": 0.0})
             for method in METHODS:
-                mask, sec, _ = served.binary(method, name, s, segment=prior)
+                mask, sec, _ = served.safe_binary(method, name, s, segment=prior)
                 rows.append({**key, "method": method, "dice": dice(mask, truth), "seconds": sec})
         print(f"  {case.name} / {name} done", flush=True)
 
@@ -311,6 +321,10 @@ def overlay_png(path, image, parts):
         (tiles[0].shape[1] * 4 * 2, tiles[0].shape[0] * 2), Image.NEAREST).save(path)
 
 
+def cell(results, method, key, digits):
+    return f"{results[method][key]:.{digits}f}" if method in results else "n/a"
+
+
 def summarise(rows, latency, args, pngs):
     from collections import defaultdict
 
@@ -325,7 +339,7 @@ def summarise(rows, latency, args, pngs):
         kinds = sorted({r["kind"] for r in rs})
         summary.setdefault(situation, {}).setdefault(protocol, {})[method] = {
             "dice_mean": mean([r["dice"] for r in rs]),
-            "seconds_median": float(np.median([r["seconds"] for r in rs])),
+            "seconds_median": float(np.nanmedian([r["seconds"] for r in rs])),
             "dice_per_kind": {k: mean([r["dice"] for r in rs if r["kind"] == k]) for k in kinds},
             "runs": len(rs)}
     corrective = [r for r in rows if r["situation"] == "corrective"]
@@ -352,8 +366,8 @@ def summarise(rows, latency, args, pngs):
     for protocol in PROTOCOLS:
         if protocol in binary:
             b = binary[protocol]
-            lines.append(f"| {protocol} | " + " | ".join(f"{b[m]['dice_mean']:.3f}" for m in methods) + " | " +
-                         " | ".join(f"{b[m]['seconds_median']:.2f}" for m in methods) + " |")
+            lines.append(f"| {protocol} | " + " | ".join(cell(b, m, "dice_mean", 3) for m in methods) + " | " +
+                         " | ".join(cell(b, m, "seconds_median", 2) for m in methods) + " |")
     if "3 slices" in binary:
         kinds = sorted(binary["3 slices"]["crf"]["dice_per_kind"])
         lines += ["", "By kind of structure, 3 slices:", "", "| kind | " + " | ".join(f"`{m}`" for m in methods) + " |",
@@ -377,8 +391,8 @@ def summarise(rows, latency, args, pngs):
                   " | ".join(f"`{m}` s" for m in mmethods) + " |", "|---" * (1 + 2 * len(mmethods)) + "|"]
         for protocol in PROTOCOLS:
             if protocol in mc:
-                lines.append(f"| {protocol} | " + " | ".join(f"{mc[protocol][m]['dice_mean']:.3f}" for m in mmethods)
-                             + " | " + " | ".join(f"{mc[protocol][m]['seconds_median']:.2f}" for m in mmethods) + " |")
+                lines.append(f"| {protocol} | " + " | ".join(cell(mc[protocol], m, "dice_mean", 3) for m in mmethods)
+                             + " | " + " | ".join(cell(mc[protocol], m, "seconds_median", 2) for m in mmethods) + " |")
     co = summary.get("corrective", {})
     if co:
         lines += ["", "## Correcting a degraded segment (binary, corrective strokes on 1-3 slices)", "",

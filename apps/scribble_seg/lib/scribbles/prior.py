@@ -1,10 +1,13 @@
-"""Prior probability maps for interactive refinement, in the order the infer tasks try them:
+"""Prior probability maps for interactive refinement:
 
 1. a trained model's softmax (computed by the infer task, not here);
 2. :func:`segmentation_prior` -- the current segmentation carried in the label file, softened:
    the labelled class gets ``confidence``, the others share the rest (a hard mask would leave a
    CRF nothing to decide; cf. MONAI Label's ``SoftenProbSoftmax``, issue #266);
-3. :func:`likelihood_prior` -- no model, no segmentation: class-conditional intensity histograms
+3. :func:`likelihood_prior` -- intensity alone, a baseline (with neither model nor segmentation
+   the infer tasks start from :func:`lib.scribbles.refine.from_strokes` instead: on real volumes
+   scribbled on a few slices, exp(-d / lambda) cuts the structure off a few mm from the strokes):
+   class-conditional intensity histograms
    learnt from the strokes (MONAI Label's histogram method, generalised to C classes) times a
    proximity term for the foreground classes::
 
