@@ -71,10 +71,11 @@ def strokes(truth, spacing, slices, seed):
 
 def degrade(truth, spacing, how, rng):
     """The truth as a model would get it wrong (see the module doc)."""
+    reach = max(3.0, 1.01 * min(spacing[:2]))  # at least one in-plane voxel on coarse grids
     if how == "eroded 3 mm":
-        return ndimage.distance_transform_edt(truth, sampling=spacing) > 3.0
+        return ndimage.distance_transform_edt(truth, sampling=spacing) > reach
     if how == "dilated 3 mm":
-        return ndimage.distance_transform_edt(~truth, sampling=spacing) <= 3.0
+        return ndimage.distance_transform_edt(~truth, sampling=spacing) <= reach
     zs = np.flatnonzero(truth.any(axis=(0, 1)))
     if how == "missed slab":
         n = max(1, int(round(0.25 * zs.size)))
@@ -443,6 +444,7 @@ def main():
                 run_case(case, served, args.seeds, rows, overlays)
             finally:
                 served.stop()
+            summarise(rows, latency, args, [])  # written after every volume: a cut-short run keeps its results
         if not args.skip_latency:
             run_latency(workdir, args.repeats, latency)
         pngs = []
