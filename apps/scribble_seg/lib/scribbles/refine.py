@@ -27,8 +27,8 @@ METHODS = ("crf", "random_walk")
 MAX_SOLVE_VOXELS = 1_000_000
 """Boxes larger than this are solved coarse-to-fine (:mod:`lib.scribbles.multiscale`)."""
 STROKE_WALK_GAMMA = 1e-4
-"""Absorption of the strokes-only walk (:func:`from_strokes`), chosen on the real development set
-scribbled on 3 axial slices (``benchmarks/README.md``): the larger it is, the shorter walkers
+"""Absorption of the strokes-only walk (:func:`from_strokes`), chosen among 1e-4 / 1e-3 / 1e-2 on
+the real development set scribbled on 3 axial slices: the larger it is, the shorter walkers
 travel into the slices nobody scribbled."""
 DEFAULT_MARGIN_MM = {"crf": 20.0, "random_walk": 25.0}
 """Margin of the solved box. Held-out phantoms (256 x 256 x 32, binary mode): the CRF keeps its
@@ -54,14 +54,8 @@ def refine(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Sequence[
     foreground = stroked & (seeds != BACKGROUND_CLASS)
     masks = [foreground if foreground.any() else stroked] + ([np.asarray(region, bool)] if region is not None else [])
     box = roi_box(masks, spacing, margin_mm, roi)
-    img, sd, pr = image[box], seeds[box], prior[(slice(None),) + box]
-    faces = _open_faces(box, image.shape)
-    if img.size <= max_voxels:
-        q = _solve(method, img, sd, spacing, pr, params, faces)
-    else:
-        q = _coarse_to_fine(method, img, sd, spacing, pr, params, faces, max_voxels)
     out = prior.copy()
-    out[(slice(None),) + box] = q
+    out[(slice(None),) + box] = _solve_box(method, image, seeds, spacing, prior, params, box, max_voxels)
     return out
 
 
@@ -93,17 +87,20 @@ def from_strokes(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Seq
                                    tol=params.tol if isinstance(params, RandomWalkParams) else RandomWalkParams.tol)
     whole = roi_box([seeds != NO_SEED], spacing, np.inf, roi)  # the whole volume, within the ROI
     walk = flat.copy()
-    img, sd, pr = image[whole], seeds[whole], flat[(slice(None),) + whole]
-    faces = _open_faces(whole, image.shape)
-    if img.size <= max_voxels:
-        walk[(slice(None),) + whole] = _solve("random_walk", img, sd, spacing, pr, walk_params, faces)
-    else:
-        walk[(slice(None),) + whole] = _coarse_to_fine("random_walk", img, sd, spacing, pr, walk_params, faces,
-                                                       max_voxels)
+    walk[(slice(None),) + whole] = _solve_box("random_walk", image, seeds, spacing, flat, walk_params, whole, max_voxels)
     if method == "random_walk":
         return walk
     return refine(method, image, seeds, spacing, walk, params, region=walk.argmax(0) != BACKGROUND_CLASS,
                   margin_mm=margin_mm, roi=roi, max_voxels=max_voxels)
+
+
+def _solve_box(method, image, seeds, spacing, prior, params, box, max_voxels) -> np.ndarray:
+    """``method`` on ``box`` of the volume: directly, or coarse-to-fine above ``max_voxels``."""
+    img, sd, pr = image[box], seeds[box], prior[(slice(None),) + box]
+    faces = _open_faces(box, image.shape)
+    if img.size <= max_voxels:
+        return _solve(method, img, sd, spacing, pr, params, faces)
+    return _coarse_to_fine(method, img, sd, spacing, pr, params, faces, max_voxels)
 
 
 def _open_faces(box: Tuple[slice, ...], shape: Sequence[int]) -> np.ndarray:
