@@ -146,3 +146,45 @@ def test_refine_solves_a_box_and_keeps_the_prior_outside(disk, method):
         refine("graphcut", image, seeds, SPACING, prior, params)
     with pytest.raises(ValueError, match="no scribbles"):
         refine(method, image, np.full(image.shape, NO_SEED), SPACING, prior, params)
+
+
+def test_pyramid_halves_the_finest_axes_and_votes_strokes_up():
+    from lib.scribbles.multiscale import band_children, block_mean, boundary, coarse_seeds, expand, pyramid
+
+    assert pyramid((512, 512, 102), (0.76, 0.76, 3.33), 250_000) == [(2, 2, 1), (2, 2, 1), (2, 2, 2)]
+    assert pyramid((40, 40, 10), (1.0, 1.0, 1.0), 16_000) == []
+    # strokes: a block with one class keeps it, a block with two classes stays unseeded
+    index = np.ravel_multi_index(([0, 1, 2, 3], [0, 0, 0, 0], [0, 0, 0, 0]), (4, 2, 2))
+    up_index, up_class = coarse_seeds(index, np.array([1, 1, 0, 2]), (4, 2, 2), (2, 2, 2))
+    assert up_index.tolist() == [0] and up_class.tolist() == [1]
+    # an odd size is edge-padded, and expand undoes the block mean of a block-constant array
+    coarse = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
+    fine = expand(coarse, (2, 2, 1), (3, 5, 2))
+    assert fine.shape == (3, 5, 2) and np.array_equal(block_mean(fine, (2, 2, 1)), coarse)
+    # the band: every child of a voxel next to a class change, nothing else
+    labels = np.zeros((4, 4, 1), int)
+    labels[2:] = 1
+    band = band_children(boundary(labels), (2, 2, 1), (8, 8, 1))
+    rows = np.unravel_index(band, (8, 8, 1))[0]
+    assert band.size == 32 and set(rows.tolist()) == {2, 3, 4, 5}
+
+
+@pytest.mark.parametrize("method", ["random_walk", "crf"])
+def test_coarse_to_fine_keeps_the_direct_solve_dice(method):
+    """A box over ``max_voxels`` is solved on a pyramid, and loses nothing to the direct solve
+    (measured 0.985 / 0.966 against 0.919 / 0.384 direct: block means also average the noise)."""
+    from lib.scribbles.refine import class_map, from_strokes
+
+    rng = np.random.default_rng(1)
+    zz, yy, xx = np.meshgrid(np.arange(64), np.arange(64), np.arange(16), indexing="ij")
+    truth = ((zz - 30) ** 2 + (yy - 34) ** 2) / 18**2 + ((xx - 8) * 3.0) ** 2 / 20**2 < 1
+    image = (truth * 1.0 + rng.normal(0, 0.3, truth.shape)).astype(np.float32)
+    seeds = np.full(truth.shape, NO_SEED)
+    for z in (5, 8, 11):  # strokes on three of the 16 slices
+        seeds[26:35, 34, z] = 1
+        seeds[4:60, 4, z] = 0
+    spacing = (1.0, 1.0, 3.0)
+    params = RandomWalkParams() if method == "random_walk" else DenseCRFParams()
+    direct = class_map(from_strokes(method, image, seeds, spacing, 2, params, max_voxels=10**9)) == 1
+    pyramid_ = class_map(from_strokes(method, image, seeds, spacing, 2, params, max_voxels=5_000)) == 1
+    assert _dice(pyramid_, truth) > max(0.93, _dice(direct, truth) - 0.02)

@@ -47,7 +47,7 @@ from lib.scribbles.convention import (
 from lib.scribbles.crf import DenseCRFParams
 from lib.scribbles.prior import segmentation_prior
 from lib.scribbles.random_walk import RandomWalkParams
-from lib.scribbles.refine import DEFAULT_MARGIN_MM, from_strokes, refine
+from lib.scribbles.refine import DEFAULT_MARGIN_MM, class_map, from_strokes, refine
 
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
@@ -149,7 +149,7 @@ class ScribbleRefinement(BasicInferTask):
             probs = from_strokes(self.method, image, seeds, spacing, num_classes, params, margin_mm=margin, roi=roi)
         else:
             probs = refine(self.method, image, seeds, spacing, prior, params, region=region, margin_mm=margin, roi=roi)
-        pred = probs.argmax(0).astype(np.uint8)
+        pred = class_map(probs)
         data["pred"] = MetaTensor(torch.as_tensor(pred), meta=dict(image_t.meta))
         data["result"] = {"method": self.method, "mode": mode, "prior": source,
                           "refine_seconds": round(time.time() - start, 3)}

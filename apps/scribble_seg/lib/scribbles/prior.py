@@ -21,7 +21,7 @@
 All take / return ``(C, H, W, D)`` float32 probabilities that sum to 1 over ``C``.
 """
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -34,18 +34,33 @@ PROXIMITY_REACH = 8.0
 """The proximity term is computed within ``PROXIMITY_REACH * lambda`` of the strokes, 0 beyond."""
 
 
+def intensity_window(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> Tuple[float, float]:
+    """The ``low`` and ``high`` percentiles of the image (of a strided sample: same to ~1e-3).
+
+    Raises:
+        ValueError: NaN or Inf in the image.
+    """
+    flat = np.asarray(image).ravel()
+    sample = flat[:: max(1, flat.size // PERCENTILE_SAMPLES)]
+    if not np.all(np.isfinite(flat)):
+        raise ValueError("image holds NaN or Inf values")
+    lo, hi = np.percentile(sample, [low, high])
+    return float(lo), float(max(hi, lo + 1e-6))
+
+
+def to_window(values: np.ndarray, window: Tuple[float, float]) -> np.ndarray:
+    """Intensities mapped linearly from ``window`` to [0, 1] and clipped (float32)."""
+    lo, hi = window
+    return np.clip((np.asarray(values, dtype=np.float32) - lo) / (hi - lo), 0.0, 1.0).astype(np.float32, copy=False)
+
+
 def normalise_intensity(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
     """Robust min-max to [0, 1] between the ``low`` and ``high`` percentiles (float32).
 
     Raises:
         ValueError: NaN or Inf in the image.
     """
-    image = np.asarray(image, dtype=np.float32)
-    if not np.all(np.isfinite(image)):
-        raise ValueError("image holds NaN or Inf values")
-    step = max(1, image.size // PERCENTILE_SAMPLES)  # percentiles of a strided sample: same to ~1e-3
-    lo, hi = np.percentile(image.ravel()[::step], [low, high])
-    return np.clip((image - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0).astype(np.float32)
+    return to_window(image, intensity_window(image, low, high))
 
 
 def segmentation_prior(segmentation: np.ndarray, num_classes: int, confidence: float = 0.8) -> np.ndarray:

@@ -32,14 +32,14 @@ Output: probabilities ``(C, H, W, D)``, not just labels.
 """
 
 from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import cg
 
 from .convention import BACKGROUND_CLASS, NO_SEED
-from .prior import normalise_intensity
+from .prior import normalise_intensity, to_window
 
 
 @dataclass(frozen=True)
@@ -90,32 +90,36 @@ def edge_weights(step: np.ndarray, spacing_mm: float, finest_mm: float, beta: fl
 
 
 def free_system(image01: np.ndarray, free: np.ndarray, spacing: Sequence[float], beta: float,
-                sigma: Optional[float] = None) -> Tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray]:
+                sigma: Optional[float] = None, window: Optional[Tuple[float, float]] = None
+                ) -> Tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray]:
     """The random walker's system on the free voxels only: ``L_UU`` and the edges to fixed voxels.
 
     Only the edges that touch a free voxel are built, so the cost grows with the free set, not with
     the volume: a band of a few percent of a 512 x 512 x 100 CT costs a few percent of it.
 
     Args:
-        image01: ``(H, W, D)`` intensities in [0, 1].
-        free: ``(H, W, D)`` bool, the unknowns ``U``.
+        image01: ``(H, W, D)`` intensities in [0, 1], or raw ones with ``window``.
+        free: ``(H, W, D)`` bool, the unknowns ``U``, or their flat indices, sorted.
         spacing: voxel size in mm per axis.
         beta: edge sensitivity.
         sigma: intensity scale of the weights (default ``std(image01)``).
+        window: ``(low, high)`` intensities mapped to [0, 1] (:func:`lib.scribbles.prior.to_window`)
+            as the voxels next to ``U`` are read, so a large volume is never normalised whole.
 
     Returns:
         ``A`` (``(n_U, n_U)`` sparse ``L_UU``), and the edges from free to fixed voxels as three
         arrays ``(row in U, flat index of the fixed voxel, weight)``: ``-L_US s = sum w s_fixed``.
     """
     shape = image01.shape
-    flat = np.ascontiguousarray(image01, dtype=np.float32).ravel()
+    flat = np.asarray(image01).ravel()
+    free = np.asarray(free)
+    index = np.flatnonzero(free.ravel()) if free.dtype == bool else free.astype(np.int64, copy=False)
+    value = (lambda i: flat[i].astype(np.float32)) if window is None else (lambda i: to_window(flat[i], window))
     if sigma is None:
-        sigma = float(flat[:: max(1, flat.size // 262144)].std()) or 1.0
-    index = np.flatnonzero(np.asarray(free).ravel())
+        sigma = float(value(np.arange(0, flat.size, max(1, flat.size // 262144))).std()) or 1.0
     n = index.size
-    position = np.full(flat.size, -1, dtype=np.int64 if flat.size >= 2**31 else np.int32)
-    position[index] = np.arange(n)
     coords = np.unravel_index(index, shape)
+    at = value(index)
     strides = np.array([shape[1] * shape[2], shape[2], 1])
     finest = float(min(spacing))
     diagonal = np.zeros(n)
@@ -125,10 +129,10 @@ def free_system(image01: np.ndarray, free: np.ndarray, spacing: Sequence[float],
             inside = (coords[ax] + sign >= 0) & (coords[ax] + sign < shape[ax])
             u = np.flatnonzero(inside)
             j = index[u] + sign * strides[ax]
-            w = edge_weights(flat[index[u]] - flat[j], spacing[ax], finest, beta, sigma)
+            w = edge_weights(at[u] - value(j), spacing[ax], finest, beta, sigma)
             diagonal += np.bincount(u, weights=w, minlength=n)
-            pj = position[j]
-            both = pj >= 0
+            pj = np.minimum(np.searchsorted(index, j), n - 1)  # row of j in U, when j is free
+            both = index[pj] == j
             rows.append(u[both]), cols.append(pj[both]), vals.append(-w[both])
             fixed_rows.append(u[~both]), fixed_index.append(j[~both]), fixed_weights.append(w[~both])
     r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
@@ -170,34 +174,59 @@ def random_walk(image: np.ndarray, seeds: np.ndarray, spacing: Sequence[float], 
         labels = np.where((labels == NO_SEED) & np.asarray(fixed, bool), fill, labels)
 
     flat = labels.ravel()
-    seeded = flat != NO_SEED
-    free = ~seeded
-    out = np.zeros((num_classes, flat.size), dtype=np.float64)
-    out[flat[seeded], np.flatnonzero(seeded)] = 1.0
-    if not free.any():
-        return out.reshape((num_classes,) + image.shape).astype(np.float32)
+    free = flat == NO_SEED
+    out = np.zeros((num_classes, flat.size), dtype=np.float32)
+    seeded = np.flatnonzero(~free)
+    out[flat[seeded], seeded] = 1.0
+    if free.any():
+        p = prior.reshape(num_classes, -1)[:, free] if prior is not None else None
+        out[:, free] = walk_free(normalise_intensity(image), free.reshape(image.shape), spacing, flat.__getitem__,
+                                 num_classes, p, params)
+    return out.reshape((num_classes,) + image.shape)
 
-    A, rows, fixed_index, weights = free_system(normalise_intensity(image), free.reshape(image.shape), spacing,
-                                                params.beta)
+
+def walk_free(image01: np.ndarray, free: np.ndarray, spacing: Sequence[float],
+              fixed_class: Callable[[np.ndarray], np.ndarray], num_classes: int,
+              prior: Optional[np.ndarray], params: RandomWalkParams,
+              window: Optional[Tuple[float, float]] = None) -> np.ndarray:
+    """The random walk's probabilities on the free voxels, every other voxel fixed to one class.
+
+    Args:
+        image01: ``(H, W, D)`` intensities in [0, 1], or raw ones with ``window`` (see
+            :func:`free_system`).
+        free: ``(H, W, D)`` bool, the ``n`` unknowns, or their flat indices, sorted.
+        spacing: voxel size in mm per axis.
+        fixed_class: flat indices of fixed voxels -> their classes (only the free voxels'
+            neighbours are asked).
+        num_classes: ``C``.
+        prior: optional ``(C, n)`` data term at the free voxels (also the CG warm start).
+        params: see :class:`RandomWalkParams`.
+
+    Returns:
+        ``(C, n)`` float32 probabilities, in the order of the sorted free voxels.
+    """
+    A, rows, fixed_index, weights = free_system(image01, free, spacing, params.beta, window=window)
+    neighbour_class = np.asarray(fixed_class(fixed_index))
     gamma = params.gamma if prior is not None else 0.0
     if gamma:
         A = (A + gamma * sp.identity(A.shape[0], format="csr")).tocsr()
     jacobi = sp.diags(1.0 / A.diagonal())
-    p = prior.reshape(num_classes, -1)[:, free].astype(np.float64) if prior is not None else None
+    p = np.asarray(prior, dtype=np.float64) if prior is not None else None
+    out = np.zeros((num_classes, A.shape[0]))
     # the probabilities sum to 1 at every voxel (seeds one-hot, prior normalised), so the last
     # class is 1 minus the others: C - 1 solves (one for a binary segment)
     solved = []
     for c in range(num_classes - 1):
-        rhs = np.bincount(rows, weights=weights * out[c, fixed_index], minlength=A.shape[0])
+        rhs = np.bincount(rows, weights=weights * (neighbour_class == c), minlength=A.shape[0])
         if p is not None:
             rhs += gamma * p[c]
         if not rhs.any() and (p is None or not p[c].any()):
             continue  # a class with neither seeds nor prior mass stays 0
-        x0 = p[c] if p is not None else None
-        x, _ = cg(A, rhs, x0=x0, rtol=params.tol, maxiter=int(params.max_iterations), M=jacobi)
-        out[c, free] = x
+        x, _ = cg(A, rhs, x0=p[c] if p is not None else None, rtol=params.tol, maxiter=int(params.max_iterations),
+                  M=jacobi)
+        out[c] = x
         solved.append(c)
-    out[num_classes - 1, free] = 1.0 - out[solved][:, free].sum(axis=0) if solved else 1.0
+    out[num_classes - 1] = 1.0 - out[solved].sum(axis=0) if solved else 1.0
     out = np.clip(out, 0.0, None)
     out /= np.maximum(out.sum(axis=0, keepdims=True), 1e-12)
-    return out.reshape((num_classes,) + image.shape).astype(np.float32)
+    return out.astype(np.float32)

@@ -13,15 +13,16 @@
 Returns probabilities ``(C, H, W, D)``; the label map is their argmax.
 """
 
-from typing import Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .convention import BACKGROUND_CLASS, NO_SEED
 from .crf import DenseCRFParams, dense_crf
 from .crop import roi_box
-from .multiscale import block_any, block_mean, block_seeds, boundary_band, coarse_factors, expand
-from .random_walk import RandomWalkParams, random_walk
+from .multiscale import band_children, block_mean, boundary, coarse_index, coarse_seeds, expand, pyramid
+from .prior import intensity_window
+from .random_walk import RandomWalkParams, random_walk, walk_free
 
 METHODS = ("crf", "random_walk")
 MAX_SOLVE_VOXELS = 1_000_000
@@ -55,7 +56,8 @@ def refine(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Sequence[
     masks = [foreground if foreground.any() else stroked] + ([np.asarray(region, bool)] if region is not None else [])
     box = roi_box(masks, spacing, margin_mm, roi)
     out = prior.copy()
-    out[(slice(None),) + box] = _solve_box(method, image, seeds, spacing, prior, params, box, max_voxels)
+    band = params if isinstance(params, RandomWalkParams) else RandomWalkParams()
+    out[(slice(None),) + box] = _solve_box(_solver(method, params), image, seeds, spacing, prior, box, max_voxels, band)
     return out
 
 
@@ -72,7 +74,8 @@ def from_strokes(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Seq
        whichever stroke a slow diffusion reaches first;
     2. for ``crf``, the dense CRF on that in the box around its foreground.
 
-    Classes without strokes get probability 0.
+    Above ``max_voxels`` both steps run on the coarsest grid of the pyramid and the boundary is
+    walked back down to full resolution. Classes without strokes get probability 0.
     """
     image, seeds = np.asarray(image), np.asarray(seeds)
     if image.ndim != 3 or seeds.shape != image.shape:
@@ -80,41 +83,69 @@ def from_strokes(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Seq
     stroked = np.unique(seeds[seeds != NO_SEED])
     if stroked.size == 0:
         raise ValueError("no scribbles: draw at least one stroke")
-    flat = np.zeros((num_classes,) + image.shape, dtype=np.float32)
-    flat[stroked] = 1.0 / stroked.size
     walk_params = RandomWalkParams(beta=params.beta if isinstance(params, RandomWalkParams) else RandomWalkParams.beta,
                                    gamma=walk_gamma,
                                    tol=params.tol if isinstance(params, RandomWalkParams) else RandomWalkParams.tol)
+
+    def flat(shape):
+        uniform = np.zeros((num_classes,) + tuple(shape), dtype=np.float32)
+        uniform[stroked] = 1.0 / stroked.size
+        return uniform
+
+    def solve(img, sd, sp, _prior, faces):
+        walk = _solve("random_walk", img, sd, sp, flat(img.shape), walk_params, faces)
+        if method == "random_walk":
+            return walk
+        return refine(method, img, sd, sp, walk, params, region=walk.argmax(0) != BACKGROUND_CLASS,
+                      margin_mm=margin_mm, max_voxels=np.iinfo(np.int64).max)
+
     whole = roi_box([seeds != NO_SEED], spacing, np.inf, roi)  # the whole volume, within the ROI
-    walk = flat.copy()
-    walk[(slice(None),) + whole] = _solve_box("random_walk", image, seeds, spacing, flat, walk_params, whole, max_voxels)
-    if method == "random_walk":
-        return walk
-    return refine(method, image, seeds, spacing, walk, params, region=walk.argmax(0) != BACKGROUND_CLASS,
-                  margin_mm=margin_mm, roi=roi, max_voxels=max_voxels)
+    solved = _solve_box(solve, image, seeds, spacing, None, whole, max_voxels, walk_params)
+    if solved.shape[1:] == image.shape:
+        return solved
+    out = flat(image.shape)
+    out[(slice(None),) + whole] = solved
+    return out
 
 
-def _solve_box(method, image, seeds, spacing, prior, params, box, max_voxels) -> np.ndarray:
-    """``method`` on ``box`` of the volume: directly, or coarse-to-fine above ``max_voxels``."""
-    img, sd, pr = image[box], seeds[box], prior[(slice(None),) + box]
-    faces = _open_faces(box, image.shape)
-    if img.size <= max_voxels:
-        return _solve(method, img, sd, spacing, pr, params, faces)
-    return _coarse_to_fine(method, img, sd, spacing, pr, params, faces, max_voxels)
+def class_map(probs: np.ndarray) -> np.ndarray:
+    """``(C, H, W, D)`` probabilities -> ``(H, W, D)`` uint8 argmax (first class on ties), one
+    contiguous pass per class instead of numpy's strided argmax over axis 0."""
+    best, labels = probs[0], np.zeros(probs.shape[1:], dtype=np.uint8)
+    for c in range(1, probs.shape[0]):
+        higher = probs[c] > best
+        labels[higher] = c
+        best = np.where(higher, probs[c], best) if c < probs.shape[0] - 1 else best
+    return labels
 
 
-def _open_faces(box: Tuple[slice, ...], shape: Sequence[int]) -> np.ndarray:
-    """The faces of the box that lie inside the volume (the random walk fixes them to the prior)."""
-    faces = np.zeros(tuple(s.stop - s.start for s in box), bool)
-    for ax in range(3):
+def _solve_box(solve: Callable, image, seeds, spacing, prior, box, max_voxels, band_params) -> np.ndarray:
+    """``solve(image, seeds, spacing, prior, faces)`` on ``box`` of the volume: directly, or on the
+    coarsest grid of the pyramid above ``max_voxels`` and then down by :func:`_walk_down`."""
+    img, sd = image[box], seeds[box]
+    pr = prior[(slice(None),) + box] if prior is not None else None
+    sides = [(b.start > 0, b.stop < n) for b, n in zip(box, image.shape)]
+    ratios = pyramid(img.shape, spacing, max_voxels)
+    if not ratios:
+        return solve(img, sd, spacing, pr, _open_faces(img.shape, sides))
+    return _coarse_to_fine(solve, img, sd, spacing, pr, sides, ratios, band_params)
+
+
+def _open_faces(shape: Sequence[int], sides) -> np.ndarray:
+    """The faces of a box of ``shape`` that lie inside the volume (``sides``: per axis, whether the
+    low and high face do); the random walk fixes them to the prior."""
+    faces = np.zeros(tuple(shape), bool)
+    for ax, (low, high) in enumerate(sides):
         idx = [slice(None)] * 3
-        if box[ax].start > 0:
-            idx[ax] = 0
-            faces[tuple(idx)] = True
-        if box[ax].stop < shape[ax]:
-            idx[ax] = -1
-            faces[tuple(idx)] = True
+        for inside, at in ((low, 0), (high, -1)):
+            if inside:
+                idx[ax] = at
+                faces[tuple(idx)] = True
     return faces
+
+
+def _solver(method, params) -> Callable:
+    return lambda image, seeds, spacing, prior, faces: _solve(method, image, seeds, spacing, prior, params, faces)
 
 
 def _solve(method, image, seeds, spacing, prior, params, faces) -> np.ndarray:
@@ -123,13 +154,54 @@ def _solve(method, image, seeds, spacing, prior, params, faces) -> np.ndarray:
     return random_walk(image, seeds, spacing, prior.shape[0], prior, params, fixed=faces)
 
 
-def _coarse_to_fine(method, image, seeds, spacing, prior, params, faces, max_voxels) -> np.ndarray:
-    """:mod:`lib.scribbles.multiscale`: solve block-averaged, then re-solve the boundary band at full
-    resolution with a random walk pulled toward the coarse result."""
-    f = coarse_factors(image.shape, spacing, max_voxels)
-    coarse = _solve(method, block_mean(image, f), block_seeds(seeds, f), [s * k for s, k in zip(spacing, f)],
-                    block_mean(prior, f), params, block_any(faces, f))
-    band = boundary_band(coarse.argmax(0), f, image.shape)
-    up = expand(coarse, f, image.shape)
-    walk = params if isinstance(params, RandomWalkParams) else RandomWalkParams()
-    return random_walk(image, seeds, spacing, prior.shape[0], up, walk, fixed=~band)
+def _coarse_to_fine(solve, image, seeds, spacing, prior, sides, ratios, band_params) -> np.ndarray:
+    """:mod:`lib.scribbles.multiscale`: ``solve`` on the coarsest grid, then one level down at a
+    time, the band along the boundary re-solved by a random walk (``band_params``) pulled toward
+    the level above, every other voxel fixed to its parent's class."""
+    strokes = np.flatnonzero(seeds != NO_SEED)
+    levels = [dict(image=image, shape=image.shape, spacing=list(spacing), prior=prior,
+                   strokes=(strokes, seeds.ravel()[strokes].astype(np.int64)))]
+    for r in ratios:
+        below = levels[-1]
+        img = block_mean(below["image"], r)
+        levels.append(dict(image=img, shape=img.shape, spacing=[s * k for s, k in zip(below["spacing"], r)],
+                           prior=block_mean(below["prior"], r) if below["prior"] is not None else None,
+                           strokes=coarse_seeds(*below["strokes"], below["shape"], r)))
+    top = levels[-1]
+    probs = solve(top["image"], _seed_grid(top["strokes"], top["shape"]), top["spacing"], top["prior"],
+                  _open_faces(top["shape"], sides))
+    for level, r in reversed(list(enumerate(ratios))):
+        probs = _walk_down(probs, levels[level], r, band_params)
+    return probs
+
+
+def _seed_grid(strokes, shape) -> np.ndarray:
+    grid = np.full(int(np.prod(shape)), NO_SEED, dtype=np.int64)
+    grid[strokes[0]] = strokes[1]
+    return grid.reshape(shape)
+
+
+def _walk_down(coarse: np.ndarray, level: dict, ratio, params: RandomWalkParams) -> np.ndarray:
+    """``(C, h, w, d)`` probabilities of the grid above -> ``(C, H, W, D)`` on ``level``."""
+    num_classes, shape = coarse.shape[0], level["shape"]
+    parent = class_map(coarse)
+    parent_class = parent.ravel()
+    stroke_index, stroke_class = level["strokes"]
+    probs = expand(coarse, ratio, shape)
+    if not probs.flags.writeable:
+        probs = probs.copy()
+    flat = probs.reshape(num_classes, -1)
+    band = np.setdiff1d(band_children(boundary(parent), ratio, shape), stroke_index, assume_unique=True)
+    if band.size:
+        def fixed_class(index):
+            cls = parent_class[coarse_index(index, shape, ratio)]
+            at = np.minimum(np.searchsorted(stroke_index, index), max(stroke_index.size - 1, 0))
+            hit = stroke_index[at] == index if stroke_index.size else np.zeros(index.shape, bool)
+            cls[hit] = stroke_class[at[hit]]
+            return cls
+
+        flat[:, band] = walk_free(level["image"], band, level["spacing"], fixed_class, num_classes,
+                                  flat[:, band], params, window=intensity_window(level["image"]))
+    flat[:, stroke_index] = 0.0
+    flat[stroke_class, stroke_index] = 1.0
+    return probs
