@@ -254,7 +254,8 @@ def run_latency(workdir, repeats, rows):
     base = case.volume
     value = case.labels["right lung"]
     for zoom in ((1, 1, 1), (2, 2, 2), (4, 4, 3)):
-        image = ndimage.zoom(base.image.astype(np.float32), zoom, order=1)
+        # stored as int16 Hounsfield units, as scanners write CT
+        image = np.round(ndimage.zoom(base.image.astype(np.float32), zoom, order=1)).astype(np.int16)
         label = ndimage.zoom(base.label, zoom, order=0)
         spacing = tuple(s / z for s, z in zip(base.spacing, zoom))
         volume = LabelledVolume(image=image, label=label, spacing=spacing)

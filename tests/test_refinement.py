@@ -1,5 +1,7 @@
 """The pure refinement functions: priors, crop box, dense CRF, random walk, refine."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -188,3 +190,24 @@ def test_coarse_to_fine_keeps_the_direct_solve_dice(method):
     direct = class_map(from_strokes(method, image, seeds, spacing, 2, params, max_voxels=10**9)) == 1
     pyramid_ = class_map(from_strokes(method, image, seeds, spacing, 2, params, max_voxels=5_000)) == 1
     assert _dice(pyramid_, truth) > max(0.93, _dice(direct, truth) - 0.02)
+
+
+def test_loaded_images_reads_a_file_once_and_again_when_it_changes(tmp_path):
+    import nibabel as nib
+    from lib.transforms.loaded_images import LoadedImages
+
+    path = str(tmp_path / "ct.nii.gz")
+    first = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    nib.save(nib.Nifti1Image(first, np.diag([0.7, 0.7, 3.0, 1.0])), path)
+    images = LoadedImages(capacity=1)
+    a, b = images(path), images(path)
+    assert (images.hits, images.misses) == (1, 1)
+    assert a.shape == (1, 4, 5, 6) and np.array_equal(np.asarray(b[0]), first)
+    assert np.allclose(b.pixdim, [0.7, 0.7, 3.0])
+    b.meta["filename_or_obj"] = "changed"  # a request's metadata is its own
+    assert images(path).meta["filename_or_obj"] != "changed"
+    nib.save(nib.Nifti1Image(first[::-1].copy(), np.eye(4)), path)  # replaced on disk: read again
+    os.utime(path, ns=(1, 1))
+    assert np.array_equal(np.asarray(images(path)[0]), first[::-1]) and images.misses == 2
+    with pytest.raises(ValueError, match="capacity"):
+        LoadedImages(capacity=0)

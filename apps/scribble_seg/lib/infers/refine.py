@@ -22,7 +22,8 @@ Large volumes are solved coarse-to-fine (:mod:`lib.scribbles.multiscale`). Every
 
 Bad input -- no strokes, strokes of one class without a prior, a label file of another shape,
 label ids ``label_info`` does not describe, an ROI outside the volume, NaN intensities -- answers
-HTTP 422 with the reason; nothing is written.
+HTTP 422 with the reason; nothing is written. The image is read once per session
+(:class:`lib.transforms.loaded_images.LoadedImages`): the next strokes on it skip the file.
 """
 
 import logging
@@ -48,6 +49,7 @@ from lib.scribbles.crf import DenseCRFParams
 from lib.scribbles.prior import segmentation_prior
 from lib.scribbles.random_walk import RandomWalkParams
 from lib.scribbles.refine import DEFAULT_MARGIN_MM, class_map, from_strokes, refine
+from lib.transforms.loaded_images import LoadedImaged, LoadedImages
 
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
@@ -55,6 +57,8 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 logger = logging.getLogger(__name__)
 
 PARAMS = {"crf": DenseCRFParams, "random_walk": RandomWalkParams}
+LOADED = LoadedImages(capacity=2)
+"""Images read for refinement, shared by both methods: the strokes of a session re-read nothing."""
 
 
 def _client_error(exc: BaseException) -> Optional[RequestError]:
@@ -105,7 +109,7 @@ class ScribbleRefinement(BasicInferTask):
             raise RequestError(f"{self.method}: {error.detail}", error.status_code) from None
 
     def pre_transforms(self, data=None):
-        return [LoadImaged(["image", "label"], image_only=True), EnsureChannelFirstd(["image", "label"])]
+        return [LoadedImaged("image", LOADED), LoadImaged("label", image_only=True), EnsureChannelFirstd("label")]
 
     def inferer(self, data=None):
         return Compose([self._refine])

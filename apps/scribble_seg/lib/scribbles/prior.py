@@ -63,6 +63,15 @@ def normalise_intensity(image: np.ndarray, low: float = 0.5, high: float = 99.5)
     return to_window(image, intensity_window(image, low, high))
 
 
+def sharpened(probs: np.ndarray, power: float) -> np.ndarray:
+    """``(C, ...)`` probabilities raised to ``power`` and renormalised over classes (a softmax
+    temperature of ``1 / power`` on their logarithms): the argmax stays, the margins grow."""
+    log = np.log(np.clip(np.asarray(probs, dtype=np.float32), 1e-30, None)) * float(power)
+    log -= log.max(axis=0, keepdims=True)
+    out = np.exp(log)
+    return (out / out.sum(axis=0, keepdims=True)).astype(np.float32)
+
+
 def segmentation_prior(segmentation: np.ndarray, num_classes: int, confidence: float = 0.8) -> np.ndarray:
     """One-hot of a class-index map, softened: ``confidence`` for its class, the rest shared."""
     if not 1.0 / num_classes < confidence < 1.0:

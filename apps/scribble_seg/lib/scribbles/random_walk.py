@@ -82,6 +82,20 @@ class RandomWalkParams:
         return replace(cls(), **updates)
 
 
+def absorption(spacing: Sequence[float], reach_mm: float) -> float:
+    """The data-term weight ``gamma = (h / reach_mm)^2`` (``h`` the finest spacing) under which a
+    walker released at a stroke travels ~``reach_mm`` before it is absorbed.
+
+    With conductances normalised to ``h`` (:func:`edge_weights`), ``L / h^2`` is the continuous
+    Laplacian in mm, so ``gamma`` per voxel is an absorption rate ``gamma / h^2`` per mm^2 and a
+    diffusion length ``h / sqrt(gamma)`` mm: the same ``gamma`` reaches 4x farther on a 4x
+    coarser grid, the same ``reach_mm`` equally far on every grid.
+    """
+    if not reach_mm > 0:
+        raise ValueError(f"walk reach must be a positive length in mm, got {reach_mm}")
+    return (float(min(spacing)) / float(reach_mm)) ** 2
+
+
 def edge_weights(step: np.ndarray, spacing_mm: float, finest_mm: float, beta: float, sigma: float) -> np.ndarray:
     """Conductances ``(h / h_ij)^2 * exp(-beta * step^2 / (10 sigma))`` of edges of length
     ``spacing_mm`` (``step``: intensity differences across them, in [0, 1] units)."""
