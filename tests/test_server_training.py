@@ -6,6 +6,7 @@ import time
 
 import nibabel as nib
 import numpy as np
+import psutil
 import pytest
 from scipy import ndimage
 
@@ -110,6 +111,12 @@ def test_stopping_a_training_keeps_the_published_model_and_the_next_one_starts(s
     while time.time() < deadline and not client.train_status(check_if_running=True):
         time.sleep(0.5)
     time.sleep(8)  # inside the first epochs
+    # the training subprocess yields the CPU to the server's requests (conf background_niceness)
+    processes = [psutil.Process(server.proc.pid)] + psutil.Process(server.proc.pid).children(recursive=True)
+    training = [p for p in processes if "monailabel.interfaces.utils.app" in " ".join(p.cmdline())]
+    serving = [p for p in processes if p not in training]
+    assert training and {p.nice() for p in training} == {processes[0].nice() + 10}
+    assert {p.nice() for p in serving} == {processes[0].nice()}
     stopped = client.train_stop()
     assert stopped["status"] == "STOPPED"
     assert not client.train_status(check_if_running=True)

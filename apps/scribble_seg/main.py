@@ -35,6 +35,8 @@ Conf options (``--conf key value``; every value is a string):
 ``al_retrain_after``       new scribble maps that start a training of ``al_recipe`` (default 5; 0 = never)
 ``al_recipe``              recipe retrained by that trigger (default: ``al_model``)
 ``al_retrain_params``      JSON train-request parameters of that training, e.g. ``{"max_epochs": 5}``
+``background_niceness``    priority drop (0..19) of training and scoring subprocesses, so that refinement
+                           requests keep their speed while a training runs (default 10; 0 = off)
 =========================  ================================================================================
 
 Recipe-specific keys (``scribble2d5_*``, ``can_em_*``) are documented in their ``lib/configs/<recipe>.py``.
@@ -48,6 +50,7 @@ import os
 from typing import Dict, Optional
 
 import lib.configs
+from lib.background import DEFAULT_NICENESS, yield_to_server
 import torch
 from lib.activelearning import EpistemicScoring, NextToScribble, Random
 from lib.datastore import ScribbleDatastore
@@ -110,6 +113,8 @@ class ScribbleSegApp(MONAILabelApp):
     tells annotators which volume to scribble next."""
 
     def __init__(self, app_dir, studies, conf):
+        niceness = str(conf.get("background_niceness", DEFAULT_NICENESS)).strip()
+        yield_to_server(int(niceness) if niceness.lstrip("-").isdigit() else niceness)
         self.model_dir = os.path.join(app_dir, "model")
         os.makedirs(self.model_dir, exist_ok=True)  # start_server makes it; in-process use (benchmarks) too
         self.convention = ScribbleConvention.from_conf(conf)
