@@ -34,6 +34,18 @@ def yield_to_server(niceness: int = DEFAULT_NICENESS) -> bool:
         raise ValueError(f"conf 'background_niceness' must be an integer in 0..19, got {niceness!r}")
     if not niceness or not is_background_task():
         return False
-    os.nice(niceness)
+    lower_priority(niceness)
     logger.info(f"background task: niceness +{niceness}")
     return True
+
+
+def lower_priority(niceness: int) -> None:
+    """``nice`` every thread of this process: Linux keeps a niceness per thread, and the thread
+    pools torch or BLAS started while the app was built would otherwise keep competing at full
+    priority. Threads started later inherit it."""
+    tasks = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else [str(os.getpid())]
+    for tid in map(int, tasks):
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+        except (ProcessLookupError, PermissionError):
+            pass  # a thread that ended meanwhile

@@ -43,6 +43,7 @@ from lib.scribbles.convention import (
     ScribbleConvention,
     from_slicer_binary,
     parse_label_info,
+    present_values,
     to_scribble_map,
 )
 from lib.scribbles.crf import DenseCRFParams
@@ -202,7 +203,7 @@ class ScribbleRefinement(BasicInferTask):
 
     @staticmethod
     def _check_two_classes(seeds):
-        classes = np.unique(seeds[seeds != NO_SEED])
+        classes = present_values(seeds[seeds != NO_SEED])
         if len(classes) == 0:
             raise ValueError("no scribbles in the label: draw at least one stroke")
         if len(classes) < 2:

@@ -235,7 +235,7 @@ class ScribbleConvention:
         elif a.dtype.kind not in "iub":
             raise ValueError(f"scribble map must be an integer label map, got dtype {a.dtype}")
         a = a.astype(np.int64, copy=False)
-        bad = np.setdiff1d(np.unique(a), self.values)
+        bad = np.setdiff1d(present_values(a), self.values)
         if bad.size:
             shown = ", ".join(str(v) for v in bad[:10]) + (" ..." if bad.size > 10 else "")
             raise ValueError(f"scribble map holds values [{shown}] outside the convention ({self._describe_values()})")
@@ -259,16 +259,19 @@ class ScribbleConvention:
 
     def seeds(self, scribbles):
         """Seed map: the class index of each stroke, ``NO_SEED`` on unannotated voxels."""
+        if isinstance(scribbles, np.ndarray):  # in place on one copy: no full-size temporaries
+            out = scribbles.astype(np.int64)
+            out[scribbles == self.background_scribble_id] = BACKGROUND_CLASS
+            out[scribbles == UNANNOTATED] = NO_SEED
+            return out
         class_index, annotated = self.targets(scribbles)
-        if isinstance(class_index, np.ndarray):
-            return np.where(annotated, class_index, NO_SEED)
         return class_index.masked_fill(~annotated, NO_SEED)
 
     def from_seeds(self, seeds: np.ndarray) -> np.ndarray:
         """A seed map (class index, ``NO_SEED`` where unknown) as a scribble map: the inverse of
         :meth:`seeds` (relabelled training maps are stored this way)."""
         s = np.asarray(seeds)
-        bad = np.setdiff1d(np.unique(s), [NO_SEED, *range(self.num_classes)])
+        bad = np.setdiff1d(present_values(s), [NO_SEED, *range(self.num_classes)])
         if bad.size:
             raise ValueError(f"seed map holds values {bad.tolist()} that are neither class indices 0..{len(self.labels)} "
                              f"nor NO_SEED ({NO_SEED})")
@@ -277,7 +280,7 @@ class ScribbleConvention:
     def from_dense(self, mask: np.ndarray) -> np.ndarray:
         """A dense class-index mask (0 = background, k = class k) as a fully annotated scribble map."""
         m = np.asarray(mask)
-        bad = np.setdiff1d(np.unique(m), np.arange(self.num_classes))
+        bad = np.setdiff1d(present_values(m), np.arange(self.num_classes))
         if bad.size:
             raise ValueError(f"dense mask holds values {bad.tolist()} that are not class indices 0..{len(self.labels)}")
         return np.where(m == BACKGROUND_CLASS, self.background_scribble_id, m).astype(np.int64)
@@ -311,8 +314,22 @@ def parse_label_info(label_info: Union[str, Sequence[Mapping[str, Any]]]) -> Dic
     return out
 
 
+def present_values(a: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array. Label maps hold a few small integers: counted in
+    one pass (``bincount``) instead of ``np.unique``'s sort, which takes seconds on a full CT."""
+    a = np.asarray(a)
+    if a.size and (a.dtype.kind in "ub" or a.dtype.kind == "i"):
+        lo, hi = int(a.min()), int(a.max())
+        if hi - lo < 1 << 16:
+            flat = a.ravel()
+            if lo != 0 or a.dtype.kind == "b":
+                flat = flat.astype(np.int64) - lo
+            return (np.flatnonzero(np.bincount(flat)) + lo).astype(a.dtype)
+    return np.unique(a)
+
+
 def _check_values_described(label: np.ndarray, described: Iterable[int], what: str) -> None:
-    bad = np.setdiff1d(np.unique(label), [UNANNOTATED, *described])
+    bad = np.setdiff1d(present_values(label), [UNANNOTATED, *described])
     if bad.size:
         raise ValueError(f"label holds values {bad.tolist()[:10]} that {what} does not describe")
 
@@ -444,7 +461,7 @@ def from_ignore_index(
         raise ValueError("background, unannotated and class values must all differ")
     a = _as_int_labelmap(label)
     known = [background_value, unannotated_value, *class_names]
-    bad = np.setdiff1d(np.unique(a), known)
+    bad = np.setdiff1d(present_values(a), known)
     if bad.size:
         raise ValueError(
             f"label holds values {bad.tolist()[:10]} outside the source convention "

@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .convention import BACKGROUND_CLASS, NO_SEED
+from .convention import BACKGROUND_CLASS, NO_SEED, present_values
 from .crf import DenseCRFParams, dense_crf
 from .crop import roi_box
 from .multiscale import band_children, block_mean, boundary, coarse_index, coarse_seeds, expand, pyramid
@@ -92,7 +92,7 @@ def from_strokes(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Seq
     image, seeds = np.asarray(image), np.asarray(seeds)
     if image.ndim != 3 or seeds.shape != image.shape:
         raise ValueError(f"image {image.shape} and seeds {seeds.shape} do not match")
-    stroked = np.unique(seeds[seeds != NO_SEED])
+    stroked = present_values(seeds[seeds != NO_SEED])
     if stroked.size == 0:
         raise ValueError("no scribbles: draw at least one stroke")
     rw = params if isinstance(params, RandomWalkParams) else RandomWalkParams()
