@@ -49,7 +49,7 @@ from lib.scribbles.convention import (
 from lib.scribbles.crf import DenseCRFParams
 from lib.scribbles.prior import segmentation_prior
 from lib.scribbles.random_walk import RandomWalkParams
-from lib.scribbles.refine import DEFAULT_MARGIN_MM, class_map, from_strokes, refine
+from lib.scribbles.refine import DEFAULT_MARGIN_MM, from_strokes, refine
 from lib.transforms.loaded_images import LoadedImaged, LoadedImages
 
 from monailabel.interfaces.tasks.infer_v2 import InferType
@@ -151,10 +151,11 @@ class ScribbleRefinement(BasicInferTask):
         margin = float(data.get("margin_mm", DEFAULT_MARGIN_MM[self.method]))
         roi = data.get("roi") or None
         if prior is None:
-            probs = from_strokes(self.method, image, seeds, spacing, num_classes, params, margin_mm=margin, roi=roi)
+            pred = from_strokes(self.method, image, seeds, spacing, num_classes, params, margin_mm=margin, roi=roi,
+                                labels=True)
         else:
-            probs = refine(self.method, image, seeds, spacing, prior, params, region=region, margin_mm=margin, roi=roi)
-        pred = class_map(probs)
+            pred = refine(self.method, image, seeds, spacing, prior, params, region=region, margin_mm=margin, roi=roi,
+                          labels=True)
         data["pred"] = MetaTensor(torch.as_tensor(pred), meta=dict(image_t.meta))
         data["result"] = {"method": self.method, "mode": mode, "prior": source,
                           "refine_seconds": round(time.time() - start, 3)}

@@ -51,9 +51,10 @@ without a spatial prior (0.58 at 15 mm vs 0.62)."""
 def refine(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Sequence[float], prior: np.ndarray,
            params: Union[DenseCRFParams, RandomWalkParams], region: Optional[np.ndarray] = None,
            margin_mm: Optional[float] = None, roi: Optional[Sequence[int]] = None,
-           max_voxels: int = MAX_SOLVE_VOXELS) -> np.ndarray:
+           max_voxels: int = MAX_SOLVE_VOXELS, labels: bool = False) -> np.ndarray:
     """Refine ``prior`` (``(C, H, W, D)``) from ``seeds`` with ``method`` (``crf`` or ``random_walk``);
-    ``margin_mm`` defaults to :data:`DEFAULT_MARGIN_MM` of the method."""
+    ``margin_mm`` defaults to :data:`DEFAULT_MARGIN_MM` of the method. Returns the probabilities,
+    or with ``labels`` their ``(H, W, D)`` uint8 class map (:func:`class_map`)."""
     if method not in METHODS:
         raise ValueError(f"unknown refinement method {method!r}; choose one of {METHODS}")
     margin_mm = DEFAULT_MARGIN_MM[method] if margin_mm is None else float(margin_mm)
@@ -66,17 +67,19 @@ def refine(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Sequence[
     foreground = stroked & (seeds != BACKGROUND_CLASS)
     masks = [foreground if foreground.any() else stroked] + ([np.asarray(region, bool)] if region is not None else [])
     box = roi_box(masks, spacing, margin_mm, roi)
-    out = prior.copy()
     band = params if isinstance(params, RandomWalkParams) else RandomWalkParams()
-    out[(slice(None),) + box] = _solve_box(_solver(method, params), image, seeds, spacing, prior, box, max_voxels, band)
+    solved = _solve_box(_solver(method, params), image, seeds, spacing, prior, box, max_voxels, band, labels)
+    out = class_map(prior) if labels else prior.copy()
+    out[(Ellipsis,) + box] = solved
     return out
 
 
 def from_strokes(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Sequence[float], num_classes: int,
                  params: Union[DenseCRFParams, RandomWalkParams], margin_mm: Optional[float] = None,
                  roi: Optional[Sequence[int]] = None, max_voxels: int = MAX_SOLVE_VOXELS,
-                 reach_mm: float = STROKE_WALK_REACH_MM) -> np.ndarray:
-    """Segment from strokes alone (no model, no current segment): ``(C, H, W, D)`` probabilities.
+                 reach_mm: float = STROKE_WALK_REACH_MM, labels: bool = False) -> np.ndarray:
+    """Segment from strokes alone (no model, no current segment): ``(C, H, W, D)`` probabilities,
+    or with ``labels`` their ``(H, W, D)`` uint8 class map.
 
     1. the random walk from the strokes over the whole volume (within ``roi``), with a weak data
        term toward the uniform distribution over the stroked classes: Grady's prior model with a
@@ -115,11 +118,12 @@ def from_strokes(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Seq
                       margin_mm=margin_mm, max_voxels=np.iinfo(np.int64).max)
 
     whole = roi_box([seeds != NO_SEED], spacing, np.inf, roi)  # the whole volume, within the ROI
-    solved = _solve_box(solve, image, seeds, spacing, None, whole, max_voxels, walk_params(spacing))
-    if solved.shape[1:] == image.shape:
+    solved = _solve_box(solve, image, seeds, spacing, None, whole, max_voxels, walk_params(spacing), labels)
+    if solved.shape[-3:] == image.shape:
         return solved
     out = flat(image.shape)
-    out[(slice(None),) + whole] = solved
+    out = class_map(out) if labels else out
+    out[(Ellipsis,) + whole] = solved
     return out
 
 
@@ -134,16 +138,18 @@ def class_map(probs: np.ndarray) -> np.ndarray:
     return labels
 
 
-def _solve_box(solve: Callable, image, seeds, spacing, prior, box, max_voxels, band_params) -> np.ndarray:
+def _solve_box(solve: Callable, image, seeds, spacing, prior, box, max_voxels, band_params, labels=False) -> np.ndarray:
     """``solve(image, seeds, spacing, prior, faces)`` on ``box`` of the volume: directly, or on the
-    coarsest grid of the pyramid above ``max_voxels`` and then down by :func:`_walk_down`."""
+    coarsest grid of the pyramid above ``max_voxels`` and then down by :func:`_walk_down`; the
+    probabilities, or with ``labels`` the class map."""
     img, sd = image[box], seeds[box]
     pr = prior[(slice(None),) + box] if prior is not None else None
     sides = [(b.start > 0, b.stop < n) for b, n in zip(box, image.shape)]
     ratios = pyramid(img.shape, spacing, max_voxels)
     if not ratios:
-        return solve(img, sd, spacing, pr, _open_faces(img.shape, sides))
-    return _coarse_to_fine(solve, img, sd, spacing, pr, sides, ratios, band_params)
+        probs = solve(img, sd, spacing, pr, _open_faces(img.shape, sides))
+        return class_map(probs) if labels else probs
+    return _coarse_to_fine(solve, img, sd, spacing, pr, sides, ratios, band_params, labels)
 
 
 def _open_faces(shape: Sequence[int], sides) -> np.ndarray:
@@ -169,7 +175,7 @@ def _solve(method, image, seeds, spacing, prior, params, faces) -> np.ndarray:
     return random_walk(image, seeds, spacing, prior.shape[0], prior, params, fixed=faces)
 
 
-def _coarse_to_fine(solve, image, seeds, spacing, prior, sides, ratios, band_params) -> np.ndarray:
+def _coarse_to_fine(solve, image, seeds, spacing, prior, sides, ratios, band_params, labels=False) -> np.ndarray:
     """:mod:`lib.scribbles.multiscale`: ``solve`` on the coarsest grid, then one level down at a
     time, the band along the boundary re-solved by a random walk (``band_params``) pulled toward
     the level above, every other voxel fixed to its parent's class."""
@@ -186,7 +192,7 @@ def _coarse_to_fine(solve, image, seeds, spacing, prior, sides, ratios, band_par
     probs = solve(top["image"], _seed_grid(top["strokes"], top["shape"]), top["spacing"], top["prior"],
                   _open_faces(top["shape"], sides))
     for level, r in reversed(list(enumerate(ratios))):
-        probs = _walk_down(probs, levels[level], r, band_params)
+        probs = _walk_down(probs, levels[level], r, band_params, labels=labels and level == 0)
     return probs
 
 
@@ -196,18 +202,17 @@ def _seed_grid(strokes, shape) -> np.ndarray:
     return grid.reshape(shape)
 
 
-def _walk_down(coarse: np.ndarray, level: dict, ratio, params: RandomWalkParams) -> np.ndarray:
-    """``(C, h, w, d)`` probabilities of the grid above -> ``(C, H, W, D)`` on ``level``."""
+def _walk_down(coarse: np.ndarray, level: dict, ratio, params: RandomWalkParams, labels: bool = False) -> np.ndarray:
+    """``(C, h, w, d)`` probabilities of the grid above -> ``(C, H, W, D)`` on ``level``, or its
+    ``(H, W, D)`` class map with ``labels`` (a quarter of the memory traffic of probabilities)."""
     num_classes, shape = coarse.shape[0], level["shape"]
     parent = class_map(coarse)
-    parent_class = parent.ravel()
     stroke_index, stroke_class = level["strokes"]
-    probs = expand(coarse, ratio, shape)
-    if not probs.flags.writeable:
-        probs = probs.copy()
-    flat = probs.reshape(num_classes, -1)
     band = np.setdiff1d(band_children(boundary(parent), ratio, shape), stroke_index, assume_unique=True)
+    solved = None
     if band.size:
+        parent_class = parent.ravel()
+
         def fixed_class(index):
             cls = parent_class[coarse_index(index, shape, ratio)]
             at = np.minimum(np.searchsorted(stroke_index, index), max(stroke_index.size - 1, 0))
@@ -215,8 +220,20 @@ def _walk_down(coarse: np.ndarray, level: dict, ratio, params: RandomWalkParams)
             cls[hit] = stroke_class[at[hit]]
             return cls
 
-        flat[:, band] = walk_free(level["image"], band, level["spacing"], fixed_class, num_classes,
-                                  flat[:, band], params, window=intensity_window(level["image"]))
+        pulled_to = coarse.reshape(num_classes, -1)[:, coarse_index(band, shape, ratio)]
+        solved = walk_free(level["image"], band, level["spacing"], fixed_class, num_classes, pulled_to, params,
+                           window=intensity_window(level["image"]))
+    if labels:
+        out = expand(parent, ratio, shape)
+        flat = out.reshape(-1)
+        if solved is not None:
+            flat[band] = class_map(solved)
+        flat[stroke_index] = stroke_class
+        return out
+    out = expand(coarse, ratio, shape)
+    flat = out.reshape(num_classes, -1)
+    if solved is not None:
+        flat[:, band] = solved
     flat[:, stroke_index] = 0.0
     flat[stroke_class, stroke_index] = 1.0
-    return probs
+    return out
