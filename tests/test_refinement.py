@@ -215,3 +215,25 @@ def test_loaded_images_reads_a_file_once_and_again_when_it_changes(tmp_path):
     assert np.array_equal(np.asarray(images(path)[0]), first[::-1]) and images.misses == 2
     with pytest.raises(ValueError, match="capacity"):
         LoadedImages(capacity=0)
+
+
+def test_absorption_reaches_as_far_in_mm_on_every_grid():
+    """A walk from a stroke plane with ``absorption(spacing, reach_mm)``: the probability 10 / 20 /
+    40 mm away is the same on 1 mm and 2 mm voxels, whereas one ``gamma`` per voxel is not."""
+    from lib.scribbles.random_walk import absorption
+
+    def walk(mm, gamma):
+        n = int(round(80 / mm))
+        seeds = np.full((3, 3, n), NO_SEED)
+        seeds[..., 0], seeds[..., -1] = 1, 0
+        flat = np.full((2, 3, 3, n), 0.5, np.float32)
+        p = random_walk(np.zeros((3, 3, n), np.float32), seeds, (mm, mm, mm), 2, flat,
+                        RandomWalkParams(gamma=gamma, tol=1e-8, max_iterations=10_000))[1, 1, 1]
+        return np.array([p[int(round(d / mm))] for d in (10, 20, 40)])
+
+    fine, coarse = walk(1.0, absorption((1.0, 1.0, 1.0), 20.0)), walk(2.0, absorption((2.0, 2.0, 2.0), 20.0))
+    np.testing.assert_allclose(fine, coarse, atol=0.02)
+    assert fine[0] > 0.7 and fine[2] < 0.55  # the stroke's pull fades over ~20 mm toward undecided
+    assert np.abs(walk(2.0, absorption((1.0, 1.0, 1.0), 20.0)) - fine).max() > 0.05  # same gamma, other grid
+    with pytest.raises(ValueError, match="reach"):
+        absorption((1.0, 1.0, 1.0), 0.0)

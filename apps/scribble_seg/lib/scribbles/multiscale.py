@@ -14,7 +14,7 @@ grids, each one made of 2 x 2 x 2 (or 2 x 2 x 1, ...) blocks of the one below:
 
 The band at each level is one parent wide on each side of the boundary, i.e. two voxels of that
 level, so the work per level grows with the boundary's area at that level, not with the volume:
-the full-resolution solve of a lung on a 512 x 512 x 100 CT touches ~2 % of its voxels.
+the full-resolution solve of a lung on a 512 x 512 x 100 CT touches ~1 % of its voxels.
 
 All functions take and return plain arrays; shapes are written ``(H, W, D)`` for a grid and
 ``(h, w, d) = ceil((H, W, D) / r)`` for the grid above it with block ratio ``r``. Strokes travel
