@@ -237,3 +237,28 @@ def test_absorption_reaches_as_far_in_mm_on_every_grid():
     assert np.abs(walk(2.0, absorption((1.0, 1.0, 1.0), 20.0)) - fine).max() > 0.05  # same gamma, other grid
     with pytest.raises(ValueError, match="reach"):
         absorption((1.0, 1.0, 1.0), 0.0)
+
+
+@pytest.mark.parametrize("method", ["random_walk", "crf"])
+def test_a_background_stroke_across_a_false_blob_removes_it(method):
+    """A segment with a false blob beside the structure, a background stroke across the blob and a
+    foreground stroke in the structure: the blob goes, the structure stays."""
+    from lib.scribbles.prior import contradicted
+
+    yy, xx, zz = np.meshgrid(np.arange(48), np.arange(48), np.arange(6), indexing="ij")
+    structure = (yy - 16) ** 2 + (xx - 16) ** 2 < 8**2
+    blob = (yy - 34) ** 2 + (xx - 34) ** 2 < 6**2
+    image = (structure | blob).astype(np.float32) + np.random.default_rng(0).normal(0, 0.1, structure.shape)
+    seeds = np.full(structure.shape, NO_SEED)
+    seeds[34, 30:39, 2] = 0  # across the blob, on one slice
+    seeds[14:19, 16, 2] = 1
+    segment = structure | blob
+    assert np.array_equal(contradicted(segment.astype(int), seeds), blob)
+    seeds_both = seeds.copy()
+    seeds_both[34, 34, 4] = 1  # a foreground stroke in it too: the blob is the user's, not contradicted
+    assert not contradicted(segment.astype(int), seeds_both).any()
+
+    prior = segmentation_prior(segment.astype(int), 2, 0.9, seeds=seeds)
+    params = RandomWalkParams() if method == "random_walk" else DenseCRFParams()
+    out = refine(method, image, seeds, SPACING, prior, params, region=segment, labels=True) == 1
+    assert _dice(out, structure) > 0.95 and not (out & blob).any()

@@ -191,7 +191,8 @@ class ScribbleRefinement(BasicInferTask):
             return np.stack([1.0 - p, p]), p > 0.5, f"model:{data['prior_model']}"
         if binary.prior.any():
             conf = float(data.get("prior_confidence_segmentation", 0.9))
-            return segmentation_prior(binary.prior.astype(np.int64), 2, conf), binary.prior, "segmentation"
+            return (segmentation_prior(binary.prior.astype(np.int64), 2, conf, seeds=seeds), binary.prior,
+                    "segmentation")
         self._check_two_classes(seeds)
         return None, None, "strokes"
 

@@ -72,8 +72,18 @@ def sharpened(probs: np.ndarray, power: float) -> np.ndarray:
     return (out / out.sum(axis=0, keepdims=True)).astype(np.float32)
 
 
-def segmentation_prior(segmentation: np.ndarray, num_classes: int, confidence: float = 0.8) -> np.ndarray:
-    """One-hot of a class-index map, softened: ``confidence`` for its class, the rest shared."""
+def segmentation_prior(segmentation: np.ndarray, num_classes: int, confidence: float = 0.8,
+                       seeds: Optional[np.ndarray] = None) -> np.ndarray:
+    """One-hot of a class-index map, softened: ``confidence`` for its class, the rest shared.
+
+    With ``seeds`` (``(H, W, D)`` class index at strokes, ``NO_SEED`` elsewhere), a connected piece
+    of a structure that strokes of other classes cross and none of its own touches -- the false
+    blob a user strikes out with a background stroke -- gets a uniform prior: there the strokes
+    decide, not the segmentation they contradict. (Softened only, a blob keeps ``confidence`` a
+    few voxels away from the stroke and survives the refinement.)
+
+    ``(H, W, D)`` class index -> ``(C, H, W, D)`` float32.
+    """
     if not 1.0 / num_classes < confidence < 1.0:
         raise ValueError(f"confidence must be in (1/C, 1), got {confidence}")
     seg = np.asarray(segmentation)
@@ -82,7 +92,28 @@ def segmentation_prior(segmentation: np.ndarray, num_classes: int, confidence: f
     other = (1.0 - confidence) / (num_classes - 1)
     prior = np.full((num_classes,) + seg.shape, other, dtype=np.float32)
     np.put_along_axis(prior, seg[None].astype(np.int64), confidence, axis=0)
+    if seeds is not None:
+        prior[:, contradicted(seg, seeds)] = 1.0 / num_classes
     return prior
+
+
+def contradicted(segmentation: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """``(H, W, D)`` bool: the connected components (6-connected) of every non-background class of
+    ``segmentation`` that hold strokes of another class and none of their own."""
+    seg, seeds = np.asarray(segmentation), np.asarray(seeds)
+    if seeds.shape != seg.shape:
+        raise ValueError(f"seeds {seeds.shape} do not match the segmentation {seg.shape}")
+    out = np.zeros(seg.shape, bool)
+    stroked = seeds != NO_SEED
+    for c in np.unique(seg[stroked & (seeds != seg)]):  # classes that some other stroke crosses
+        if c == BACKGROUND_CLASS:
+            continue
+        components, n = ndimage.label(seg == c)
+        crossed = np.unique(components[stroked & (seeds != c) & (components > 0)])
+        own = np.unique(components[(seeds == c) & (components > 0)])
+        for k in np.setdiff1d(crossed, own):
+            out |= components == k
+    return out
 
 
 def likelihood_prior(image01: np.ndarray, seeds: np.ndarray, num_classes: int, bins: int = 64,

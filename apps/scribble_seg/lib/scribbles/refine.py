@@ -7,7 +7,7 @@
    current segmentation) grown by ``margin_mm``, within the Slicer ROI when one is given;
    background strokes outside it only matter through the prior;
 2. the chosen solver runs on the box (for the random walk, the box's inner faces are fixed to
-   the prior);
+   the prior; the dense CRF refines a random walk's answer);
 3. outside the box the prior is returned unchanged.
 
 Returns probabilities ``(C, H, W, D)``; the label map is their argmax.
@@ -29,12 +29,12 @@ MAX_SOLVE_VOXELS = 250_000
 """Boxes larger than this are solved coarse-to-fine (:mod:`lib.scribbles.multiscale`). On the
 phantom benchmark this keeps the Dice of the direct solve within 0.01 at 1/7 of its time; on the
 real development set the mean Dice stays the same."""
-STROKE_WALK_SHARPNESS = 16.0
-"""The CRF on a strokes-only walk (:func:`from_strokes`) takes the walk's probabilities to this
-power (:func:`lib.scribbles.prior.sharpened`) as its unary. Far from the strokes the absorbed walk
-leans toward a class by a few percent only, and the CRF's pairwise terms would outvote what it
-decided; chosen among 1 / 4 / 8 / 16 / 32 / 64 on the real development set scribbled on 3 axial
-slices (the plateau starts at 8)."""
+WALK_SHARPNESS = 16.0
+"""The dense CRF refines the random walk's answer, taken to this power as its unary
+(:func:`lib.scribbles.prior.sharpened`). Far from the strokes a walk leans toward a class by a few
+percent only, and the CRF's pairwise terms would outvote what it decided. Chosen among 1 / 4 / 8 /
+16 / 32 / 64 on the real development set scribbled on 3 axial slices with no prior (the plateau
+starts at 8)."""
 STROKE_WALK_REACH_MM = 200.0
 """How far walkers from the strokes travel before they are absorbed (:func:`from_strokes`,
 :func:`lib.scribbles.random_walk.absorption`): the shorter, the less of the slices nobody
@@ -51,10 +51,14 @@ without a spatial prior (0.58 at 15 mm vs 0.62)."""
 def refine(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Sequence[float], prior: np.ndarray,
            params: Union[DenseCRFParams, RandomWalkParams], region: Optional[np.ndarray] = None,
            margin_mm: Optional[float] = None, roi: Optional[Sequence[int]] = None,
-           max_voxels: int = MAX_SOLVE_VOXELS, labels: bool = False) -> np.ndarray:
+           max_voxels: int = MAX_SOLVE_VOXELS, labels: bool = False, crf_on_walk: bool = True) -> np.ndarray:
     """Refine ``prior`` (``(C, H, W, D)``) from ``seeds`` with ``method`` (``crf`` or ``random_walk``);
     ``margin_mm`` defaults to :data:`DEFAULT_MARGIN_MM` of the method. Returns the probabilities,
-    or with ``labels`` their ``(H, W, D)`` uint8 class map (:func:`class_map`)."""
+    or with ``labels`` their ``(H, W, D)`` uint8 class map (:func:`class_map`).
+
+    The ``crf`` runs on the random walk's answer (:data:`WALK_SHARPNESS`) unless ``crf_on_walk`` is
+    off (the prior already is a walk): on a softened segmentation alone the CRF's smoothing undoes
+    corrections the strokes ask for (a missed slab stays missed)."""
     if method not in METHODS:
         raise ValueError(f"unknown refinement method {method!r}; choose one of {METHODS}")
     margin_mm = DEFAULT_MARGIN_MM[method] if margin_mm is None else float(margin_mm)
@@ -68,7 +72,8 @@ def refine(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Sequence[
     masks = [foreground if foreground.any() else stroked] + ([np.asarray(region, bool)] if region is not None else [])
     box = roi_box(masks, spacing, margin_mm, roi)
     band = params if isinstance(params, RandomWalkParams) else RandomWalkParams()
-    solved = _solve_box(_solver(method, params), image, seeds, spacing, prior, box, max_voxels, band, labels)
+    solved = _solve_box(_solver(method, params, crf_on_walk), image, seeds, spacing, prior, box, max_voxels, band,
+                        labels)
     out = class_map(prior) if labels else prior.copy()
     out[(Ellipsis,) + box] = solved
     return out
@@ -86,7 +91,7 @@ def from_strokes(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Seq
        flat prior, i.e. walkers absorbed after ~``reach_mm`` (:func:`absorption`), so a voxel
        far from every stroke stays undecided (ties go to background) instead of being claimed by
        whichever stroke a slow diffusion reaches first;
-    2. for ``crf``, the dense CRF on that (sharpened, :data:`STROKE_WALK_SHARPNESS`) in the box
+    2. for ``crf``, the dense CRF on that (sharpened, :data:`WALK_SHARPNESS`) in the box
        around its foreground.
 
     Above ``max_voxels`` both steps run on the coarsest grid of the pyramid and the boundary is
@@ -113,9 +118,9 @@ def from_strokes(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Seq
         walk = _solve("random_walk", img, sd, sp, flat(img.shape), walk_params(sp), faces)
         if method == "random_walk":
             return walk
-        return refine(method, img, sd, sp, sharpened(walk, STROKE_WALK_SHARPNESS), params,
+        return refine(method, img, sd, sp, sharpened(walk, WALK_SHARPNESS), params,
                       region=class_map(walk) != BACKGROUND_CLASS,
-                      margin_mm=margin_mm, max_voxels=np.iinfo(np.int64).max)
+                      margin_mm=margin_mm, max_voxels=np.iinfo(np.int64).max, crf_on_walk=False)
 
     whole = roi_box([seeds != NO_SEED], spacing, np.inf, roi)  # the whole volume, within the ROI
     solved = _solve_box(solve, image, seeds, spacing, None, whole, max_voxels, walk_params(spacing), labels)
@@ -165,8 +170,13 @@ def _open_faces(shape: Sequence[int], sides) -> np.ndarray:
     return faces
 
 
-def _solver(method, params) -> Callable:
-    return lambda image, seeds, spacing, prior, faces: _solve(method, image, seeds, spacing, prior, params, faces)
+def _solver(method, params, crf_on_walk: bool = True) -> Callable:
+    def solve(image, seeds, spacing, prior, faces):
+        if method == "crf" and crf_on_walk:
+            walk = _solve("random_walk", image, seeds, spacing, prior, RandomWalkParams(), faces)
+            prior = sharpened(walk, WALK_SHARPNESS)
+        return _solve(method, image, seeds, spacing, prior, params, faces)
+    return solve
 
 
 def _solve(method, image, seeds, spacing, prior, params, faces) -> np.ndarray:
