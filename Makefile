@@ -1,5 +1,6 @@
 # Two commands for a newcomer (see README.md):
 #   make serve   install if needed, build the sample studies if needed, start the server on 127.0.0.1:8000
+#                (your own data: make serve STUDIES=/path/to/folder LABELS='{"left lung": 1, "spine": 2}')
 #   make test    install if needed, run the whole test suite
 # Both only need python3 (3.11), pip's registries, g++ and the Python headers (pydensecrf2 compiles).
 
@@ -9,6 +10,8 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 MODELS ?= all
 SAMPLE := apps/scribble_seg/data/sample
+STUDIES ?= $(SAMPLE)/studies
+LABELS ?=
 BIN    := $(CURDIR)/$(VENV)/bin
 
 # MONAI Label reads its settings from the environment: training tracking off, since MONAI 1.6
@@ -28,9 +31,12 @@ install: $(VENV)/.installed
 sample: $(VENV)/.installed
 	$(VENV)/bin/python apps/scribble_seg/sample_data.py --out $(SAMPLE)
 
-serve: sample
-	PATH="$(BIN):$$PATH" monailabel start_server --app apps/scribble_seg --studies $(SAMPLE)/studies \
-		--host $(HOST) --port $(PORT) --conf models $(MODELS)
+# python -m monailabel.main, not the `monailabel` wrapper: the wrapper re-splits its arguments
+# (unquoted $*), which breaks any JSON with a space, e.g. LABELS='{"left lung": 1}'.
+serve: $(if $(filter $(SAMPLE)/studies,$(STUDIES)),sample,install)
+	PATH="$(BIN):$$PATH" $(BIN)/python -m monailabel.main start_server --app apps/scribble_seg \
+		--studies "$(STUDIES)" --host $(HOST) --port $(PORT) --conf models $(MODELS) \
+		$(if $(LABELS),--conf labels '$(LABELS)')
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest

@@ -35,7 +35,7 @@ def main(argv=None):
     n_scribbled = sum(c["scribbled"] for c in m["cases"].values())
     print(f"{out}/studies: {len(m['cases'])} volumes, {n_scribbled} with scribbles (tag final); "
           f"ground truth in {out}/groundtruth")
-    print(f"serve with: --studies {out}/studies --conf labels '{json.dumps(m['labels'])}'")
+    print(f"serve with: make serve STUDIES={out}/studies LABELS='{json.dumps(m['labels'])}'")
 
 
 if __name__ == "__main__":
