@@ -76,3 +76,65 @@ def test_make_serve_on_your_own_folder_with_labels_that_hold_spaces(tmp_path):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
         log.close()
+
+
+def test_a_model_trained_for_other_labels_is_refused_and_retrained_from_fresh_weights(tmp_path, sample_root):
+    """One app folder served first with the sample's labels, then with another label set: the
+    published model answers 409 naming the fix, and that training starts from fresh weights."""
+    import shutil
+
+    from live_server import LiveServer, copy_app, http_status
+    from monailabel.client.client import MONAILabelClientException
+
+    tiny = {"max_epochs": 1, "epoch_length": 3, "train_batch_size": 1, "patch_size": [64, 64, 16],
+            "bn_recalibration_batches": 2, "val_split": 0.0}
+    app = copy_app(str(tmp_path / "app"))
+    first = shutil.copytree(os.path.join(sample_root, "studies"), str(tmp_path / "sample"))
+    with LiveServer(app, first, conf={"models": "pce"}, workdir=str(tmp_path)) as server:
+        client = server.client()
+        client.train_start("pce", tiny)
+        assert _wait_for_training(client)["status"] == "DONE"
+    trained = json.load(open(os.path.join(app, "model", "pce.json")))
+    assert trained["labels"] == {"lv": 1, "myocardium": 2, "rv": 3} and len(trained["target_spacing"]) == 3
+
+    # the same volumes, scribbled for two structures: lv strokes stay 1, myocardium 2, rv strokes
+    # dropped, background (4 in the sample's convention) becomes 3
+    second = shutil.copytree(first, str(tmp_path / "other"))
+    final = os.path.join(second, "labels", "final")
+    for name in os.listdir(final):
+        img = nib.load(os.path.join(final, name))
+        remap = np.array([0, 1, 2, 0, 3], np.uint8)[np.asarray(img.dataobj).astype(np.int64)]
+        nib.save(nib.Nifti1Image(remap, img.affine), os.path.join(final, name))
+    labels = {"left lung": 1, "spinal cord": 2}
+    store = os.path.join(second, "datastore_v2.json")  # the maps' label_info: the new names
+    with open(store) as f:
+        meta = json.load(f)
+    for obj in meta["objects"].values():
+        if "final" in obj["labels"]:
+            obj["labels"]["final"]["info"]["label_info"] = [{"name": n, "id": i} for n, i in
+                                                            [*labels.items(), ("background", 3)]]
+    with open(store, "w") as f:
+        json.dump(meta, f)
+    with LiveServer(app, second, conf={"models": "pce", "labels": json.dumps(labels)}, workdir=str(tmp_path)) as server:
+        client = server.client()
+        image = sorted(client.datastore()["objects"])[0]
+        try:
+            client.infer("pce", image, {})
+            raise AssertionError("a model trained for other labels was served")
+        except MONAILabelClientException as e:
+            assert http_status(e) == 409 and "trained for labels" in e.msg and "POST /train/pce" in e.msg
+        client.train_start("pce", tiny)
+        assert _wait_for_training(client)["status"] == "DONE"
+        result, _ = client.infer("pce", image, {})
+        assert set(np.unique(np.asarray(nib.load(result).dataobj))) <= {0, 1, 2}
+    assert json.load(open(os.path.join(app, "model", "pce.json")))["labels"] == labels
+
+
+def _wait_for_training(client, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = client.train_status()
+        if status and status.get("status") in ("DONE", "ERROR", "STOPPED"):
+            return status
+        time.sleep(1.0)
+    raise TimeoutError("training did not finish")

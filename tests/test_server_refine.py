@@ -118,6 +118,19 @@ def test_bad_input_answers_4xx_and_the_server_stays_up(server, case, convention,
     _expect_4xx(server, "random_walk", {**info, "beta": "high"}, good, 422, "beta must be a number")
     _expect_4xx(server, "crf", {**info, "prior_model": "nope"}, good, 404, "not a segmentation model")
     _expect_4xx(server, "crf", {**info, "prior_model": "pce"}, good, 409, "has not been trained yet")
+    _expect_4xx(server, "crf", {**info, "margin_mm": "wide"}, good, 422, "margin_mm must be a length in mm")
+    _expect_4xx(server, "random_walk", {**info, "margin_mm": -5}, good, 422, "margin_mm must be")
+    binary = {"label_info": SLICER_INFO, "selected_label_name": "lv"}
+    segment = (truth == 1).astype(np.uint8)  # the current segment (id 1), strokes over it
+    segment[strokes == 1], segment[(strokes != 0) & (strokes != 1)] = 5, 4
+    node = _save(segment, image.affine, tmp_path / "node_conf.nii.gz")
+    for conf in (0.3, 1.0, "high"):
+        _expect_4xx(server, "crf", {**binary, "prior_confidence_segmentation": conf}, node, 422,
+                    "prior_confidence_segmentation must be the probability")
+    # an unknown segment with a prior_model is refused before the model runs (pce is untrained:
+    # were the model asked first, the answer would be its 409)
+    _expect_4xx(server, "crf", {**binary, "selected_label_name": "liver", "prior_model": "pce"}, node, 422,
+                "not 'liver'")
     with pytest.raises(MONAILabelClientException) as e:
         server.client().infer("crf", CASE, info)  # no label file at all
     assert http_status(e.value) == 422 and "send the scribbles" in e.value.msg

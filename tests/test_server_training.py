@@ -165,3 +165,25 @@ def test_concurrent_clients_are_all_answered_and_no_label_is_lost(server, sample
     assert summary["labels_saved"] > 0 and summary["labels_verified"] == summary["labels_saved"]
     assert summary["labels_lost"] == 0 and set(summary["operations"]) == {"infer_crf", "infer_model", "next_sample",
                                                                           "save_label"}
+
+
+def test_a_training_refreshes_the_scores_once_without_an_error_in_the_log(tmp_path, sample_root):
+    """With MONAI Label's default auto-update of scores, the refresh after a training is requested
+    once: a second request met the running one (429) and logged "[ERROR] Failed To Trigger"."""
+    import shutil
+
+    from live_server import LiveServer, copy_app
+
+    app = copy_app(str(tmp_path / "app"))
+    studies = shutil.copytree(os.path.join(sample_root, "studies"), str(tmp_path / "studies"))
+    with LiveServer(app, studies, conf={"models": "pce", "al_model": "pce", "al_passes": "2"}, workdir=str(tmp_path),
+                    env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "true"}) as server:
+        client = server.client()
+        client.train_start("pce", TINY)
+        assert _wait_for_training(client)["status"] == "DONE"
+        deadline = time.time() + 120  # the scoring subprocess ran for the new weights
+        while time.time() < deadline and "next_to_scribble" not in open(server.log_path, errors="replace").read():
+            time.sleep(1)
+        time.sleep(5)
+        log = open(server.log_path, errors="replace").read()
+        assert "Failed To Trigger" not in log

@@ -253,12 +253,16 @@ class ScribbleSegApp(MONAILabelApp):
                                "note": "a training is already running; it starts after the next submission"}}
 
     def train(self, request):
-        """MONAI Label's train, then a refresh of the active-learning scores for the new weights."""
+        """MONAI Label's train, then a refresh of the active-learning scores for the new weights
+        (MONAI Label's own when ``MONAI_LABEL_AUTO_UPDATE_SCORING`` is on, else ours)."""
         result = super().train(request)
         # only as the server or its training subprocess (which inherits MONAI_LABEL_SERVER_PORT): an
         # in-process app would otherwise POST to whatever listens on the default port
+        # MONAI Label's own train() already refreshes every scoring method when auto-update is on
+        # (the default); a second request then meets the running one and logs "Failed To Trigger"
         served = self._server_mode or "MONAI_LABEL_SERVER_PORT" in os.environ
-        if served and "next_to_scribble" in self._scoring_methods and request.get("model") == self._al_model():
+        if (served and not self._auto_update_scoring and "next_to_scribble" in self._scoring_methods
+                and request.get("model") == self._al_model()):
             try:
                 self.async_scoring("next_to_scribble")
             except Exception as e:  # the server went away: scores refresh on its next start

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from monai.transforms import LoadImage
 
+from lib.errors import RequestError
 from lib.networks import final_logits
 
 from monailabel.interfaces.datastore import Datastore
@@ -65,6 +66,10 @@ class EpistemicScoring(ScoringMethod):
         model_ts = model_timestamp(self.segmentation)
         if not model_ts:
             return {"scored": 0, "reason": f"model '{self.segmentation.name}' is not trained yet"}
+        try:
+            self.segmentation.check_label_set()
+        except RequestError as e:  # trained for other labels: nothing to score until it is retrained
+            return {"scored": 0, "reason": e.detail}
         device = name_to_device(request.get("device", self.device))
         network = enable_mc_dropout(copy.deepcopy(self.segmentation._get_network(device, None)))
         scored, skipped = [], []

@@ -73,6 +73,21 @@ def _client_error(exc: BaseException) -> Optional[RequestError]:
     return None
 
 
+def _number(data: Mapping[str, Any], key: str, default: float, what: str, low: Optional[float] = None,
+            high: Optional[float] = None, inclusive: bool = True) -> float:
+    """A numeric request parameter, refused with its name and what to send."""
+    value = data.get(key, default)
+    try:
+        x = float(default if value in (None, "") else value)
+    except (TypeError, ValueError):
+        x = float("nan")
+    below = low is not None and (x < low if inclusive else x <= low)
+    above = high is not None and (x > high if inclusive else x >= high)
+    if not np.isfinite(x) or below or above or isinstance(value, bool):
+        raise ValueError(f"{key} must be {what}; got {value!r}")
+    return x
+
+
 class ScribbleRefinement(BasicInferTask):
     """Refine a segmentation from scribbles with a dense CRF or a random walk.
 
@@ -148,7 +163,7 @@ class ScribbleRefinement(BasicInferTask):
             raise ValueError("no scribbles in the label: draw at least one stroke")
 
         params = PARAMS[self.method].from_request(data)
-        margin = float(data.get("margin_mm", DEFAULT_MARGIN_MM[self.method]))
+        margin = _number(data, "margin_mm", DEFAULT_MARGIN_MM[self.method], "a length in mm, at least 0", low=0.0)
         roi = data.get("roi") or None
         if prior is None:
             pred = from_strokes(self.method, image, seeds, spacing, num_classes, params, margin_mm=margin, roi=roi,
@@ -181,16 +196,18 @@ class ScribbleRefinement(BasicInferTask):
         return self.segmentation[name].probabilities(data["image_path"], data.get("device", "cpu"))
 
     def _binary_prior(self, data, binary, seeds):
-        model = self._model_prior(data)
         selected = data["selected_label_name"].strip()
+        labels = {n.lower(): i for n, i in self.convention.labels.items()}
+        if (data.get("prior_model") or "").strip() and selected.lower() not in labels:  # before any inference
+            raise ValueError(f"prior_model segments {list(self.convention.labels)}, not {selected!r}")
+        model = self._model_prior(data)
         if model is not None:
-            labels = {n.lower(): i for n, i in self.convention.labels.items()}
-            if selected.lower() not in labels:
-                raise ValueError(f"prior_model segments {list(self.convention.labels)}, not {selected!r}")
             p = model[labels[selected.lower()]]
             return np.stack([1.0 - p, p]), p > 0.5, f"model:{data['prior_model']}"
         if binary.prior.any():
-            conf = float(data.get("prior_confidence_segmentation", 0.9))
+            conf = _number(data, "prior_confidence_segmentation", 0.9,
+                           "the probability the current segment gets, above 1/2 (two classes) and below 1",
+                           low=0.5, high=1.0, inclusive=False)
             return (segmentation_prior(binary.prior.astype(np.int64), 2, conf, seeds=seeds), binary.prior,
                     "segmentation")
         self._check_two_classes(seeds)

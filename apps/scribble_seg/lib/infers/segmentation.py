@@ -41,6 +41,7 @@ from monai.transforms import (
 from lib.errors import RequestError
 from lib.infers.inferer import SegmentationInferer
 from lib.scribbles.convention import BACKGROUND_CLASS, ScribbleConvention
+from lib.trainers.publish import label_set_mismatch
 from lib.transforms import KeepAnchoredComponentsd, KeepLargestObjectd, Spacingd
 
 from monailabel.interfaces.tasks.infer_v2 import InferType
@@ -118,6 +119,13 @@ class ScribbleSegmentation(BasicInferTask):
     def is_trained(self) -> bool:
         return bool(self.get_path())
 
+    def check_label_set(self) -> None:
+        """409 when the published model was trained for another label set than this server's."""
+        reason = label_set_mismatch(self.meta_path, self.convention.labels)
+        if reason:
+            raise RequestError(f"model '{self.name}' was {reason}; POST /train/{self.name} (3D Slicer: Train) "
+                               f"trains it for these labels from fresh weights", 409)
+
     def target_spacing(self) -> Sequence[float]:
         if os.path.exists(self.meta_path):
             with open(self.meta_path) as f:
@@ -142,6 +150,7 @@ class ScribbleSegmentation(BasicInferTask):
         if not self.is_trained():
             raise RequestError(f"model '{self.name}' has not been trained yet: run POST /train/{self.name} "
                                f"(3D Slicer: Train) once scribbles are submitted", 409)
+        self.check_label_set()
         try:
             component_mode(request.get("largest_component", self.largest_component), self.convention.labels)
         except ValueError as e:

@@ -67,7 +67,7 @@ from lib.scribbles.convention import ScribbleConvention
 from lib.transforms import AnnotatedMaskd, ScribbleMapd, Spacingd
 
 from .precise_bn import PreciseBatchNormHandler
-from .publish import AtomicPublisher
+from .publish import AtomicPublisher, label_set_mismatch
 
 from monailabel.interfaces.datastore import Datastore
 from monailabel.tasks.train.basic_train import BasicTrainTask, Context
@@ -393,6 +393,17 @@ class ScribbleTrainTask(BasicTrainTask):
         return None
 
     # ------------------------------------------------------------------------ run/publish
+    def load_path(self, output_dir, pretrained=True):
+        """MONAI Label's checkpoint to start from (the last run's, else ``pretrained``), unless the
+        published model was trained for another label set: then fresh weights, whatever
+        ``pretrained`` says (the heads' shapes differ; loading would fail mid-training)."""
+        path = super().load_path(output_dir, pretrained)
+        reason = label_set_mismatch(meta_path(self._publish_path), self.convention.labels) if self._publish_path else None
+        if path and reason:
+            logger.warning(f"the published model was {reason}: training starts from fresh weights")
+            return None
+        return path
+
     def train(self, rank, world_size, request, datalist):
         set_determinism(seed=int(request.get("seed", 0)))
         try:
