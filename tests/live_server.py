@@ -120,3 +120,14 @@ class LiveServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def wait_for_training(client, timeout: float = 300) -> dict:
+    """Polls ``GET /train/`` until the latest training is DONE, ERROR or STOPPED; returns its status."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = client.train_status()
+        if status and status.get("status") in ("DONE", "ERROR", "STOPPED"):
+            return status
+        time.sleep(1.0)
+    raise TimeoutError("training did not finish")

@@ -13,7 +13,7 @@ import time
 import nibabel as nib
 import nrrd
 import numpy as np
-from live_server import QUIET_ENV, free_port
+from live_server import QUIET_ENV, free_port, wait_for_training
 
 from monailabel.client import MONAILabelClient
 
@@ -93,7 +93,7 @@ def test_a_model_trained_for_other_labels_is_refused_and_retrained_from_fresh_we
     with LiveServer(app, first, conf={"models": "pce"}, workdir=str(tmp_path)) as server:
         client = server.client()
         client.train_start("pce", tiny)
-        assert _wait_for_training(client)["status"] == "DONE"
+        assert wait_for_training(client)["status"] == "DONE"
     trained = json.load(open(os.path.join(app, "model", "pce.json")))
     assert trained["labels"] == {"lv": 1, "myocardium": 2, "rv": 3} and len(trained["target_spacing"]) == 3
 
@@ -124,17 +124,8 @@ def test_a_model_trained_for_other_labels_is_refused_and_retrained_from_fresh_we
         except MONAILabelClientException as e:
             assert http_status(e) == 409 and "trained for labels" in e.msg and "POST /train/pce" in e.msg
         client.train_start("pce", tiny)
-        assert _wait_for_training(client)["status"] == "DONE"
+        assert wait_for_training(client)["status"] == "DONE"
         result, _ = client.infer("pce", image, {})
         assert set(np.unique(np.asarray(nib.load(result).dataobj))) <= {0, 1, 2}
     assert json.load(open(os.path.join(app, "model", "pce.json")))["labels"] == labels
 
-
-def _wait_for_training(client, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = client.train_status()
-        if status and status.get("status") in ("DONE", "ERROR", "STOPPED"):
-            return status
-        time.sleep(1.0)
-    raise TimeoutError("training did not finish")

@@ -10,22 +10,13 @@ import psutil
 import pytest
 from scipy import ndimage
 
-from live_server import http_status
+from live_server import http_status, wait_for_training
 
 from monailabel.client.client import MONAILabelClientException
 
 TINY = {"max_epochs": 1, "epoch_length": 3, "train_batch_size": 1, "patch_size": [64, 64, 16],
         "bn_recalibration_batches": 2, "val_split": 0.34}
 
-
-def _wait_for_training(client, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = client.train_status()
-        if status and status.get("status") in ("DONE", "ERROR", "STOPPED"):
-            return status
-        time.sleep(1.0)
-    raise TimeoutError("training did not finish")
 
 
 def test_info_lists_the_recipes_but_not_the_benchmark_only_full(server):
@@ -54,7 +45,7 @@ def test_train_then_infer_restores_the_input_geometry(server, sample_root, recip
     client = server.client()
     task = client.train_start(recipe, {**TINY, "gt_dir": os.path.join(sample_root, "groundtruth")})
     assert task["status"] in ("SUBMITTED", "RUNNING")
-    status = _wait_for_training(client)
+    status = wait_for_training(client)
     assert status["status"] == "DONE", "\n".join(status.get("details", []))
 
     stats = client.info()["train_stats"][recipe]
@@ -95,7 +86,7 @@ def test_training_without_scribbles_fails_with_a_message(tmp_path, sample_root):
     with LiveServer(app, str(studies), conf={"models": "pce"}, workdir=str(tmp_path)) as s:
         client = s.client()
         client.train_start("pce", TINY)
-        status = _wait_for_training(client)
+        status = wait_for_training(client)
         assert status["status"] == "ERROR"
         assert any("no volume in the datastore has scribbles under tag 'final'" in line for line in status["details"])
         assert client.info()["name"] == "scribble_seg"  # the server is still up
@@ -126,7 +117,7 @@ def test_stopping_a_training_keeps_the_published_model_and_the_next_one_starts(s
     result, _ = client.infer("pce", "case_004", {})  # a partial weights file would answer 409 here
     assert nib.load(result).shape == (160, 160, 16)
     client.train_start("pce", TINY)
-    assert _wait_for_training(client)["status"] == "DONE"
+    assert wait_for_training(client)["status"] == "DONE"
 
 
 def test_a_corrupt_model_file_answers_409_and_the_server_stays_up(server):
@@ -180,7 +171,7 @@ def test_a_training_refreshes_the_scores_once_without_an_error_in_the_log(tmp_pa
                     env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "true"}) as server:
         client = server.client()
         client.train_start("pce", TINY)
-        assert _wait_for_training(client)["status"] == "DONE"
+        assert wait_for_training(client)["status"] == "DONE"
         deadline = time.time() + 120  # the scoring subprocess ran for the new weights
         while time.time() < deadline and "next_to_scribble" not in open(server.log_path, errors="replace").read():
             time.sleep(1)
