@@ -10,7 +10,8 @@
    the prior; the dense CRF refines a random walk's answer);
 3. outside the box the prior is returned unchanged.
 
-Returns probabilities ``(C, H, W, D)``; the label map is their argmax.
+Returns probabilities ``(C, H, W, D)``, or with ``labels=True`` their class map (what the server
+answers; on the pyramid it never builds full-size probabilities).
 """
 
 from typing import Callable, Optional, Sequence, Tuple, Union
