@@ -127,8 +127,8 @@ def from_strokes(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Seq
     solved = _solve_box(solve, image, seeds, spacing, None, whole, max_voxels, walk_params(spacing), labels)
     if solved.shape[-3:] == image.shape:
         return solved
-    out = flat(image.shape)
-    out = class_map(out) if labels else out
+    # outside the ROI: the flat prior, whose class map is its first stroked class
+    out = np.full(image.shape, stroked[0], dtype=np.uint8) if labels else flat(image.shape)
     out[(Ellipsis,) + whole] = solved
     return out
 
