@@ -5,7 +5,8 @@ import os
 
 import nibabel as nib
 import numpy as np
-from test_server_training import TINY, _wait_for_training
+from live_server import wait_for_training
+from test_server_training import TINY
 
 
 def test_can_em_trains_recursively_keeps_the_seeds_and_serves(server, convention):
@@ -14,7 +15,7 @@ def test_can_em_trains_recursively_keeps_the_seeds_and_serves(server, convention
     task = client.train_start("can_em", {**TINY, "max_epochs": 6, "epochs_per_recursion": 1, "recursions": 3,
                                          "mc_passes": 4})
     assert task["status"] in ("SUBMITTED", "RUNNING")
-    status = _wait_for_training(client)
+    status = wait_for_training(client)
     assert status["status"] == "DONE", "\n".join(status.get("details", []))
 
     recursions = client.info()["train_stats"]["can_em"]["recursions"]

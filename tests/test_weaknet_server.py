@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from lib.scribbles.template import surface_points
 from live_server import http_status
-from test_server_training import TINY, _wait_for_training
+from live_server import wait_for_training
+from test_server_training import TINY
 
 from monailabel.client.client import MONAILabelClientException
 
@@ -49,7 +50,7 @@ def test_points_then_weaknet_train_and_infer(server, sample_root, tmp_path):
 
     task = client.train_start("weaknet", {**TINY, "val_split": 0.0, "max_epochs": 2})
     assert task["status"] in ("SUBMITTED", "RUNNING")
-    status = _wait_for_training(client)
+    status = wait_for_training(client)
     assert status["status"] == "DONE", "\n".join(status.get("details", []))
     stats = client.info()["train_stats"]["weaknet"]
     assert stats["total_epochs"] == 2
