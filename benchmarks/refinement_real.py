@@ -268,7 +268,8 @@ def run_latency(workdir, repeats, rows):
             # a training beside the requests: the strokes saved as a label, a long pce training started
             scribbles = np.where(s == 1, 1, np.where(s == 0, 2, 0)).astype(np.uint8)
             lpath = write_nifti(os.path.join(served.dir, "scribbles.nii.gz"), scribbles, volume.affine)
-            served.client.save_label(served.case_id, lpath, tag="final")
+            served.client.save_label(served.case_id, lpath, tag="final", params={"label_info": [
+                {"name": "right lung", "idx": 1}, {"name": "background_strokes", "idx": 2}]})
             served.client.train_start("pce", {"max_epochs": 1000, "val_split": 0.0})
             time.sleep(5)
             training = bool(served.client.train_status(check_if_running=True))

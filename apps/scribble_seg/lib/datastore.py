@@ -11,7 +11,10 @@ valid writes:
 * size: uploads above ``max_upload_mb`` (413);
 * images: readable by ITK, 3D (a 2D or 4D image is refused), finite (NaN / Inf refused);
 * labels: the image exists (404), readable, the image's 3D shape; labels under the scribble tag
-  must fit the label convention (by name through ``label_info``) and hold at least one stroke;
+  must name their values in ``label_info`` (what 3D Slicer and OHIF send: a bare map's values
+  could mean any class, and would be read silently in this server's convention), map onto the
+  labels by name, and hold at least one stroke. ``label_info_required=False`` (conf
+  ``scribble_label_info optional``) accepts bare maps already in the convention;
 * metadata: ``datastore_v2.json`` is replaced atomically, never rewritten in place, and re-read
   when another process (MONAI Label's scoring / training subprocesses) changed it, so neither
   process's writes are lost nor invisible.
@@ -28,7 +31,7 @@ import numpy as np
 from filelock import FileLock
 
 from lib.errors import RequestError
-from lib.scribbles.convention import ScribbleConvention, to_scribble_map
+from lib.scribbles.convention import UNANNOTATED, ScribbleConvention, present_values, to_scribble_map
 from lib.scribbles.points import points_of
 
 from monailabel.datastore.local import LocalDatastore, LocalDatastoreModel
@@ -93,12 +96,15 @@ class ScribbleDatastore(LocalDatastore):
         convention: the app's label convention.
         scribble_tag: the tag whose labels are training scribbles.
         max_upload_mb: largest accepted image or label file.
+        label_info_required: refuse scribbles whose values no ``label_info`` names.
         (the other arguments are LocalDatastore's)
     """
 
     def __init__(self, *args, convention: ScribbleConvention, scribble_tag: str = "final",
-                 max_upload_mb: float = 1024.0, points_tag: str = "points", **kwargs):
+                 max_upload_mb: float = 1024.0, points_tag: str = "points", label_info_required: bool = True,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        self.label_info_required = label_info_required
         self.convention, self.scribble_tag, self.max_upload_mb = convention, scribble_tag, float(max_upload_mb)
         self.points_tag = points_tag
         self.scribble_saves = 0
@@ -200,8 +206,16 @@ class ScribbleDatastore(LocalDatastore):
         if label.shape != shape:
             raise RequestError(f"the label has shape {label.shape}, image {image_id!r} has {shape}")
         if label_tag == self.scribble_tag:
+            named = (label_info or {}).get("label_info")
+            if not named and self.label_info_required:
+                raise RequestError(
+                    f"the scribbles for {image_id!r} carry no label_info, so their values "
+                    f"{[int(v) for v in present_values(label) if v != UNANNOTATED]} could mean any class (this server would read "
+                    f"{self.convention.describe_values()}): send label_info naming each value, e.g. "
+                    f"[{{\"name\": \"{next(iter(self.convention.labels))}\", \"idx\": 1}}] (3D Slicer and OHIF do), "
+                    f"or start the server with --conf scribble_label_info optional to accept maps in this convention")
             try:
-                scribbles = to_scribble_map(label, self.convention, (label_info or {}).get("label_info"))
+                scribbles = to_scribble_map(label, self.convention, named)
             except ValueError as e:
                 raise RequestError(f"scribbles for {image_id!r}: {e}") from None
             if not self.convention.annotated(scribbles).any():

@@ -216,7 +216,7 @@ class ScribbleConvention:
             "background_segment_names": list(BACKGROUND_SEGMENT_NAMES),
         }
 
-    def _describe_values(self) -> str:
+    def describe_values(self) -> str:
         classes = ", ".join(f"{i} = {n}" for n, i in self.labels.items())
         return f"{UNANNOTATED} = unannotated, {classes}, {self.background_scribble_id} = background scribble"
 
@@ -238,7 +238,7 @@ class ScribbleConvention:
         bad = np.setdiff1d(present_values(a), self.values)
         if bad.size:
             shown = ", ".join(str(v) for v in bad[:10]) + (" ..." if bad.size > 10 else "")
-            raise ValueError(f"scribble map holds values [{shown}] outside the convention ({self._describe_values()})")
+            raise ValueError(f"scribble map holds values [{shown}] outside the convention ({self.describe_values()})")
         return a
 
     def annotated(self, scribbles):
