@@ -25,7 +25,7 @@ def guarded(tmp_path_factory, sample_root):
     studies = shutil.copytree(os.path.join(sample_root, "studies"), os.path.join(work, "studies"))
     app = copy_app(os.path.join(work, "app"))
     with LiveServer(app, studies, conf={"models": "all", "max_upload_mb": str(LIMIT_MB)}, workdir=work) as s:
-        s.studies = studies
+        s.studies, s.app_dir = studies, app
         yield s
 
 
@@ -65,7 +65,8 @@ def test_bad_input_is_refused_and_nothing_is_lost(guarded, sample_root, tmp_path
     wrong_shape = _nifti(tmp_path / "shape.nii.gz", strokes[:80])
     _refused(lambda: client.save_label("case_004", wrong_shape, params=info), 422, "the label has shape (80, 160, 16)")
     outside = _nifti(tmp_path / "outside.nii.gz", np.where(strokes == 1, 7, strokes).astype(np.uint8), image.affine)
-    _refused(lambda: client.save_label("case_004", outside), 422, "values [7] outside the convention")
+    _refused(lambda: client.save_label("case_004", outside), 422, "values [2, 3, 4, 7] could mean any class")
+    _refused(lambda: client.save_label("case_004", outside), 422, "send label_info naming each value")
     empty = _nifti(tmp_path / "empty.nii.gz", np.zeros_like(strokes), image.affine)
     _refused(lambda: client.save_label("case_004", empty, params=info), 422, "are empty: draw at least one stroke")
     unnamed = _nifti(tmp_path / "unnamed.nii.gz", strokes, image.affine)
@@ -107,6 +108,21 @@ def test_bad_input_is_refused_and_nothing_is_lost(guarded, sample_root, tmp_path
     _refused(lambda: client.infer("pce", "no_such_image", {}), 404, "image 'no_such_image' is not in the datastore")
     _refused(lambda: client.next_sample("no_such_strategy", {}), 404, "unknown strategy 'no_such_strategy'")
     _refused(lambda: client.train_start("no_such_model", {}), 404, "unknown model 'no_such_model'")
+
+    # training parameters, refused before any training starts
+    _refused(lambda: client.train_start("pce", {"epochs": 1}), 422, "unknown training parameter(s) ['epochs']")
+    _refused(lambda: client.train_start("pce", {"epochs": 1}), 422, "known: ['bn_recalibration_batches'")
+    for bad in (0, -3, "many", 2.5, True):
+        _refused(lambda: client.train_start("pce", {"max_epochs": bad}), 422,
+                 f"training parameter 'max_epochs' of 'pce' must be a whole number, at least 1, got {bad!r}")
+    _refused(lambda: client.train_start("pce", {"patch_size": [96, 96, 12]}), 422,
+             "must be a multiple of the network's down-sampling [32, 32, 8] per axis, got [96, 96, 12]")
+    _refused(lambda: client.train_start("pce", {"name": "../../escape"}), 422, "'name' of 'pce' must be a plain run name")
+    _refused(lambda: client.train_start("pce", {"val_split": 1}), 422, "'val_split' of 'pce' must be a number")
+    _refused(lambda: client.train_start("can_em", {"recursions": 0}), 422, "'recursions' of 'can_em' must be a whole")
+    _refused(lambda: client.train_start("pce", {"recursions": 2}), 422, "unknown training parameter(s) ['recursions']")
+    assert not client.train_status(check_if_running=True)
+    assert not os.path.exists(os.path.join(guarded.app_dir, "model", "pce"))  # no run folder was made
 
     # the valid writes go through
     assert client.upload_image(good, image_id="fresh_volume") == {"image": "fresh_volume"}

@@ -182,3 +182,51 @@ def test_real_spine_ct_scribbled_on_three_slices_comes_back_in_3d(tmp_path):
             unscribbled = np.ones(truth.shape[2], bool)
             unscribbled[scribbled] = False
             assert _dice(mask[:, :, unscribbled], truth[:, :, unscribbled]) > 0.4, method
+
+
+def test_other_requests_are_answered_while_an_inference_runs(server, convention, tmp_path):
+    """MONAI Label runs ``POST /infer`` on the server's event loop, so every other request waited
+    for the inference; the app runs it in a worker thread (:mod:`lib.routes`). While a refinement
+    of a 256 x 256 x 96 volume runs, ``/info`` keeps answering: no poll waits for the inference.
+    (On the event loop, one poll waits for all of it.)"""
+    import threading
+    import time
+
+    shape = (256, 256, 96)
+    x, y, z = np.ogrid[:shape[0], :shape[1], :shape[2]]
+    ball = (x - 128) ** 2 + (y - 128) ** 2 + ((z - 48) * 2) ** 2 < 70 ** 2
+    volume = (100.0 * ball + np.random.default_rng(0).normal(0, 20, shape)).astype(np.float32)
+    image_path = str(tmp_path / "big.nii.gz")
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), image_path)
+    strokes = np.zeros(shape, np.uint8)
+    first = next(iter(convention.labels.values()))
+    for k in (30, 48, 66):
+        strokes[110:146, 126:130, k] = first
+        strokes[10:40, 10:14, k] = convention.background_scribble_id
+    label_path = _save(strokes, np.eye(4), tmp_path / "big_strokes.nii.gz")
+
+    finished = threading.Event()
+    outcome = {}
+
+    def refine():
+        try:
+            outcome["result"] = server.client().infer("random_walk", "", {"label_info": scribble_label_info(convention)},
+                                                      label_in=label_path, file=image_path)
+        finally:
+            finished.set()
+
+    started = time.time()
+    worker = threading.Thread(target=refine)
+    worker.start()
+    latencies = []
+    while not finished.is_set():
+        t0 = time.time()
+        assert server.get_json("/info/")["name"] == "scribble_seg"
+        latencies.append(time.time() - t0)
+        time.sleep(0.05)
+    duration = time.time() - started
+    worker.join()
+    labels = _load(outcome["result"][0])
+    assert _dice(labels == first, ball) > 0.9
+    assert duration > 1.0, duration  # long enough for a blocked poll to show
+    assert len(latencies) >= 5 and max(latencies) < 0.5 * duration, (max(latencies), duration, len(latencies))

@@ -111,6 +111,12 @@ def test_stopping_a_training_keeps_the_published_model_and_the_next_one_starts(s
 
     assert training and set().union(*map(niceness, training)) == {processes[0].nice() + 10}
     assert set().union(*map(niceness, serving)) == {processes[0].nice()}
+    # a second training is refused with what runs and how to stop it
+    with pytest.raises(MONAILabelClientException) as e:
+        client.train_start("pce", TINY)
+    assert http_status(e.value) == 429
+    assert "training 'pce' is already running since" in e.value.msg, e.value.msg
+    assert "DELETE /train/" in e.value.msg and "enqueue=true" in e.value.msg
     stopped = client.train_stop()
     assert stopped["status"] == "STOPPED"
     assert not client.train_status(check_if_running=True)

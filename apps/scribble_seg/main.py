@@ -14,6 +14,8 @@ Conf options (``--conf key value``; every value is a string):
                            phantoms' ``{"lv": 1, "myocardium": 2, "rv": 3}``)
 ``background_scribble_id`` value of a background stroke in scribble maps (default ``len(labels) + 1``)
 ``scribble_tag``           datastore tag that holds the scribbles used for training (default ``final``)
+``scribble_label_info``    ``required`` (default): scribbles must name their values in ``label_info``, as Slicer
+                           and OHIF send them; ``optional``: bare maps in the convention below are accepted too
 ``device``                 ``cpu``, ``cuda`` or ``cuda:N`` (default ``cuda`` when available, else ``cpu``)
 ``refinement``             ``false`` hides the ``crf`` / ``random_walk`` scribble refinement tasks (default on)
 ``target_spacing``         training/inference spacing in mm, JSON list, or ``auto`` (median of the training
@@ -47,6 +49,7 @@ import importlib
 import json
 import logging
 import os
+import threading
 from typing import Dict, Optional
 
 import lib.configs
@@ -108,6 +111,14 @@ def resolve_device(name: str) -> str:
     return str(device)
 
 
+def label_info_required(value: str) -> bool:
+    """Conf ``scribble_label_info``: ``required`` or ``optional``."""
+    value = (value or "required").strip().lower()
+    if value not in ("required", "optional"):
+        raise ValueError(f"conf scribble_label_info must be 'required' or 'optional', got {value!r}")
+    return value == "required"
+
+
 class ScribbleSegApp(MONAILabelApp):
     """Trains segmentation networks from scribbles, refines segmentations from new scribbles and
     tells annotators which volume to scribble next."""
@@ -129,6 +140,8 @@ class ScribbleSegApp(MONAILabelApp):
             self.models[name] = config
         logger.info(f"+++ Using Models: {list(self.models)}; labels {self.convention.labels}; device {self.device}")
 
+        self._infer_locks: Dict[str, threading.Lock] = {}
+        self._infer_locks_lock = threading.Lock()
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -138,6 +151,24 @@ class ScribbleSegApp(MONAILabelApp):
             version=__version__,
             labels=dict(self.convention.labels),
         )
+        self._retrain_params = self._checked_retrain_params()
+
+    def _checked_retrain_params(self) -> Dict:
+        """Conf ``al_retrain_params`` checked by the retrained recipe at start-up (the trigger hands
+        it to MONAI Label directly, past the checked route): a bad value stops the server here."""
+        text = self.conf.get("al_retrain_params") or "{}"
+        try:
+            params = json.loads(text)
+        except ValueError:
+            raise ValueError(f"conf al_retrain_params must be a JSON object, got {text!r}") from None
+        recipe = self.conf.get("al_recipe") or self._al_model()
+        trainer = self._trainers.get(recipe) if recipe else None
+        if trainer is None or not hasattr(trainer, "check_request"):
+            return params
+        try:
+            return trainer.check_request(recipe, params)
+        except RequestError as e:
+            raise ValueError(f"conf al_retrain_params: {e.detail}") from None
 
     def init_infers(self) -> Dict[str, InferTask]:
         infers: Dict[str, InferTask] = {}
@@ -215,7 +246,23 @@ class ScribbleSegApp(MONAILabelApp):
             scribble_tag=self.scribble_tag,
             max_upload_mb=float(self.conf.get("max_upload_mb", DEFAULT_MAX_UPLOAD_MB)),
             points_tag=self.conf.get("points_tag", "points"),
+            label_info_required=label_info_required(self.conf.get("scribble_label_info", "required")),
         )
+
+    def server_mode(self, mode: bool):
+        """MONAI Label calls this once the server starts: our routes go in front of its own
+        (:mod:`lib.routes`: inference off the event loop, training parameters checked)."""
+        super().server_mode(mode)
+        if mode:
+            from lib.routes import install
+            from monailabel.app import app
+
+            install(app)
+
+    def _infer_lock(self, model: str) -> threading.Lock:
+        """One inference at a time per model (its network, caches and device are shared)."""
+        with self._infer_locks_lock:
+            return self._infer_locks.setdefault(model, threading.Lock())
 
     # -- requests naming something that does not exist: 404 with the alternatives, not a bare 500
     def infer(self, request, datastore=None):
@@ -226,7 +273,8 @@ class ScribbleSegApp(MONAILabelApp):
         if image and not os.path.exists(image) and not request.get("session_id"):
             if not (datastore or self.datastore()).get_image_uri(image):
                 raise RequestError(f"image {image!r} is not in the datastore", 404)
-        return super().infer(request, datastore)
+        with self._infer_lock(model):
+            return super().infer(request, datastore)
 
     def next_sample(self, request):
         strategy = request.get("strategy") or "random"
@@ -243,7 +291,7 @@ class ScribbleSegApp(MONAILabelApp):
         recipe = self.conf.get("al_recipe") or self._al_model()
         if every <= 0 or not recipe or recipe not in self._trainers or pending < every:
             return {"retraining": {"pending_scribbles": pending, "starts_after": every, "recipe": recipe}}
-        params = json.loads(self.conf.get("al_retrain_params") or "{}")
+        params = self._retrain_params
         started = self.async_training(recipe, params={recipe: params} if params else None)
         if started:
             datastore.scribble_saves = 0

@@ -62,10 +62,11 @@ from lib.datasets.study import read_spacing
 from lib.errors import RequestError
 from lib.infers.inferer import SegmentationInferer
 from lib.metrics import DiceMetric
-from lib.networks import final_logits, seeded_copy
+from lib.networks import final_logits, seeded_copy, size_divisor
 from lib.scribbles.convention import ScribbleConvention
 from lib.transforms import AnnotatedMaskd, ScribbleMapd, Spacingd
 
+from .parameters import TRAINING_PARAMETERS, Parser, check_parameters
 from .precise_bn import PreciseBatchNormHandler
 from .publish import AtomicPublisher, label_set_mismatch
 
@@ -111,6 +112,10 @@ class ScribbleTrainTask(BasicTrainTask):
     dense_targets = False
     """Train on dense masks instead of scribbles (only the ``full`` upper bound sets this)."""
 
+    parameters: Dict[str, Parser] = {}
+    """The recipe's own request parameters (name -> parser, :mod:`lib.trainers.parameters`), on top
+    of :data:`~lib.trainers.parameters.TRAINING_PARAMETERS`."""
+
     def __init__(
         self,
         model_dir: str,
@@ -151,6 +156,11 @@ class ScribbleTrainTask(BasicTrainTask):
         self.convention = convention
         self.scribble_tag, self.gt_tag = scribble_tag, gt_tag
         self._extra_stats: Dict[str, Any] = {}
+
+    def check_request(self, model: str, params: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+        """``params`` of a training request, converted; a 422 naming the first unknown key or bad
+        value (the server asks this before MONAI Label starts the training subprocess)."""
+        return check_parameters(model, params, {**TRAINING_PARAMETERS, **self.parameters}, size_divisor(self._network))
 
     def __call__(self, request, datastore: Datastore):
         self._extra_stats = {}  # recipe figures of this training request only (see record_stats)

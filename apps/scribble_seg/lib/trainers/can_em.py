@@ -46,6 +46,7 @@ from lib.scribbles.seed_areas import DEFAULT_TAU
 from lib.transforms import CurrentLabelsd, SeedAreasd
 
 from .base import ScribbleTrainTask
+from .parameters import integer
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class CanEMTrainTask(ScribbleTrainTask):
         alpha: significance level of the Welch test.
         relabel_tag: datastore tag of the relabelled maps (empty: not saved).
     """
+
+    parameters = {"recursions": integer(1), "epochs_per_recursion": integer(0), "mc_passes": integer(1)}
 
     def __init__(self, *args, recursions: int = 3, epochs_per_recursion: int = 0, tau: float = DEFAULT_TAU,
                  beta: float = RandomWalkParams.beta, crf: Optional[DenseCRFParams] = DenseCRFParams.can_et_al(),

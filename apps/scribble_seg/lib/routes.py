@@ -1,0 +1,148 @@
+"""Routes the app puts in place of MONAI Label's own when it starts serving (MONAI Label is not forked).
+
+* ``POST /infer/{model}``: MONAI Label's endpoint is ``async def`` and runs the inference on the
+  event loop, so every other request -- an annotator's Next Sample, Submit Label, ``/info`` --
+  waits behind another annotator's inference. Ours runs the same function
+  (``monailabel.endpoints.infer.run_inference``) in a worker thread; the app serialises the
+  inferences of one model (:meth:`ScribbleSegApp.infer`).
+* ``POST /train/{model}`` and ``POST /train/``: the parameters are checked by the recipe
+  (:meth:`lib.trainers.base.ScribbleTrainTask.check_request`: names, types, ranges, patch size
+  against the network's stride) before MONAI Label starts the training subprocess, and a 429 says
+  which training runs and how to stop it.
+
+Each route keeps MONAI Label's path, parameters and role check; :func:`install` swaps the
+endpoint in the router's list in place, so route order (and thus matching) is unchanged.
+"""
+
+import logging
+from typing import Callable, Optional
+
+from fastapi import BackgroundTasks, Depends, File, Form, HTTPException, UploadFile
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+
+from lib.errors import RequestError
+
+from monailabel.config import settings
+from monailabel.endpoints import train as train_endpoints
+from monailabel.endpoints.infer import ResultType, run_inference
+from monailabel.endpoints.user.auth import RBAC, User
+from monailabel.interfaces.utils.app import app_instance
+from monailabel.utils.async_tasks.task import AsyncTask
+
+logger = logging.getLogger(__name__)
+
+
+async def infer_in_worker(
+    background_tasks: BackgroundTasks,
+    model: str,
+    image: str = "",
+    session_id: str = "",
+    params: str = Form("{}"),
+    file: UploadFile = File(None),
+    label: UploadFile = File(None),
+    output: Optional[ResultType] = None,
+    user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_USER)),
+):
+    """MONAI Label's inference endpoint, run off the event loop."""
+    return await run_in_threadpool(run_inference, background_tasks, model, image, session_id, params, file, label,
+                                   output)
+
+
+def running_training_message() -> str:
+    """The 429 of a second training: which one runs, since when, and how to stop it."""
+    task, _ = AsyncTask.status("train", check_if_running=True)
+    what = "a training is already running"
+    if task:
+        request = task.get("request") or {}
+        run = f" (run {request['name']!r})" if request.get("name") else ""
+        what = f"training {request.get('model', '?')!r}{run} is already running since {task.get('start_ts', '?')}"
+    return (f"{what}: wait for it (GET /train/ shows its progress) or stop it (DELETE /train/; "
+            f"3D Slicer: Stop Training), or send enqueue=true to run this one after it")
+
+
+def checked_training(model: str, params: Optional[dict]) -> Optional[dict]:
+    """``params`` converted by the recipe's check; 404 for a model that has no trainer."""
+    instance = app_instance()
+    trainers = instance._trainers  # MONAI Label keeps them there; the app built them
+    if model not in trainers:
+        raise RequestError(f"unknown model {model!r}; trainers: {sorted(trainers)}", 404)
+    check = getattr(trainers[model], "check_request", None)
+    return check(model, params) if check and params is not None else params
+
+
+def _with_busy_message(start: Callable[[], dict]) -> dict:
+    try:
+        return start()
+    except HTTPException as e:
+        if e.status_code == 429:
+            raise RequestError(running_training_message(), 429) from None
+        raise
+
+
+async def train_model(
+    model: str,
+    params: Optional[dict] = None,
+    run_sync: Optional[bool] = False,
+    enqueue: Optional[bool] = False,
+    user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ADMIN)),
+):
+    """``POST /train/{model}`` with the parameters checked first."""
+    checked = checked_training(model, params)
+    return await run_in_threadpool(_with_busy_message,
+                                   lambda: train_endpoints.run_model(model, checked, run_sync, enqueue))
+
+
+async def train_all(
+    params: Optional[dict] = None,
+    run_sync: Optional[bool] = False,
+    user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ADMIN)),
+):
+    """``POST /train/`` (OHIF's Update Model): every trainer, each with its ``params[model]`` checked."""
+    params = dict(params or {})
+    for model, value in params.items():
+        params[model] = checked_training(model, value)
+    return await run_in_threadpool(train_endpoints.run, params, run_sync)
+
+
+REPLACEMENTS = {
+    ("/infer/{model}", "POST"): infer_in_worker,
+    ("/train/{model}", "POST"): train_model,
+    ("/train/", "POST"): train_all,
+}
+
+
+def _swap(routes: list, prefix: str) -> int:
+    """Replaces, in place, the routes of ``routes`` that :data:`REPLACEMENTS` names."""
+    swapped = 0
+    for i, route in enumerate(routes):
+        if not isinstance(route, APIRoute):
+            continue
+        path = route.path[len(prefix):] if prefix and route.path.startswith(prefix) else route.path
+        for method in route.methods:
+            endpoint = REPLACEMENTS.get((path, method))
+            if endpoint is not None:
+                routes[i] = APIRoute(route.path, endpoint, methods=[method], summary=route.summary, tags=route.tags,
+                                     responses=route.responses, include_in_schema=route.include_in_schema,
+                                     deprecated=route.deprecated)
+                swapped += 1
+    return swapped
+
+
+def install(app) -> int:
+    """Swaps :data:`REPLACEMENTS` into a FastAPI ``app``; returns how many routes were swapped.
+
+    Older FastAPI copies an included router's routes into the app's list; newer FastAPI keeps a
+    reference to the included router and reads its routes when it matches a request (re-read
+    after ``_mark_routes_changed``). Both lists are swapped, so either version serves ours.
+    """
+    from monailabel.endpoints import infer as infer_endpoints
+
+    swapped = _swap(app.router.routes, settings.MONAI_LABEL_API_STR)
+    for router in (infer_endpoints.router, train_endpoints.router):
+        n = _swap(router.routes, "")
+        if n and hasattr(router, "_mark_routes_changed"):
+            router._mark_routes_changed()
+        swapped += n
+    logger.info(f"{swapped} MONAI Label routes run through the app (inference off the event loop, checked training)")
+    return swapped
