@@ -1,5 +1,5 @@
 """Concurrent clients against a live server: a mix of ``infer crf``, ``infer <model>``,
-``next_sample`` and ``save_label``, each thread its own ``MONAILabelClient``. Every saved label is
+``next_sample``, ``save_label`` and ``info``, each thread its own ``MONAILabelClient``. Every saved label is
 downloaded back at the end and compared byte for byte. Used by a test (small) and by
 ``benchmarks/load.py`` (8 threads x 20 requests)."""
 
@@ -17,7 +17,7 @@ import numpy as np
 from live_server import http_status
 from monailabel.client import MONAILabelClient
 
-OPERATIONS = ("infer_crf", "infer_model", "next_sample", "save_label")
+OPERATIONS = ("infer_crf", "infer_model", "next_sample", "save_label", "info")
 
 
 def _percentile(values: List[float], q: float) -> float:
@@ -60,6 +60,8 @@ def run_load(url: str, images: Sequence[str], scribbles: Dict[str, str], label_i
                     client.infer(model, image, {})
                 elif op == "next_sample":
                     client.next_sample("random", {})
+                elif op == "info":
+                    client.info()
                 else:
                     path, content = _unique_label(scribbles[image], tmp, t, i)
                     tag = f"load_{t}"

@@ -37,6 +37,10 @@ Conf options (``--conf key value``; every value is a string):
 ``al_retrain_after``       new scribble maps that start a training of ``al_recipe`` (default 5; 0 = never)
 ``al_recipe``              recipe retrained by that trigger (default: ``al_model``)
 ``al_retrain_params``      JSON train-request parameters of that training, e.g. ``{"max_epochs": 5}``
+``infer_in_worker``        ``true``: inference runs in a worker thread, so Next Sample, Submit Label and ``/info``
+                           answer while it runs (one inference at a time still); default ``false``: on the server's
+                           event loop, as MONAI Label's endpoint does -- under a mixed load the worker thread made
+                           inference itself several times slower (``benchmarks/results/load.md``), not yet explained
 ``background_niceness``    priority drop (0..19) of training and scoring subprocesses, so that refinement
                            requests keep their speed while a training runs (default 10; 0 = off)
 =========================  ================================================================================
@@ -140,8 +144,10 @@ class ScribbleSegApp(MONAILabelApp):
             self.models[name] = config
         logger.info(f"+++ Using Models: {list(self.models)}; labels {self.convention.labels}; device {self.device}")
 
-        self._infer_locks: Dict[str, threading.Lock] = {}
-        self._infer_locks_lock = threading.Lock()
+        # one inference at a time: the routes run them in worker threads (lib.routes), and
+        # concurrent inferences only compete for the same cores (torch's OpenMP workers spin while
+        # a numpy refinement waits for them), so together they finish later than one after another
+        self._infer_lock = threading.Lock()
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -257,12 +263,7 @@ class ScribbleSegApp(MONAILabelApp):
             from lib.routes import install
             from monailabel.app import app
 
-            install(app)
-
-    def _infer_lock(self, model: str) -> threading.Lock:
-        """One inference at a time per model (its network, caches and device are shared)."""
-        with self._infer_locks_lock:
-            return self._infer_locks.setdefault(model, threading.Lock())
+            install(app, infer_in_worker=self.conf.get("infer_in_worker", "false").strip().lower() == "true")
 
     # -- requests naming something that does not exist: 404 with the alternatives, not a bare 500
     def infer(self, request, datastore=None):
@@ -273,7 +274,7 @@ class ScribbleSegApp(MONAILabelApp):
         if image and not os.path.exists(image) and not request.get("session_id"):
             if not (datastore or self.datastore()).get_image_uri(image):
                 raise RequestError(f"image {image!r} is not in the datastore", 404)
-        with self._infer_lock(model):
+        with self._infer_lock:
             return super().infer(request, datastore)
 
     def next_sample(self, request):

@@ -3,8 +3,10 @@
 * ``POST /infer/{model}``: MONAI Label's endpoint is ``async def`` and runs the inference on the
   event loop, so every other request -- an annotator's Next Sample, Submit Label, ``/info`` --
   waits behind another annotator's inference. Ours runs the same function
-  (``monailabel.endpoints.infer.run_inference``) in a worker thread; the app serialises the
-  inferences of one model (:meth:`ScribbleSegApp.infer`).
+  (``monailabel.endpoints.infer.run_inference``) in a worker thread; the app still runs one
+  inference at a time (:meth:`ScribbleSegApp.infer`). Opt-in (conf ``infer_in_worker true``):
+  under a mixed load of inferences and other requests, inference itself ran several times slower
+  this way (``benchmarks/load.py``), a cost not understood yet.
 * ``POST /train/{model}`` and ``POST /train/``: the parameters are checked by the recipe
   (:meth:`lib.trainers.base.ScribbleTrainTask.check_request`: names, types, ranges, patch size
   against the network's stride) before MONAI Label starts the training subprocess, and a 429 says
@@ -33,7 +35,7 @@ from monailabel.utils.async_tasks.task import AsyncTask
 logger = logging.getLogger(__name__)
 
 
-async def infer_in_worker(
+async def run_inference_in_worker(
     background_tasks: BackgroundTasks,
     model: str,
     image: str = "",
@@ -106,21 +108,21 @@ async def train_all(
 
 
 REPLACEMENTS = {
-    ("/infer/{model}", "POST"): infer_in_worker,
+    ("/infer/{model}", "POST"): run_inference_in_worker,
     ("/train/{model}", "POST"): train_model,
     ("/train/", "POST"): train_all,
 }
 
 
-def _swap(routes: list, prefix: str) -> int:
-    """Replaces, in place, the routes of ``routes`` that :data:`REPLACEMENTS` names."""
+def _swap(routes: list, prefix: str, replacements) -> int:
+    """Replaces, in place, the routes of ``routes`` that ``replacements`` names."""
     swapped = 0
     for i, route in enumerate(routes):
         if not isinstance(route, APIRoute):
             continue
         path = route.path[len(prefix):] if prefix and route.path.startswith(prefix) else route.path
         for method in route.methods:
-            endpoint = REPLACEMENTS.get((path, method))
+            endpoint = replacements.get((path, method))
             if endpoint is not None:
                 routes[i] = APIRoute(route.path, endpoint, methods=[method], summary=route.summary, tags=route.tags,
                                      responses=route.responses, include_in_schema=route.include_in_schema,
@@ -129,8 +131,9 @@ def _swap(routes: list, prefix: str) -> int:
     return swapped
 
 
-def install(app) -> int:
+def install(app, infer_in_worker: bool = False) -> int:
     """Swaps :data:`REPLACEMENTS` into a FastAPI ``app``; returns how many routes were swapped.
+    ``infer_in_worker=False`` keeps MONAI Label's inference endpoint (conf ``infer_in_worker``).
 
     Older FastAPI copies an included router's routes into the app's list; newer FastAPI keeps a
     reference to the included router and reads its routes when it matches a request (re-read
@@ -138,9 +141,10 @@ def install(app) -> int:
     """
     from monailabel.endpoints import infer as infer_endpoints
 
-    swapped = _swap(app.router.routes, settings.MONAI_LABEL_API_STR)
+    replacements = {k: v for k, v in REPLACEMENTS.items() if infer_in_worker or not k[0].startswith("/infer")}
+    swapped = _swap(app.router.routes, settings.MONAI_LABEL_API_STR, replacements)
     for router in (infer_endpoints.router, train_endpoints.router):
-        n = _swap(router.routes, "")
+        n = _swap(router.routes, "", replacements)
         if n and hasattr(router, "_mark_routes_changed"):
             router._mark_routes_changed()
         swapped += n
