@@ -145,7 +145,7 @@ def test_a_corrupt_model_file_answers_409_and_the_server_stays_up(server):
 
 
 def test_concurrent_clients_are_all_answered_and_no_label_is_lost(server, sample_root, tmp_path, convention):
-    """4 threads x 6 requests mixing infer crf / infer pce / next_sample / save_label."""
+    """4 threads x 6 requests mixing infer crf / infer pce / next_sample / save_label / info."""
     from lib.datasets.sample import label_info
     from lib.scribbles.simulate import simulate_scribbles
     from load_driver import run_load
@@ -161,7 +161,7 @@ def test_concurrent_clients_are_all_answered_and_no_label_is_lost(server, sample
     assert summary["requests"] == 24 and summary["status_counts"] == {"200": 24}, summary
     assert summary["labels_saved"] > 0 and summary["labels_verified"] == summary["labels_saved"]
     assert summary["labels_lost"] == 0 and set(summary["operations"]) == {"infer_crf", "infer_model", "next_sample",
-                                                                          "save_label"}
+                                                                          "save_label", "info"}
 
 
 def test_a_training_refreshes_the_scores_once_without_an_error_in_the_log(tmp_path, sample_root):
