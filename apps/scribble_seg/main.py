@@ -31,7 +31,10 @@ Conf options (``--conf key value``; every value is a string):
 ``max_upload_mb``          largest image or label accepted by the datastore (default 1024; larger: HTTP 413)
 ``points_tag``             datastore tag of Weak-Net surface points (default ``points``; checked at upload)
 ``al_model``               model whose MC-dropout uncertainty drives ``next_to_scribble`` (default ``scribble2d5``)
-``al_passes``, ``al_metric``   dropout passes (20) and ``mutual_information`` (default) or ``entropy``
+``al_passes``, ``al_metric``   dropout passes (6) and ``mutual_information`` (default) or ``entropy``
+``al_margin_mm``           context around the predicted foreground's box that the dropout passes run on (16)
+``al_bfloat16``            scoring under bfloat16 autocast: ``auto`` (default: where the device computes it
+                           natively), ``true`` or ``false``
 ``al_exclusion_minutes``   a volume served to any client this recently is not served again (default 10)
 ``al_diversity``           weight of the similarity-to-scribbled-volumes discount (default 0.5; 0 = off)
 ``al_retrain_after``       new scribble maps that start a training of ``al_recipe`` (default 5; 0 = never)
@@ -63,6 +66,7 @@ from lib.activelearning import EpistemicScoring, NextToScribble, Random
 from lib.datastore import ScribbleDatastore
 from lib.errors import RequestError
 from lib.infers import ScribbleRefinement, ScribbleSegmentation
+from lib.infers.parameters import check_infer_request
 from lib.scribbles.refine import METHODS as REFINEMENT_METHODS
 from lib.scribbles.convention import ScribbleConvention
 
@@ -227,8 +231,10 @@ class ScribbleSegApp(MONAILabelApp):
         model = self._al_model()
         if model:
             methods["next_to_scribble"] = EpistemicScoring(
-                self._infers[model], self.scribble_tag, passes=int(self.conf.get("al_passes", 20)),
-                metric=self.conf.get("al_metric", "mutual_information"), device=self.device)
+                self._infers[model], self.scribble_tag, passes=int(self.conf.get("al_passes", 6)),
+                metric=self.conf.get("al_metric", "mutual_information"),
+                margin_mm=float(self.conf.get("al_margin_mm", 16)), bfloat16=self.conf.get("al_bfloat16", "auto"),
+                device=self.device)
         for name, config in self.models.items():
             s = config.scoring_method()
             methods.update(s if isinstance(s, dict) else ({name: s} if s else {}))
@@ -274,6 +280,7 @@ class ScribbleSegApp(MONAILabelApp):
         if image and not os.path.exists(image) and not request.get("session_id"):
             if not (datastore or self.datastore()).get_image_uri(image):
                 raise RequestError(f"image {image!r} is not in the datastore", 404)
+        check_infer_request(request, max(self.convention.labels.values()))
         with self._infer_lock:
             return super().infer(request, datastore)
 
