@@ -101,6 +101,8 @@ def test_a_training_starts_after_k_scribble_submissions(al_server, sample_root, 
     # the finished training refreshes the scores by itself: no request needed
     infos = _wait_for_scores(client, ["case_005"])
     assert infos["case_005"]["scribble_uncertainty"]["model"] == "pce"
+    # the dropout passes ran on the predicted foreground's box, never more than the volume
+    assert 0 < infos["case_005"]["scribble_uncertainty"]["box_fraction"] <= 1
 
 
 def test_once_scored_it_serves_the_most_uncertain_volume(al_server, sample_root, tmp_path):
@@ -118,3 +120,16 @@ def test_once_scored_it_serves_the_most_uncertain_volume(al_server, sample_root,
     reply = client.next_sample("next_to_scribble", {"client_id": "annotator_3"})
     assert reply["id"] in scores and "highest uncertainty" in reply["reason"], reply
     assert reply["score"] == pytest.approx(scores[reply["id"]])
+    # only the new volume was scored, and a request with nothing new says so instead of rescoring
+    assert "model 'pce' changed: scoring 1 unlabelled volumes" in _log(al_server)
+    _start_scoring(al_server)
+    deadline = time.time() + 120
+    while time.time() < deadline and "are current for model 'pce': nothing to score" not in _log(al_server):
+        time.sleep(1)
+    assert "are current for model 'pce': nothing to score" in _log(al_server)
+    assert "Failed To Trigger" not in _log(al_server)
+
+
+def _log(server):
+    with open(server.log_path, errors="replace") as f:
+        return f.read()

@@ -7,7 +7,14 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from lib.activelearning.uncertainty import enable_mc_dropout, intensity_features, mc_dropout_maps, volume_score
+from lib.activelearning.uncertainty import (
+    enable_mc_dropout,
+    foreground_box,
+    foreground_crop_score,
+    intensity_features,
+    mc_dropout_maps,
+    volume_score,
+)
 from lib.datasets.phantoms import make_cardiac_phantom
 from lib.losses.partial_ce import PartialCrossEntropyLoss
 from lib.networks import final_logits
@@ -82,9 +89,45 @@ def test_intensity_features_are_unit_norm_and_tell_inverted_contrast_apart():
     assert float(f @ h) > float(f @ g) + 0.1
 
 
-def test_a_scribble_trained_model_is_most_uncertain_on_volumes_unlike_its_training_data(convention):
+def test_foreground_box_grows_by_the_margin_to_a_multiple_of_the_divisor_inside_the_volume():
+    f = torch.zeros(160, 160, 16, dtype=torch.bool)
+    f[50:90, 60:95, 3:12] = True
+    assert foreground_box(f, (8, 8, 2), (4, 4, 8)) == (slice(42, 98), slice(52, 104), slice(0, 16))
+    f = torch.zeros(10, 10, 4, dtype=torch.bool)
+    f[0:3, 8:10, 0] = True  # against the volume's edges: the box widens the other way
+    assert foreground_box(f, (1, 1, 1), (4, 4, 4)) == (slice(0, 4), slice(6, 10), slice(0, 4))
+    assert foreground_box(f, (0, 0, 0), (16, 16, 16)) == (slice(0, 10), slice(0, 10), slice(0, 4))
+    assert foreground_box(torch.zeros(3, 3, 3, dtype=torch.bool), (1, 1, 1)) is None
+
+
+def test_the_box_score_is_the_whole_volume_score_when_the_box_is_the_volume_and_runs_on_the_box_only():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 3, 3, padding=1), torch.nn.Dropout(0.3))
+    with torch.no_grad():  # background (class 0) wins except where the input is bright (class 1)
+        net[0].weight.zero_()
+        net[0].weight[1].fill_(1 / 27)
+        net[0].bias.copy_(torch.tensor([3.0, 0.0, -3.0]))
+    x = torch.randn(1, 1, 24, 24, 6)
+    x[..., 8:14, 8:14, 2:4] += 40.0  # where class 1 wins: the only foreground
+    whole = foreground_crop_score(net, x, passes=6, batch=2, margin=(24, 24, 6), seed=3)
+    enable_mc_dropout(net)
+    assert whole["score"] == pytest.approx(volume_score(mc_dropout_maps(net, x, 6, 2, seed=3))["score"])
+    assert whole["box_fraction"] == 1.0
+    shapes = []
+    hook = net[0].register_forward_hook(lambda m, i, o: shapes.append(tuple(i[0].shape[2:])))
+    boxed = foreground_crop_score(net, x, passes=6, batch=2, margin=(2, 2, 1), seed=3)
+    hook.remove()
+    assert shapes[0] == (24, 24, 6) and set(shapes[1:]) == {(12, 12, 6)}, shapes  # one whole pass, then the box
+    # the bright cube 8:14 x 8:14 x 2:4, grown one voxel by the 3x3x3 kernel, then by the margin
+    assert boxed["box_fraction"] == pytest.approx(12 * 12 * 6 / (24 * 24 * 6))
+    assert 0 < boxed["foreground_fraction"] <= boxed["box_fraction"]
+
+
+@pytest.mark.parametrize("scorer", ["whole volume", "foreground box"])
+def test_a_scribble_trained_model_is_most_uncertain_on_volumes_unlike_its_training_data(convention, scorer):
     """pCE on 4 scribbled bright-blood phantoms (150 iterations), then 8 MC-dropout passes on 4
-    unseen bright-blood phantoms and the same 4 with dark-blood contrast (intensities inverted)."""
+    unseen bright-blood phantoms and the same 4 with dark-blood contrast (intensities inverted),
+    over the whole volume or on the predicted foreground's box."""
     torch.manual_seed(0)
     train = [make_cardiac_phantom(s, shape=SHAPE, spacing=SPACING) for s in range(4)]
     x = torch.cat([_z(v.image) for v in train])
@@ -102,6 +145,9 @@ def test_a_scribble_trained_model_is_most_uncertain_on_volumes_unlike_its_traini
     enable_mc_dropout(net)
 
     def score(v):
+        if scorer == "foreground box":
+            return foreground_crop_score(net, _z(v.image), passes=8, batch=4, margin=(4, 4, 1), divisor=net.divisor,
+                                         logits=final_logits)["score"]
         maps = mc_dropout_maps(lambda b: final_logits(net(b)), _z(v.image), passes=8, batch=4)
         return volume_score(maps)["score"]
 

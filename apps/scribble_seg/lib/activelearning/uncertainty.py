@@ -12,13 +12,19 @@ and the volume's score is the mean of the chosen map over the **predicted foregr
 drown the signal -- or over all voxels when nothing is predicted (an unseen kind of image often
 yields no confident foreground at all, which must not read as "certain").
 
+Since only the foreground counts, :func:`foreground_crop_score` runs the ``T`` stochastic passes
+on the foreground's bounding box alone: one deterministic pass (dropout off) over the whole volume
+predicts the foreground, its box grown by a margin (the network's context at the box's edge) is
+cropped, and the passes see only the crop. For a structure filling a tenth of the field of view
+that makes each pass about ten times cheaper.
+
 Passes are batched (``batch`` copies per forward; :func:`passes_per_forward` picks it per device)
 and reduced as running sums, so memory does not grow with ``T``. With a ``seed`` the dropout masks
 are drawn from it (the global random state is restored afterwards): the same weights and volume
 give the same maps, so a ranking of volumes is reproducible.
 """
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -105,6 +111,62 @@ def volume_score(maps: Dict[str, torch.Tensor], metric: str = "mutual_informatio
     out["foreground_fraction"] = float(foreground.float().mean())
     out["score"] = out[metric]
     return out
+
+
+def foreground_box(foreground: torch.Tensor, margin: Sequence[int],
+                   divisor: Sequence[int] = (1, 1, 1)) -> Optional[Tuple[slice, slice, slice]]:
+    """Bounding box of ``foreground`` ``(H, W, D)`` grown by ``margin`` voxels per axis and side,
+    then widened (inside the volume, as evenly as it can) to a multiple of ``divisor`` per axis so
+    the network pads nothing; ``None`` when nothing is foreground."""
+    if not bool(foreground.any()):
+        return None
+    box = []
+    for axis, (m, d) in enumerate(zip(margin, divisor)):
+        other = tuple(a for a in range(foreground.ndim) if a != axis)
+        idx = torch.nonzero(foreground.any(dim=other)).flatten()
+        n = foreground.shape[axis]
+        lo, hi = max(0, int(idx[0]) - int(m)), min(n, int(idx[-1]) + 1 + int(m))
+        extra = min(n, -(-(hi - lo) // int(d)) * int(d)) - (hi - lo)
+        up = min(n - hi, extra - extra // 2)
+        down = extra - up
+        if down > lo:
+            up, down = up + down - lo, lo
+        lo, hi = lo - down, hi + up
+        box.append(slice(lo, hi))
+    return tuple(box)
+
+
+@torch.no_grad()
+def foreground_crop_score(network: torch.nn.Module, x: torch.Tensor, passes: int = 6, batch: int = 1,
+                          metric: str = "mutual_information", margin: Sequence[int] = (8, 8, 2),
+                          divisor: Sequence[int] = (1, 1, 1), seed: Optional[int] = None,
+                          logits: Callable = lambda output: output) -> Dict[str, float]:
+    """:func:`volume_score` of ``passes`` MC-dropout passes run on the predicted foreground's box.
+
+    Args:
+        network: the segmentation network (its dropout and batch-norm modes are set here).
+        x: ``(1, 1, H, W, D)`` input.
+        passes, batch, seed: as :func:`mc_dropout_maps`.
+        metric: the map that makes ``score``.
+        margin: voxels added around the foreground box per axis (H, W, D) and side.
+        divisor: box sizes are rounded up to multiples of it (:func:`lib.networks.size_divisor`).
+        logits: network output -> ``(B, C, H, W, D)`` logits.
+
+    Returns:
+        :func:`volume_score`'s dict, with ``foreground_fraction`` of the whole volume (from the
+        passes inside the box) and ``box_fraction``, the share of the volume the passes ran on.
+    """
+    network.eval()
+    foreground = logits(network(x))[0].argmax(0) != BACKGROUND_CLASS
+    box = foreground_box(foreground, margin, divisor)
+    crop = x if box is None else x[(slice(None), slice(None)) + box]
+    enable_mc_dropout(network)
+    maps = mc_dropout_maps(lambda b: logits(network(b)), crop, passes, batch, seed=seed)
+    info = volume_score(maps, metric)
+    share = crop[0, 0].numel() / x[0, 0].numel()
+    info["foreground_fraction"] *= share
+    info["box_fraction"] = share
+    return info
 
 
 def intensity_features(image: np.ndarray, bins: int = 32) -> np.ndarray:
