@@ -32,8 +32,7 @@ def server(tmp_path_factory, sample_root):
     work = str(tmp_path_factory.mktemp("server"))
     studies = shutil.copytree(os.path.join(sample_root, "studies"), os.path.join(work, "studies"))
     app = copy_app(os.path.join(work, "app"))
-    conf = {"models": "all", "unet2d_features": "[16, 32, 64, 128]", "zscribbleseg_prior_start_epoch": "1",
-            "infer_in_worker": "true"}
+    conf = {"models": "all", "unet2d_features": "[16, 32, 64, 128]", "zscribbleseg_prior_start_epoch": "1"}
     with LiveServer(app, studies, conf=conf, workdir=work) as s:
         s.studies, s.app_dir = studies, app
         yield s

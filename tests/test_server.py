@@ -117,9 +117,10 @@ def test_conf_labels_and_background_id_reach_info(tmp_path, sample_root):
         assert s.client().info()["scribbles"]["background_scribble"] == 9
 
 
-def test_bad_conf_stops_start_up_with_a_clear_message(tmp_path, sample_root):
+@pytest.mark.parametrize("conf, message", [({"labels": '{"lv": 1, "rv": 1}'}, "label ids must be 1..K"),
+                                           ({"infer_in_worker": "maybe"}, "'infer_in_worker' must be true or false")])
+def test_bad_conf_stops_start_up_with_a_clear_message(tmp_path, sample_root, conf, message):
     app = copy_app(str(tmp_path / "app"))
     with pytest.raises(RuntimeError) as e:
-        LiveServer(app, os.path.join(sample_root, "studies"), conf={"labels": '{"lv": 1, "rv": 1}'},
-                   workdir=str(tmp_path), timeout=120)
-    assert "label ids must be 1..K" in str(e.value)
+        LiveServer(app, os.path.join(sample_root, "studies"), conf=conf, workdir=str(tmp_path), timeout=120)
+    assert message in str(e.value)

@@ -188,7 +188,7 @@ def test_other_requests_are_answered_while_an_inference_runs(server, convention,
     """MONAI Label runs ``POST /infer`` on the server's event loop, so every other request waited
     for the inference; the app runs it in a worker thread (:mod:`lib.routes`). While a refinement
     of a 256 x 256 x 96 volume runs, ``/info`` keeps answering: no poll waits for the inference.
-    (On the event loop, one poll waits for all of it.) The shared server sets conf infer_in_worker true."""
+    (On the event loop, conf ``infer_in_worker false``, one poll waits for all of it.)"""
     import threading
     import time
 

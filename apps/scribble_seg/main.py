@@ -40,10 +40,9 @@ Conf options (``--conf key value``; every value is a string):
 ``al_retrain_after``       new scribble maps that start a training of ``al_recipe`` (default 5; 0 = never)
 ``al_recipe``              recipe retrained by that trigger (default: ``al_model``)
 ``al_retrain_params``      JSON train-request parameters of that training, e.g. ``{"max_epochs": 5}``
-``infer_in_worker``        ``true``: inference runs in a worker thread, so Next Sample, Submit Label and ``/info``
-                           answer while it runs (one inference at a time still); default ``false``: on the server's
-                           event loop, as MONAI Label's endpoint does -- under a mixed load the worker thread made
-                           inference itself several times slower (``benchmarks/results/load.md``), not yet explained
+``infer_in_worker``        ``true`` (default): inference runs on one worker thread, so Next Sample, Submit Label
+                           and ``/info`` answer while it runs (one inference at a time still); ``false``: on the
+                           server's event loop, as MONAI Label's endpoint does, where every request waits for it
 ``background_niceness``    priority drop (0..19) of training and scoring subprocesses, so that refinement
                            requests keep their speed while a training runs (default 10; 0 = off)
 =========================  ================================================================================
@@ -269,7 +268,10 @@ class ScribbleSegApp(MONAILabelApp):
             from lib.routes import install
             from monailabel.app import app
 
-            install(app, infer_in_worker=self.conf.get("infer_in_worker", "false").strip().lower() == "true")
+            in_worker = str(self.conf.get("infer_in_worker", "true")).strip().lower()
+            if in_worker not in ("true", "false"):
+                raise ValueError(f"conf 'infer_in_worker' must be true or false, got {in_worker!r}")
+            install(app, infer_in_worker=in_worker == "true")
 
     # -- requests naming something that does not exist: 404 with the alternatives, not a bare 500
     def infer(self, request, datastore=None):

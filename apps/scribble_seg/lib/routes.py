@@ -3,10 +3,9 @@
 * ``POST /infer/{model}``: MONAI Label's endpoint is ``async def`` and runs the inference on the
   event loop, so every other request -- an annotator's Next Sample, Submit Label, ``/info`` --
   waits behind another annotator's inference. Ours runs the same function
-  (``monailabel.endpoints.infer.run_inference``) in a worker thread; the app still runs one
-  inference at a time (:meth:`ScribbleSegApp.infer`). Opt-in (conf ``infer_in_worker true``):
-  under a mixed load of inferences and other requests, inference itself ran several times slower
-  this way (``benchmarks/load.py``), a cost not understood yet.
+  (``monailabel.endpoints.infer.run_inference``) on one worker thread, :data:`INFER_THREAD`; the
+  app still runs one inference at a time (:meth:`ScribbleSegApp.infer`). Conf ``infer_in_worker``
+  (default ``true``; ``false`` keeps MONAI Label's endpoint).
 * ``POST /train/{model}`` and ``POST /train/``: the parameters are checked by the recipe
   (:meth:`lib.trainers.base.ScribbleTrainTask.check_request`: names, types, ranges, patch size
   against the network's stride) before MONAI Label starts the training subprocess, and a 429 says
@@ -16,7 +15,10 @@ Each route keeps MONAI Label's path, parameters and role check; :func:`install` 
 endpoint in the router's list in place, so route order (and thus matching) is unchanged.
 """
 
+import asyncio
+import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
 from fastapi import BackgroundTasks, Depends, File, Form, HTTPException, UploadFile
@@ -35,6 +37,13 @@ from monailabel.utils.async_tasks.task import AsyncTask
 logger = logging.getLogger(__name__)
 
 
+INFER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infer")
+"""The one thread every inference runs on: the app runs one inference at a time anyway, and
+PyTorch keeps its CPU thread team per calling thread. Spread over Starlette's pool of threads,
+inferences under a mixed load ran the whole load about 1.3x slower than on this one thread
+(``benchmarks/README.md``, load)."""
+
+
 async def run_inference_in_worker(
     background_tasks: BackgroundTasks,
     model: str,
@@ -46,9 +55,9 @@ async def run_inference_in_worker(
     output: Optional[ResultType] = None,
     user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_USER)),
 ):
-    """MONAI Label's inference endpoint, run off the event loop."""
-    return await run_in_threadpool(run_inference, background_tasks, model, image, session_id, params, file, label,
-                                   output)
+    """MONAI Label's inference endpoint, run off the event loop on :data:`INFER_THREAD`."""
+    call = functools.partial(run_inference, background_tasks, model, image, session_id, params, file, label, output)
+    return await asyncio.get_running_loop().run_in_executor(INFER_THREAD, call)
 
 
 def running_training_message() -> str:
@@ -131,9 +140,9 @@ def _swap(routes: list, prefix: str, replacements) -> int:
     return swapped
 
 
-def install(app, infer_in_worker: bool = False) -> int:
+def install(app, infer_in_worker: bool = True) -> int:
     """Swaps :data:`REPLACEMENTS` into a FastAPI ``app``; returns how many routes were swapped.
-    ``infer_in_worker=False`` keeps MONAI Label's inference endpoint (conf ``infer_in_worker``).
+    ``infer_in_worker=False`` keeps MONAI Label's inference endpoint (conf ``infer_in_worker false``).
 
     Older FastAPI copies an included router's routes into the app's list; newer FastAPI keeps a
     reference to the included router and reads its routes when it matches a request (re-read
