@@ -187,21 +187,21 @@ def test_real_spine_ct_scribbled_on_three_slices_comes_back_in_3d(tmp_path):
 def test_other_requests_are_answered_while_an_inference_runs(server, convention, tmp_path):
     """MONAI Label runs ``POST /infer`` on the server's event loop, so every other request waited
     for the inference; the app runs it in a worker thread (:mod:`lib.routes`). While a refinement
-    of a 256 x 256 x 96 volume runs, ``/info`` keeps answering: no poll waits for the inference.
+    of a 320 x 320 x 128 volume runs, ``/info`` keeps answering: no poll waits for the inference.
     (On the event loop, conf ``infer_in_worker false``, one poll waits for all of it.)"""
     import threading
     import time
 
-    shape = (256, 256, 96)
+    shape = (320, 320, 128)
     x, y, z = np.ogrid[:shape[0], :shape[1], :shape[2]]
-    ball = (x - 128) ** 2 + (y - 128) ** 2 + ((z - 48) * 2) ** 2 < 70 ** 2
+    ball = (x - 160) ** 2 + (y - 160) ** 2 + ((z - 64) * 2) ** 2 < 90 ** 2
     volume = (100.0 * ball + np.random.default_rng(0).normal(0, 20, shape)).astype(np.float32)
     image_path = str(tmp_path / "big.nii.gz")
     nib.save(nib.Nifti1Image(volume, np.eye(4)), image_path)
     strokes = np.zeros(shape, np.uint8)
     first = next(iter(convention.labels.values()))
-    for k in (30, 48, 66):
-        strokes[110:146, 126:130, k] = first
+    for k in (40, 64, 88):
+        strokes[140:180, 158:162, k] = first
         strokes[10:40, 10:14, k] = convention.background_scribble_id
     label_path = _save(strokes, np.eye(4), tmp_path / "big_strokes.nii.gz")
 
