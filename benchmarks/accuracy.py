@@ -8,7 +8,8 @@ held-out scribbles); only ``full``, the upper bound, trains on the training volu
 
     python benchmarks/accuracy.py --recipes pce,full [--train 12 --test 8 --epochs 20 --epoch-length 50]
     python benchmarks/accuracy.py --recipes "scribble2d5,scribble2d5 w/o LPM,scribble2d5 w/o SBPM,scribble2d5 w/o ABL"
-    python benchmarks/accuracy.py --recipes "can_em base (no recursion),can_em base,can_em + CRF,can_em + uncertainty,can_em"
+    python benchmarks/accuracy.py \
+        --recipes "can_em base (no recursion),can_em base,can_em + CRF,can_em + uncertainty,can_em"
     python benchmarks/accuracy.py --recipes "can_em + uncertainty (T=10),can_em (T=10)"      # CPU: 10 MC passes
     python benchmarks/accuracy.py --recipes "can_em base (dropout 0.1),can_em + CRF (dropout 0.1)"  # earlier default
     python benchmarks/accuracy.py --recipes "exmod (mixup),exmod,zscribbleseg (mixup),zscribbleseg"
@@ -44,10 +45,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, machine, make_app  # noqa: E402
-
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
+
+from common import RESULTS, machine, make_app  # noqa: E402
 
 OUT = os.path.join(RESULTS, "accuracy")
 NOTES = os.path.join(OUT, "reading.md")
@@ -60,7 +61,10 @@ VARIANTS = {
     "scribble2d5 w/o ABL": ("scribble2d5", {"scribble2d5_abl": "false"}),
     # one supervoxel size for every class; the default gives the thin myocardium 6 mm ones (THIN_STRUCTURES, chosen
     # on phantoms 100..103, propagation.md: myocardium precision 0.77 -> 0.95, every other class unchanged)
-    "scribble2d5 (8 mm supervoxels)": ("scribble2d5", {"scribble2d5_supervoxel_mm": "8", "scribble2d5_class_supervoxel_mm": "{}"}),
+    "scribble2d5 (8 mm supervoxels)": (
+        "scribble2d5",
+        {"scribble2d5_supervoxel_mm": "8", "scribble2d5_class_supervoxel_mm": "{}"},
+    ),
     "scribble2d5 (12 mm supervoxels)": ("scribble2d5", {"scribble2d5_class_supervoxel_mm": "{}"}),
     # the slices beyond the first and last stroked slice as background (every slice showing a structure is
     # scribbled here, slice_fraction 1): against the partial-volume LV painted there (slice_extent_seed1000.md)
@@ -80,7 +84,10 @@ VARIANTS = {
     "exmod (mixup)": ("exmod", {"mix": "mixup"}),
     "zscribbleseg (mixup)": ("zscribbleseg", {"mix": "mixup"}),
     "zscribbleseg w/o mix": ("zscribbleseg", {"mix": "none"}),
-    "zscribbleseg w/o consistency": ("zscribbleseg", {"zscribbleseg_global_weight": "0", "zscribbleseg_local_weight": "0"}),
+    "zscribbleseg w/o consistency": (
+        "zscribbleseg",
+        {"zscribbleseg_global_weight": "0", "zscribbleseg_local_weight": "0"},
+    ),
     "zscribbleseg w/o prior": ("zscribbleseg", {"zscribbleseg_prior_weight": "0"}),
 }
 NARROW_2D = {"unet2d_features": "[16, 32, 64, 128, 256]"}
@@ -113,17 +120,34 @@ for _row in DROPOUT_01_ROWS:
     _recipe, _conf = VARIANTS[_row]
     VARIANTS[tagged(_row, "dropout 0.1")] = (_recipe, {**_conf, "can_em_dropout": "0.1"})
 
-MIX_ROWS = ["exmod (mixup)", "exmod", "zscribbleseg (mixup)", "zscribbleseg w/o mix", "zscribbleseg w/o consistency",
-            "zscribbleseg w/o prior", "zscribbleseg"]
+MIX_ROWS = [
+    "exmod (mixup)",
+    "exmod",
+    "zscribbleseg (mixup)",
+    "zscribbleseg w/o mix",
+    "zscribbleseg w/o consistency",
+    "zscribbleseg w/o prior",
+    "zscribbleseg",
+]
 for _row in MIX_ROWS:
     _recipe, _conf = VARIANTS.get(_row, (_row, {}))
     VARIANTS[narrow(_row)] = (_recipe, {**NARROW_2D, **_conf})
 
-ROW_ORDER = ["pce", "scribble2d5 w/o LPM", "scribble2d5 w/o SBPM", "scribble2d5 w/o ABL", "scribble2d5 (8 mm supervoxels)",
-             "scribble2d5 (12 mm supervoxels)", "scribble2d5",
-             *(tagged(r, "dropout 0.1") for r in DROPOUT_01_ROWS), "can_em + uncertainty (T=10)", "can_em (T=10)",
-             *CAN_EM_ROWS,
-             *MIX_ROWS, *map(narrow, MIX_ROWS)]
+ROW_ORDER = [
+    "pce",
+    "scribble2d5 w/o LPM",
+    "scribble2d5 w/o SBPM",
+    "scribble2d5 w/o ABL",
+    "scribble2d5 (8 mm supervoxels)",
+    "scribble2d5 (12 mm supervoxels)",
+    "scribble2d5",
+    *(tagged(r, "dropout 0.1") for r in DROPOUT_01_ROWS),
+    "can_em + uncertainty (T=10)",
+    "can_em (T=10)",
+    *CAN_EM_ROWS,
+    *MIX_ROWS,
+    *map(narrow, MIX_ROWS),
+]
 
 
 def split_rows(text):
@@ -204,8 +228,15 @@ def run_recipe(row, args, root, manifest, test, gt_train):
     row = row_label(spec, args)
     work = os.path.join(args.workdir, file_name(row)[:-5])
     app = make_app(work, os.path.join(root, "studies"), {"models": recipe, **overrides})
-    request = {"model": recipe, "max_epochs": args.epochs, "epoch_length": args.epoch_length, "seed": args.seed,
-               "train_batch_size": args.batch, "device": args.device, "pretrained": False}
+    request = {
+        "model": recipe,
+        "max_epochs": args.epochs,
+        "epoch_length": args.epoch_length,
+        "seed": args.seed,
+        "train_batch_size": args.batch,
+        "device": args.device,
+        "pretrained": False,
+    }
     if app._trainers[recipe].dense_targets:
         request["gt_dir"] = gt_train
     previous = {}
@@ -215,8 +246,10 @@ def run_recipe(row, args, root, manifest, test, gt_train):
             shutil.copy(os.path.join(src, f), os.path.join(work, "app", "model", f))
         with open(os.path.join(results_dir(args.seed), file_name(row))) as f:
             previous = json.load(f)
-        stats, train_s = {"best_metric": previous.get("best_val_metric"), "recursions": previous.get("recursions")}, \
-            previous["train_seconds"]
+        stats, train_s = (
+            {"best_metric": previous.get("best_val_metric"), "recursions": previous.get("recursions")},
+            previous["train_seconds"],
+        )
     else:
         t = time.time()
         stats = app.train(request)
@@ -238,32 +271,53 @@ def run_recipe(row, args, root, manifest, test, gt_train):
     mixture = None
     if stats.get("mixture_ratios") or previous.get("mixture_ratios"):
         mixture = mixture_ratio_check(app._infers[recipe], root, convention, args.device)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.abspath(__file__)),
+    ).stdout.strip()
     if previous:
         commit = f"{previous.get('trained_at', previous['commit'])}, scored {commit}"
     return {
-        "recipe": row, "base_recipe": recipe, "conf": overrides, "machine": machine(), "commit": commit,
-        "trained_at": previous.get("trained_at", previous.get("commit")) if previous else commit, "seed": args.seed, "n_train": len(manifest["cases"]) - len(test),
-        "n_test": len(test), "budget": {"epochs": args.epochs, "epoch_length": args.epoch_length, "batch": args.batch},
-        "train_seconds": round(train_s, 1), "infer_seconds_median": round(float(np.median(infer_s)), 2),
-        "best_val_metric": stats.get("best_metric"), "recursions": stats.get("recursions"),
+        "recipe": row,
+        "base_recipe": recipe,
+        "conf": overrides,
+        "machine": machine(),
+        "commit": commit,
+        "trained_at": previous.get("trained_at", previous.get("commit")) if previous else commit,
+        "seed": args.seed,
+        "n_train": len(manifest["cases"]) - len(test),
+        "n_test": len(test),
+        "budget": {"epochs": args.epochs, "epoch_length": args.epoch_length, "batch": args.batch},
+        "train_seconds": round(train_s, 1),
+        "infer_seconds_median": round(float(np.median(infer_s)), 2),
+        "best_val_metric": stats.get("best_metric"),
+        "recursions": stats.get("recursions"),
         "mixture_ratios": stats.get("mixture_ratios") or previous.get("mixture_ratios"),
         "mixture_ratio_check": mixture,
-        "per_case": per_case, "overlays": overlays,
+        "per_case": per_case,
+        "overlays": overlays,
         "labels": manifest["labels"],
     }
 
 
 def summarise(results):
     """Markdown table rows: mean +- std over test volumes, per class and overall."""
+
     def fmt(values):
         v = np.asarray([x for x in values if np.isfinite(x)])
         return f"{v.mean():.3f} ± {v.std():.3f}" if len(v) else "n/a"
 
     labels = list(results[0]["labels"])
-    head = ["recipe"] + [f"Dice {n}" for n in labels] + ["Dice mean"] + [f"HD95 {n} (mm)" for n in labels] + \
-        [f"precision {n}" for n in labels] + ["train (min)", "budget (epochs x it x batch)"]
+    head = (
+        ["recipe"]
+        + [f"Dice {n}" for n in labels]
+        + ["Dice mean"]
+        + [f"HD95 {n} (mm)" for n in labels]
+        + [f"precision {n}" for n in labels]
+        + ["train (min)", "budget (epochs x it x batch)"]
+    )
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cases = list(r["per_case"].values())
@@ -272,9 +326,18 @@ def summarise(results):
         hd = [fmt([c[n]["hd95"] for c in cases]) for n in labels]
         prec = [fmt([c[n]["precision"] for c in cases]) for n in labels]
         b = r["budget"]
-        rows.append("| " + " | ".join([f"`{r['recipe']}` ({r.get('commit', '?')})"] + dice + [mean] + hd + prec +
-                                       [f"{r['train_seconds'] / 60:.1f}",
-                                        f"{b['epochs']} x {b['epoch_length']} x {b['batch']}"]) + " |")
+        rows.append(
+            "| "
+            + " | ".join(
+                [f"`{r['recipe']}` ({r.get('commit', '?')})"]
+                + dice
+                + [mean]
+                + hd
+                + prec
+                + [f"{r['train_seconds'] / 60:.1f}", f"{b['epochs']} x {b['epoch_length']} x {b['batch']}"]
+            )
+            + " |"
+        )
     return rows
 
 
@@ -288,7 +351,9 @@ def overlay_png(results, root, path):
         img = np.asarray(nib.load(os.path.join(root, "studies", f"{case}.nii.gz")).dataobj).astype(np.float32)
         truth = np.asarray(nib.load(os.path.join(root, "groundtruth", f"{case}.nii.gz")).dataobj)
         z = results[0]["overlays"][case]["z"]
-        gray = np.repeat((255 * np.clip(img[..., z] / np.percentile(img[..., z], 99.5), 0, 1)).astype(np.uint8)[..., None], 3, -1)
+        gray = np.repeat(
+            (255 * np.clip(img[..., z] / np.percentile(img[..., z], 99.5), 0, 1)).astype(np.uint8)[..., None], 3, -1
+        )
 
         def blend(mask):
             out = gray.copy()
@@ -308,8 +373,14 @@ def overlay_png(results, root, path):
 
 
 PAPER_SOURCE = "Scribble2D5 paper, Table 1 (ACDC, mean Dice %)"
-PAPER = {"pce": 79.0, "scribble2d5 w/o LPM": 83.2,
-         "scribble2d5 w/o SBPM": 85.6, "scribble2d5 w/o ABL": 88.7, "scribble2d5": 90.6, "full": 96.1}
+PAPER = {
+    "pce": 79.0,
+    "scribble2d5 w/o LPM": 83.2,
+    "scribble2d5 w/o SBPM": 85.6,
+    "scribble2d5 w/o ABL": 88.7,
+    "scribble2d5": 90.6,
+    "full": 96.1,
+}
 """The published figures our rows are compared with (2.5D UNet for ``full``)."""
 
 
@@ -323,9 +394,11 @@ def paper_comparison(results):
         return []
     lines = ["", f"Against the paper ({PAPER_SOURCE}; ours: phantoms, 20 x 50 iterations on CPU):", ""]
     for name in compared:
-        lines.append(f"* `{name}`: {100 * mean[name]:.1f} = **{100 * mean[name] / mean['full']:.0f} %** of `full` "
-                     f"({100 * mean['full']:.1f}); paper {PAPER[name]} = {100 * PAPER[name] / PAPER['full']:.0f} % "
-                     f"of {PAPER['full']}")
+        lines.append(
+            f"* `{name}`: {100 * mean[name]:.1f} = **{100 * mean[name] / mean['full']:.0f} %** of `full` "
+            f"({100 * mean['full']:.1f}); paper {PAPER[name]} = {100 * PAPER[name] / PAPER['full']:.0f} % "
+            f"of {PAPER['full']}"
+        )
     return lines
 
 
@@ -352,10 +425,15 @@ def seed_comparison(results):
         return []
     seeds = sorted(runs)
     repeated = [name for name in runs[0] if sum(name in runs[s] for s in seeds) > 1]
-    lines = ["", "Repeats with other seeds (each seed: its own phantoms, scribbles and initial weights; same budget; "
-             "`--seed k` writes `accuracy_seed<k>.md`). Mean Dice, and in brackets the fraction of the same seed's "
-             "`full`:", "", "| recipe | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std | of `full` |",
-             "|---|" + "---|" * (len(seeds) + 2)]
+    lines = [
+        "",
+        "Repeats with other seeds (each seed: its own phantoms, scribbles and initial weights; same budget; "
+        "`--seed k` writes `accuracy_seed<k>.md`). Mean Dice, and in brackets the fraction of the same seed's "
+        "`full`:",
+        "",
+        "| recipe | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std | of `full` |",
+        "|---|" + "---|" * (len(seeds) + 2),
+    ]
     for name in sorted(repeated, key=lambda n: (n == "full", n)):
         cells, dice, frac = [], [], []
         for s in seeds:
@@ -369,8 +447,13 @@ def seed_comparison(results):
             if full is not None and name != "full":
                 frac.append(dice[-1] / mean_dice(full))
                 cells[-1] += f" ({100 * frac[-1]:.1f} %)"
-        lines.append(f"| `{name}` | " + " | ".join(cells) + f" | {np.mean(dice):.3f} ± {np.std(dice):.3f} | "
-                     + (f"{100 * np.mean(frac):.1f} ± {100 * np.std(frac):.1f} %" if frac else "–") + " |")
+        lines.append(
+            f"| `{name}` | "
+            + " | ".join(cells)
+            + f" | {np.mean(dice):.3f} ± {np.std(dice):.3f} | "
+            + (f"{100 * np.mean(frac):.1f} ± {100 * np.std(frac):.1f} %" if frac else "–")
+            + " |"
+        )
     return lines
 
 
@@ -384,6 +467,7 @@ def mixture_ratio_check(infer, root, convention, device):
     of ``U`` (used here to score only; they never reach training). Returns per volume the four
     vectors (background first) and the mean L1 error of each estimate."""
     import torch
+
     from lib.losses.spatial_prior import em_mixture_ratios, scribble_priors
 
     cases, errors = {}, {"scribbles": [], "mean_posterior": [], "em": []}
@@ -397,7 +481,11 @@ def mixture_ratio_check(infer, root, convention, device):
         prob = infer.probabilities(os.path.join(root, "studies", f"{case}.nii.gz"), device)  # (C, H, W, D)
         p_u = torch.as_tensor(prob[:, unannotated].T)  # (|U|, C)
         pi0 = scribble_priors(torch.as_tensor(targets), torch.as_tensor(annotated), convention.num_classes)
-        est = {"scribbles": pi0.numpy(), "mean_posterior": p_u.mean(0).numpy(), "em": em_mixture_ratios(p_u, pi0).numpy()}
+        est = {
+            "scribbles": pi0.numpy(),
+            "mean_posterior": p_u.mean(0).numpy(),
+            "em": em_mixture_ratios(p_u, pi0).numpy(),
+        }
         cases[case] = {"true": true.tolist(), **{k: v.tolist() for k, v in est.items()}}
         for k, v in est.items():
             errors[k].append(float(np.abs(v - true).sum()))
@@ -430,17 +518,23 @@ def write_report(args, root):
     results.sort(key=lambda r: (r["recipe"] == "full", order.get(r["recipe"], len(order)), r["recipe"]))
     if not results:
         return
-    budgets = {json.dumps(r["budget"]) for r in results} | {str((r["seed"], r["n_train"], r["n_test"])) for r in results}
-    lines = ["# Accuracy of the recipes on the sample phantoms", "",
-             f"Command (per recipe): `python benchmarks/accuracy.py --recipes <recipe> --train {results[0]['n_train']} "
-             f"--test {results[0]['n_test']} --epochs {results[0]['budget']['epochs']} "
-             f"--epoch-length {results[0]['budget']['epoch_length']} --batch {results[0]['budget']['batch']} "
-             f"--seed {results[0]['seed']}`  ",
-             f"Machine: {results[0]['machine']}  ",
-             f"Data: {results[0]['n_train']} training phantoms with simulated scribbles "
-             f"({100 * results[0].get('scribble_coverage', 0):.1f} % of structure voxels annotated), "
-             f"{results[0]['n_test']} held-out test phantoms (160x160x16, 1.5x1.5x8 mm). "
-             "Mean ± std over the test volumes.", ""]
+    budgets = {json.dumps(r["budget"]) for r in results} | {
+        str((r["seed"], r["n_train"], r["n_test"])) for r in results
+    }
+    lines = [
+        "# Accuracy of the recipes on the sample phantoms",
+        "",
+        f"Command (per recipe): `python benchmarks/accuracy.py --recipes <recipe> --train {results[0]['n_train']} "
+        f"--test {results[0]['n_test']} --epochs {results[0]['budget']['epochs']} "
+        f"--epoch-length {results[0]['budget']['epoch_length']} --batch {results[0]['budget']['batch']} "
+        f"--seed {results[0]['seed']}`  ",
+        f"Machine: {results[0]['machine']}  ",
+        f"Data: {results[0]['n_train']} training phantoms with simulated scribbles "
+        f"({100 * results[0].get('scribble_coverage', 0):.1f} % of structure voxels annotated), "
+        f"{results[0]['n_test']} held-out test phantoms (160x160x16, 1.5x1.5x8 mm). "
+        "Mean ± std over the test volumes.",
+        "",
+    ]
     if len(budgets) > 2:
         lines += ["**Warning: rows were produced with different budgets/seeds; compare with care.**", ""]
     lines += summarise(results)
@@ -451,41 +545,72 @@ def write_report(args, root):
         lines += ["", open(NOTES).read().strip()]
     em = [r for r in results if r.get("recursions")]
     if em:
-        lines += ["", "Recursions (`can_em` rows): labelled fraction of the training maps per M step and its best "
-                  "validation Dice (held-out scribbles); relabelling time per volume and voxels changed per E step "
-                  "(labelled below 100 % after an E step: voxels the Welch test reset to unknown).", ""]
+        lines += [
+            "",
+            "Recursions (`can_em` rows): labelled fraction of the training maps per M step and its best "
+            "validation Dice (held-out scribbles); relabelling time per volume and voxels changed per E step "
+            "(labelled below 100 % after an E step: voxels the Welch test reset to unknown).",
+            "",
+        ]
         for r in em:
-            steps = "; ".join(f"r{x['recursion']}: {100 * x['labelled_fraction']:.2f} % labelled"
-                              + (f", val Dice {x['best_metric']:.3f}" if "best_metric" in x else "")
-                              + (f", E step {x['relabel_seconds_per_volume']} s/volume, {100 * x['changed_fraction']:.1f} % changed"
-                                 if "relabel_seconds_per_volume" in x else "") for x in r["recursions"])
+            steps = "; ".join(
+                f"r{x['recursion']}: {100 * x['labelled_fraction']:.2f} % labelled"
+                + (f", val Dice {x['best_metric']:.3f}" if "best_metric" in x else "")
+                + (
+                    f", E step {x['relabel_seconds_per_volume']} s/volume, {100 * x['changed_fraction']:.1f} % changed"
+                    if "relabel_seconds_per_volume" in x
+                    else ""
+                )
+                for x in r["recursions"]
+            )
             lines.append(f"* `{r['recipe']}`: {steps}")
     em_pi = [r for r in results if r.get("mixture_ratios")]
     if em_pi:
         true_pi = unannotated_fractions(root, results[0]["labels"])
-        lines += ["", "Mixture ratios of the unannotated voxels (background, " + ", ".join(results[0]["labels"]) +
-                  "): EM estimate (mean over the last epoch's batches: patches, biased toward annotated regions) vs "
-                  f"the dense masks' fractions over the whole training volumes {fmt_ratios(true_pi)}.", ""]
-        lines += [f"* `{r['recipe']}`: estimated {fmt_ratios(r['mixture_ratios']['estimated'])}, scribbles' "
-                  f"{fmt_ratios(r['mixture_ratios']['scribbles'])}"
-                  + (f"; used by the prior {fmt_ratios(r['mixture_ratios']['used'])}, the scribbles' in "
-                     f"{100 * r['mixture_ratios']['fallback_fraction']:.0f} % of the batches (EM estimate beyond "
-                     "the plausible range)" if "used" in r["mixture_ratios"] else "") for r in em_pi]
+        lines += [
+            "",
+            "Mixture ratios of the unannotated voxels (background, "
+            + ", ".join(results[0]["labels"])
+            + "): EM estimate (mean over the last epoch's batches: patches, biased toward annotated regions) vs "
+            f"the dense masks' fractions over the whole training volumes {fmt_ratios(true_pi)}.",
+            "",
+        ]
+        lines += [
+            f"* `{r['recipe']}`: estimated {fmt_ratios(r['mixture_ratios']['estimated'])}, scribbles' "
+            f"{fmt_ratios(r['mixture_ratios']['scribbles'])}"
+            + (
+                f"; used by the prior {fmt_ratios(r['mixture_ratios']['used'])}, the scribbles' in "
+                f"{100 * r['mixture_ratios']['fallback_fraction']:.0f} % of the batches (EM estimate beyond "
+                "the plausible range)"
+                if "used" in r["mixture_ratios"]
+                else ""
+            )
+            for r in em_pi
+        ]
     checked = [r for r in results if r.get("mixture_ratio_check")]
     if checked:
-        lines += ["", "Mixture ratios on whole training volumes (`mixture_ratio_check`): the trained network's "
-                  "posteriors over each scribbled training volume's unannotated voxels, three estimates of their "
-                  "class fractions, scored against the dense masks' fractions of the same voxels (L1 distance, "
-                  "mean over volumes; background, " + ", ".join(results[0]["labels"]) + "):", "",
-                  "| recipe | true (mean) | scribbles' pi0 | mean posterior | EM | L1 pi0 | L1 mean posterior | L1 EM |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Mixture ratios on whole training volumes (`mixture_ratio_check`): the trained network's "
+            "posteriors over each scribbled training volume's unannotated voxels, three estimates of their "
+            "class fractions, scored against the dense masks' fractions of the same voxels (L1 distance, "
+            "mean over volumes; background, " + ", ".join(results[0]["labels"]) + "):",
+            "",
+            "| recipe | true (mean) | scribbles' pi0 | mean posterior | EM | L1 pi0 | L1 mean posterior | L1 EM |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in checked:
             c = r["mixture_ratio_check"]
-            mean = {k: np.mean([v[k] for v in c["cases"].values()], axis=0) for k in ("true", "scribbles", "mean_posterior", "em")}
+            mean = {
+                k: np.mean([v[k] for v in c["cases"].values()], axis=0)
+                for k in ("true", "scribbles", "mean_posterior", "em")
+            }
             err = c["l1_error_mean"]
-            lines.append(f"| `{r['recipe']}` | {fmt_ratios(mean['true'])} | {fmt_ratios(mean['scribbles'])} | "
-                         f"{fmt_ratios(mean['mean_posterior'])} | {fmt_ratios(mean['em'])} | {err['scribbles']:.3f} | "
-                         f"{err['mean_posterior']:.3f} | {err['em']:.3f} |")
+            lines.append(
+                f"| `{r['recipe']}` | {fmt_ratios(mean['true'])} | {fmt_ratios(mean['scribbles'])} | "
+                f"{fmt_ratios(mean['mean_posterior'])} | {fmt_ratios(mean['em'])} | {err['scribbles']:.3f} | "
+                f"{err['mean_posterior']:.3f} | {err['em']:.3f} |"
+            )
     name = os.path.basename(out)
     lines += ["", f"![overlays]({name}_overlays.png)", ""]
     with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
@@ -505,10 +630,16 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--workdir", default=None)
-    parser.add_argument("--rescore", default=None,
-                        help="workdir of an earlier run: reuse its trained weights (no training), score them again")
-    parser.add_argument("--report-only", action="store_true",
-                        help="rebuild the (seeded) data and rewrite the report from the committed rows")
+    parser.add_argument(
+        "--rescore",
+        default=None,
+        help="workdir of an earlier run: reuse its trained weights (no training), score them again",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild the (seeded) data and rewrite the report from the committed rows",
+    )
     args = parser.parse_args()
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="accuracy_")
     root = os.path.join(args.workdir, "data")

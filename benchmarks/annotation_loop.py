@@ -46,9 +46,10 @@ scribbled -- the final Dice an annotator reaches by scribbling them all, one tar
 strategies (the strategies' own final Dice differ with what each has picked by the last round).
 
 ``--extend``: continues the ``--retrain scratch`` run of ``--workdir`` (its ``partial.json``, or
-the last ``--extend``'s: its settings, seeds and strategies) to ``--rounds`` rounds. Each arm is rebuilt as the run left it --
-its saved weights, the volumes it scribbled (the same simulated scribbles) and, for ``random``, its
-draws replayed and checked against its picks -- so the continued curve is the one a longer run
+the last ``--extend``'s: its settings, seeds and strategies) to ``--rounds`` rounds. Each arm is
+rebuilt as the run left it -- its saved weights, the volumes it scribbled (the same simulated
+scribbles) and, for ``random``, its draws replayed and checked against its picks -- so the
+continued curve is the one a longer run
 would have drawn: a round's model depends on the scribbled set only.
 
 ``--largest-component``: the clean-up of the evaluated segmentations, as the infer request's
@@ -86,10 +87,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, machine, make_app  # noqa: E402
-
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
+
+from common import RESULTS, machine, make_app  # noqa: E402
 
 STRATEGIES = ("next_to_scribble", "random")
 GEOMETRY_KEYS = ("target_spacing", "patch_size")
@@ -98,12 +99,27 @@ GEOMETRY_KEYS = ("target_spacing", "patch_size")
 
 def loop_app(args, work, root, seed):
     """The app of one arm (a fresh copy serving ``root/studies``) and its per-round train request."""
-    app = make_app(work, os.path.join(root, "studies"), {"models": args.model, "al_model": args.model,
-                                                          "al_passes": str(args.passes), "al_retrain_after": "0",
-                                                          **geometry_conf(args)})
+    app = make_app(
+        work,
+        os.path.join(root, "studies"),
+        {
+            "models": args.model,
+            "al_model": args.model,
+            "al_passes": str(args.passes),
+            "al_retrain_after": "0",
+            **geometry_conf(args),
+        },
+    )
     app._strategies["random"].rng.seed(10_000 + seed)  # reproducible picks, independent of the trainings
-    budget = {"model": args.model, "max_epochs": args.epochs, "epoch_length": args.epoch_length, "seed": seed,
-              "train_batch_size": 2, "val_split": 0.0, "device": "cpu"}
+    budget = {
+        "model": args.model,
+        "max_epochs": args.epochs,
+        "epoch_length": args.epoch_length,
+        "seed": seed,
+        "train_batch_size": 2,
+        "val_split": 0.0,
+        "device": "cpu",
+    }
     return app, budget
 
 
@@ -124,8 +140,14 @@ def evaluate(app, args, root, test, convention):
 
     scores = {}
     for case in test:
-        res = app.infer({"model": args.model, "image": os.path.join(root, "test", f"{case}.nii.gz"), "device": "cpu",
-                         "largest_component": largest_component(vars(args))})
+        res = app.infer(
+            {
+                "model": args.model,
+                "image": os.path.join(root, "test", f"{case}.nii.gz"),
+                "device": "cpu",
+                "largest_component": largest_component(vars(args)),
+            }
+        )
         pred = np.asarray(nib.load(res["file"]).dataobj)
         os.unlink(res["file"])
         truth = np.asarray(nib.load(os.path.join(root, "groundtruth", f"{case}.nii.gz")).dataobj)
@@ -157,8 +179,9 @@ def saved_models(workdirs, strategy, seed, model, rounds):
     initial model, then each round's run (its best checkpoint is what was published), found in
     whichever of ``workdirs`` ran that strategy and seed."""
     w, arm = arm_dir(workdirs, strategy, seed)
-    return [os.path.join(w, f"initial_model_{seed}", f"{model}.pt")] + \
-        [os.path.join(arm, "app", "model", model, f"round_{r + 1}", "model.pt") for r in range(rounds)]
+    return [os.path.join(w, f"initial_model_{seed}", f"{model}.pt")] + [
+        os.path.join(arm, "app", "model", model, f"round_{r + 1}", "model.pt") for r in range(rounds)
+    ]
 
 
 def rescore(result, workdirs, mode):
@@ -175,7 +198,7 @@ def rescore(result, workdirs, mode):
     out = json.loads(json.dumps(result))
     out["args"]["largest_component"], out["rescored"] = mode, True
     for strategy in STRATEGIES:  # (a single-strategy run's other arm is empty)
-        for k, seed in enumerate(result["seed_list"][:len(result["runs"][strategy])]):
+        for k, seed in enumerate(result["seed_list"][: len(result["runs"][strategy])]):
             models = saved_models(workdirs, strategy, seed, args.model, args.rounds)
             root = data_dir(workdirs, seed)
             convention = ScribbleConvention(json.load(open(os.path.join(root, "sample.json")))["labels"])
@@ -187,8 +210,9 @@ def rescore(result, workdirs, mode):
                     publish(app, args.model, weights, models[0], i)
                     per_case.append(evaluate(app, args, root, test, convention))
             out["runs"][strategy][k].update({"curve": [mean_dice(pc) for pc in per_case], "per_case": per_case})
-            print(f"{strategy} seed {seed} ({mode}): {' / '.join(f'{mean_dice(pc):.3f}' for pc in per_case)}",
-                  flush=True)
+            print(
+                f"{strategy} seed {seed} ({mode}): {' / '.join(f'{mean_dice(pc):.3f}' for pc in per_case)}", flush=True
+            )
     return out
 
 
@@ -209,8 +233,10 @@ MEASURES = ("class", "false")
 
 def evaluate_measures(app, args, root, test, convention):
     """:func:`evaluate` with each clean-up of :data:`MEASURES`: ``{mode: {case: dice}}``."""
-    return {mode: evaluate(app, argparse.Namespace(**{**vars(args), "largest_component": mode}), root, test, convention)
-            for mode in MEASURES}
+    return {
+        mode: evaluate(app, argparse.Namespace(**{**vars(args), "largest_component": mode}), root, test, convention)
+        for mode in MEASURES
+    }
 
 
 def replicate(result, workdirs, training_seeds, out_name, point=None):
@@ -232,10 +258,17 @@ def replicate(result, workdirs, training_seeds, out_name, point=None):
     if largest_component(vars(args)) not in MEASURES:
         raise ValueError(f"the run's clean-up {largest_component(vars(args))!r} is not one of {MEASURES}")
     if set(training_seeds) & set(result["seed_list"]):  # (before any training, not after hours of them)
-        raise ValueError(f"training seeds {sorted(set(training_seeds) & set(result['seed_list']))} are the loop's "
-                         f"own (its train request seed is the benchmark seed)")
-    out = {"machine": machine(), "source": result, "training_seeds": training_seeds, "round": point,
-           "arms": {s: [] for s in STRATEGIES}}
+        raise ValueError(
+            f"training seeds {sorted(set(training_seeds) & set(result['seed_list']))} are the loop's "
+            f"own (its train request seed is the benchmark seed)"
+        )
+    out = {
+        "machine": machine(),
+        "source": result,
+        "training_seeds": training_seeds,
+        "round": point,
+        "arms": {s: [] for s in STRATEGIES},
+    }
     start = time.time()
     for k, seed in enumerate(result["seed_list"]):  # seed by seed: an interrupted run leaves pairs
         for strategy in [s for s in STRATEGIES if k < len(result["runs"][s])]:
@@ -244,7 +277,7 @@ def replicate(result, workdirs, training_seeds, out_name, point=None):
             manifest = json.load(open(os.path.join(root, "sample.json")))
             convention = ScribbleConvention(manifest["labels"])
             cases = sorted(manifest["cases"])
-            pool = cases[args.initial:args.initial + args.pool]
+            pool = cases[args.initial : args.initial + args.pool]
             test = sorted(loop["per_case"][0])
             models = saved_models(workdirs, strategy, seed, args.model, args.rounds)
             arm = {"seed": seed, "replicates": []}
@@ -253,13 +286,16 @@ def replicate(result, workdirs, training_seeds, out_name, point=None):
                 publish(app, args.model, models[point], models[0], 0)
                 arm["loop"] = evaluate_measures(app, args, root, test, convention)
                 if arm["loop"][largest_component(vars(args))] != loop["per_case"][point]:
-                    raise RuntimeError(f"{strategy} seed {seed}: the saved round-{point} model does not reproduce "
-                                       f"the run's Dice")
+                    raise RuntimeError(
+                        f"{strategy} seed {seed}: the saved round-{point} model does not reproduce the run's Dice"
+                    )
                 saved_arm = arm_dir(workdirs, strategy, seed)[1]
                 for pick in loop["picks"][:point]:
                     scribble(app, work, root, pick["id"], stroke_seed(seed, pool, pick["id"]), convention)
-                    ours, theirs = (np.asarray(nib.load(os.path.join(d, f"{pick['id']}_scribbles.nii.gz")).dataobj)
-                                    for d in (work, saved_arm))
+                    ours, theirs = (
+                        np.asarray(nib.load(os.path.join(d, f"{pick['id']}_scribbles.nii.gz")).dataobj)
+                        for d in (work, saved_arm)
+                    )
                     if not np.array_equal(ours, theirs):
                         raise RuntimeError(f"{strategy} seed {seed}: {pick['id']}'s scribbles differ from the loop's")
                 model_dir = os.path.join(app.app_dir, "model")
@@ -267,9 +303,15 @@ def replicate(result, workdirs, training_seeds, out_name, point=None):
                     app.train(fresh_run({**budget, "seed": ts}, model_dir, args.model, f"replicate_{ts}"))
                     arm["replicates"].append(evaluate_measures(app, args, root, test, convention))
             out["arms"][strategy].append(arm)
-            print(f"{strategy} seed {seed}: " + "; ".join(
-                f"{mode} loop {mean_dice(arm['loop'][mode]):.3f}, replicates "
-                + " / ".join(f"{mean_dice(r[mode]):.3f}" for r in arm["replicates"]) for mode in MEASURES), flush=True)
+            print(
+                f"{strategy} seed {seed}: "
+                + "; ".join(
+                    f"{mode} loop {mean_dice(arm['loop'][mode]):.3f}, replicates "
+                    + " / ".join(f"{mean_dice(r[mode]):.3f}" for r in arm["replicates"])
+                    for mode in MEASURES
+                ),
+                flush=True,
+            )
             out["minutes"] = round((time.time() - start) / 60, 1)
             replicate_report(out, out_name)
     return out
@@ -292,8 +334,9 @@ def averaged(result, replicates) -> dict:
         for s in STRATEGIES:
             arms = {a["seed"]: a for a in rep["arms"][s]}
             if sorted(arms) != sorted(result["seed_list"]):
-                raise ValueError(f"round {point}: replicated {s} seeds {sorted(arms)}, the run has "
-                                 f"{sorted(result['seed_list'])}")
+                raise ValueError(
+                    f"round {point}: replicated {s} seeds {sorted(arms)}, the run has {sorted(result['seed_list'])}"
+                )
             for k, seed in enumerate(result["seed_list"]):
                 run, a = out["runs"][s][k], arms[seed]
                 trainings = [a["loop"][mode]] + [r[mode] for r in a["replicates"]]
@@ -330,8 +373,9 @@ def scribble(app, work, root, case, stroke_seed, convention):
     from lib.scribbles.simulate import simulate_scribbles
 
     truth_img = nib.load(os.path.join(root, "groundtruth", f"{case}.nii.gz"))
-    strokes = simulate_scribbles(np.asarray(truth_img.dataobj), truth_img.header.get_zooms()[:3], convention,
-                                 seed=stroke_seed)
+    strokes = simulate_scribbles(
+        np.asarray(truth_img.dataobj), truth_img.header.get_zooms()[:3], convention, seed=stroke_seed
+    )
     path = os.path.join(work, f"{case}_scribbles.nii.gz")
     nib.save(nib.Nifti1Image(strokes.astype(np.uint8), truth_img.affine), path)
     app.datastore().save_label(case, path, "final", {"label_info": label_info(convention)})
@@ -374,7 +418,9 @@ def run(strategy, seed, args, root, manifest, pool, test, start_model, done=None
             if strategy == "random":
                 drawn = next_pick(app, strategy)["id"]
                 if drawn != pick["id"]:
-                    raise RuntimeError(f"random seed {seed}: replayed draw {drawn}, the earlier run picked {pick['id']}")
+                    raise RuntimeError(
+                        f"random seed {seed}: replayed draw {drawn}, the earlier run picked {pick['id']}"
+                    )
             scribble(app, work, root, pick["id"], stroke_seed(seed, pool, pick["id"]), convention)
     else:
         if os.path.isdir(start_model):
@@ -398,7 +444,9 @@ def run(strategy, seed, args, root, manifest, pool, test, start_model, done=None
         else:
             app.train(budget)  # resumes run train_01 from its best checkpoint
         per_case.append(evaluate(app, args, root, test, convention))
-        print(f"{strategy} seed {seed} round {r + 1}: picked {case}, test Dice {mean_dice(per_case[-1]):.3f}", flush=True)
+        print(
+            f"{strategy} seed {seed} round {r + 1}: picked {case}, test Dice {mean_dice(per_case[-1]):.3f}", flush=True
+        )
     return {"curve": [mean_dice(pc) for pc in per_case], "picks": picks, "per_case": per_case}
 
 
@@ -427,12 +475,14 @@ def geometry_conf(args) -> dict:
 def second_protocol(root, cases, fraction):
     """Rewrite the last ``round(fraction * len(cases))`` of ``cases`` with dark-blood contrast
     (intensities mirrored about their range, same dtype and affine); returns those case ids."""
-    odd = cases[len(cases) - int(round(fraction * len(cases))):] if fraction > 0 else []
+    odd = cases[len(cases) - int(round(fraction * len(cases))) :] if fraction > 0 else []
     for case in odd:
         done = os.path.join(root, f"{case}.dark_blood")  # a rerun on the same workdir must not mirror twice
         if os.path.exists(done):
             continue
-        path = next(p for p in (os.path.join(root, d, f"{case}.nii.gz") for d in ("studies", "test")) if os.path.exists(p))
+        path = next(
+            p for p in (os.path.join(root, d, f"{case}.nii.gz") for d in ("studies", "test")) if os.path.exists(p)
+        )
         img = nib.load(path)
         x = np.asarray(img.dataobj)
         nib.save(nib.Nifti1Image((x.max() + x.min() - x).astype(x.dtype), img.affine, img.header), path)
@@ -472,27 +522,38 @@ def summarise(result):
     for s, rs in runs.items():
         curves = np.asarray([r["curve"] for r in rs])
         mean = curves.mean(axis=0)
-        summary[s] = {"mean_curve": mean.tolist(), "auc": float(np.trapz(mean) / (len(mean) - 1)),
-                      "auc_per_seed": (np.trapz(curves, axis=1) / (curves.shape[1] - 1)).tolist(),
-                      "final_dice": float(mean[-1]),
-                      "volumes_to_95pct_of_final": [volumes_to_reach(c, args["initial"], 0.95 * c[-1]) for c in curves],
-                      "volumes_to_95pct_of_random_final": [volumes_to_reach(c, args["initial"], 0.95 * f)
-                                                           for c, f in zip(curves, random_final)],
-                      "volumes_to_95pct_of_better_final": [volumes_to_reach(c, args["initial"], 0.95 * f)
-                                                           for c, f in zip(curves, better_final)]}
+        summary[s] = {
+            "mean_curve": mean.tolist(),
+            "auc": float(np.trapz(mean) / (len(mean) - 1)),
+            "auc_per_seed": (np.trapz(curves, axis=1) / (curves.shape[1] - 1)).tolist(),
+            "final_dice": float(mean[-1]),
+            "volumes_to_95pct_of_final": [volumes_to_reach(c, args["initial"], 0.95 * c[-1]) for c in curves],
+            "volumes_to_95pct_of_random_final": [
+                volumes_to_reach(c, args["initial"], 0.95 * f) for c, f in zip(curves, random_final)
+            ],
+            "volumes_to_95pct_of_better_final": [
+                volumes_to_reach(c, args["initial"], 0.95 * f) for c, f in zip(curves, better_final)
+            ],
+        }
         if "whole_pool" in result:
-            summary[s]["volumes_to_95pct_of_whole_pool"] = [volumes_to_reach(c, args["initial"], 0.95 * w["dice"])
-                                                            for c, w in zip(curves, result["whole_pool"])]
+            summary[s]["volumes_to_95pct_of_whole_pool"] = [
+                volumes_to_reach(c, args["initial"], 0.95 * w["dice"]) for c, w in zip(curves, result["whole_pool"])
+            ]
         if protocols:
             # mean number of dark-blood volumes scribbled after each round
-            summary[s]["dark_blood_picked"] = np.mean([np.cumsum([p["id"] in odd for p in r["picks"]])
-                                                       for r, odd in zip(rs, protocols)], axis=0).tolist()
+            summary[s]["dark_blood_picked"] = np.mean(
+                [np.cumsum([p["id"] in odd for p in r["picks"]]) for r, odd in zip(rs, protocols)], axis=0
+            ).tolist()
             last = [(r["per_case"][-1], odd) for r, odd in zip(rs, protocols)]
-            summary[s]["final_dice_dark_blood"] = float(np.mean([d for pc, odd in last for c, d in pc.items() if c in odd]))
-            summary[s]["final_dice_bright_blood"] = float(np.mean([d for pc, odd in last for c, d in pc.items()
-                                                                   if c not in odd]))
-    summary["mean_curves"] = mean_curve_counts({s: [r["curve"] for r in rs] for s, rs in runs.items()},
-                                               args["initial"], args["rounds"])
+            summary[s]["final_dice_dark_blood"] = float(
+                np.mean([d for pc, odd in last for c, d in pc.items() if c in odd])
+            )
+            summary[s]["final_dice_bright_blood"] = float(
+                np.mean([d for pc, odd in last for c, d in pc.items() if c not in odd])
+            )
+    summary["mean_curves"] = mean_curve_counts(
+        {s: [r["curve"] for r in rs] for s, rs in runs.items()}, args["initial"], args["rounds"]
+    )
     return summary
 
 
@@ -520,6 +581,7 @@ def mean_curve_counts(curves, initial, rounds, seed=0) -> dict:
     (paired: a seed's two arms share pool, scribbles and initial model) :data:`BOOTSTRAP` times.
 
     ``curves``: ``{strategy: [seeds, rounds + 1] array}``, seeds in the same order for both."""
+
     def counts(idx):
         mean = {s: np.asarray(c)[idx].mean(axis=0) for s, c in curves.items()}
         target = 0.95 * max(m[-1] for m in mean.values())
@@ -532,22 +594,31 @@ def mean_curve_counts(curves, initial, rounds, seed=0) -> dict:
     rng = np.random.default_rng(seed)
     boot = np.asarray([counts(rng.integers(0, n_seeds, n_seeds))[1] for _ in range(BOOTSTRAP)])
     defined = boot[~np.isnan(boot)]
-    return {"volumes": need, "never_reached": [s for s, n in reached.items() if n is None], "saving": point,
-            "saving_5_95": np.percentile(defined, [5, 95]).tolist(),
-            "share_at_least_25pct": float(np.mean(defined >= 0.25)), "undefined": int(np.isnan(boot).sum())}
+    return {
+        "volumes": need,
+        "never_reached": [s for s, n in reached.items() if n is None],
+        "saving": point,
+        "saving_5_95": np.percentile(defined, [5, 95]).tolist(),
+        "share_at_least_25pct": float(np.mean(defined >= 0.25)),
+        "undefined": int(np.isnan(boot).sum()),
+    }
 
 
 def mean_curve_line(m) -> str:
     """Report line of :func:`mean_curve_counts`."""
     v, pct = m["volumes"], fewer_or_more
-    counts = ", ".join(f"`{s}` **{v[s]}**" + (" (never reached: one more than scribbled)" if s in m["never_reached"]
-                                               else "") for s in STRATEGIES)
-    return (f"* on the mean curves, scribbled volumes to reach and keep 95 % of the better of the two mean final "
-            f"Dice: {counts}; " + ("random needed none added" if np.isnan(m["saving"]) else
-                                   f"**{pct(m['saving'])} added volumes**")
-            + f"; seeds resampled {BOOTSTRAP} times: 5th-95th percentile {pct(m['saving_5_95'][0])} to "
-            f"{pct(m['saving_5_95'][1])}, at least 25 % fewer in {100 * m['share_at_least_25pct']:.0f} % of resamples"
-            + (f" ({m['undefined']} resamples where random needed none added left out)" if m["undefined"] else ""))
+    counts = ", ".join(
+        f"`{s}` **{v[s]}**" + (" (never reached: one more than scribbled)" if s in m["never_reached"] else "")
+        for s in STRATEGIES
+    )
+    return (
+        f"* on the mean curves, scribbled volumes to reach and keep 95 % of the better of the two mean final "
+        f"Dice: {counts}; "
+        + ("random needed none added" if np.isnan(m["saving"]) else f"**{pct(m['saving'])} added volumes**")
+        + f"; seeds resampled {BOOTSTRAP} times: 5th-95th percentile {pct(m['saving_5_95'][0])} to "
+        f"{pct(m['saving_5_95'][1])}, at least 25 % fewer in {100 * m['share_at_least_25pct']:.0f} % of resamples"
+        + (f" ({m['undefined']} resamples where random needed none added left out)" if m["undefined"] else "")
+    )
 
 
 def compare_counts(counts, args) -> str:
@@ -556,8 +627,11 @@ def compare_counts(counts, args) -> str:
     (need_n, cut_n), (need_r, cut_r) = (mean_needed(counts[s], args["initial"], args["rounds"]) for s in STRATEGIES)
     change = saving(need_n - args["initial"], need_r - args["initial"])
     text = "random needed none added" if np.isnan(change) else f"{fewer_or_more(change)} added volumes"
-    never = f"; never reached on {cut_n} / {cut_r} seeds, counted as {args['initial'] + args['rounds'] + 1}" \
-        if cut_n or cut_r else ""
+    never = (
+        f"; never reached on {cut_n} / {cut_r} seeds, counted as {args['initial'] + args['rounds'] + 1}"
+        if cut_n or cut_r
+        else ""
+    )
     return f"`next_to_scribble` **{need_n:.1f}**, `random` **{need_r:.1f}** ({text}{never})"
 
 
@@ -566,8 +640,10 @@ def paired_auc(ours, theirs) -> str:
     for both arms), its mean and standard error, and on how many seeds ``next_to_scribble`` is ahead."""
     diff = np.asarray(ours) - np.asarray(theirs)
     se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
-    return (f"* paired by seed, AUC `next_to_scribble` - `random`: {' / '.join(f'{d:+.3f}' for d in diff)}; "
-            f"mean {diff.mean():+.3f} +- {se:.3f} (standard error), ahead on {int((diff > 0).sum())} of {len(diff)} seeds")
+    return (
+        f"* paired by seed, AUC `next_to_scribble` - `random`: {' / '.join(f'{d:+.3f}' for d in diff)}; "
+        f"mean {diff.mean():+.3f} +- {se:.3f} (standard error), ahead on {int((diff > 0).sum())} of {len(diff)} seeds"
+    )
 
 
 def report(result, name):
@@ -581,69 +657,113 @@ def report(result, name):
     nts, rnd = summary["next_to_scribble"], summary["random"]
     split = len(result.get("seed_lists", [])) > 1
     seeds = "--seed-list S" if split else f"--seeds {args['seeds']}"
-    lines = ["# Annotation loop: next_to_scribble vs random", "",
-             f"Command: `python benchmarks/annotation_loop.py {seeds} --rounds {args['rounds']} "
-             f"--pool {args['pool']} --test {args['test']} --model {args['model']} --epochs {args['epochs']} "
-             f"--epoch-length {args['epoch_length']} --passes {args['passes']}"
-             + (f" --initial-epochs {args['initial_epochs']}" if args.get("initial_epochs") else "")
-             + (f" --second-protocol {args['second_protocol']}" if args.get("second_protocol") else "")
-             + (f" --retrain {args['retrain']}" if args.get("retrain", "continue") != "continue" else "")
-             + (" --whole-pool" if args.get("whole_pool") else "")
-             + (f" --largest-component {largest_component(args)}" if largest_component(args) != "class" else "")
-             + "".join(f" --{k.replace('_', '-')} '{args[k]}'" for k in GEOMETRY_KEYS if args.get(k))
-             + (f" --name {args['name']}" if args.get("name") else "") + "`"
-             + (f", run once per S = {' / '.join(result['seed_lists'])}, side by side, merged with `--from-json`"
-                if split else "")
-             + "".join(f"; {n} rounds first, then continued by `--extend --workdir W --rounds {m}`"
-                       for n, m in zip(result.get("extended_from_rounds", []),
-                                       result.get("extended_from_rounds", [])[1:] + [args["rounds"]])) + "  ",
-             f"Machine: {result['machine']}; {result['minutes']} min  ",
-             f"Start: {args['initial']} scribbled phantoms"
-             + (f" and one model trained {args['initial_epochs']} x {args['epoch_length']} iterations on them, shared by "
-                f"both strategies" if args.get("initial_epochs") else "")
-             + f"; each round one more (simulated scribbles), `{args['model']}` "
-             f"retrained {args['epochs']} x {args['epoch_length']} iterations "
-             + ("from the same seeded initial weights every round" if args.get("retrain") == "scratch"
-                else "from its previous weights")
-             + "".join(f", {k.replace('_', ' ')} {args[k]}" for k in GEOMETRY_KEYS if args.get(k))
-             + f"; mean Dice on "
-             f"{args['test']} held-out phantoms (segmentations cleaned up with `largest_component` "
-             f"{largest_component(args)}); mean over {args['seeds']} seeds."
-             + (" Curves re-measured from the loop's saved weights (`--from-json ... --rescore WORKDIR ...`); the "
-                "picks are the loop's." if result.get("rescored") else "")
-             + (" Points averaged over several trainings of the same scribbled set (`--from-json ... --averaged "
-                "REPLICATES.json ...`, the `--replicate` runs): " + ", ".join(
-                    f"{args['initial'] + int(r)} volumes {n} trainings" for r, n in sorted(
-                        result["averaged_points"].items(), key=lambda x: int(x[0])))
-                + "; the others the loop's single training." if result.get("averaged_points") else "")
-             + (f" Pool and test phantoms: a fraction {args['second_protocol']} of each with dark-blood contrast "
-                f"(second protocol), the initial ones bright-blood." if args.get("second_protocol") else ""), "",
-             "| scribbled volumes | " + " | ".join(str(args["initial"] + i) for i in range(args["rounds"] + 1)) + " |",
-             "|---|" + "---|" * (args["rounds"] + 1)]
+    lines = [
+        "# Annotation loop: next_to_scribble vs random",
+        "",
+        f"Command: `python benchmarks/annotation_loop.py {seeds} --rounds {args['rounds']} "
+        f"--pool {args['pool']} --test {args['test']} --model {args['model']} --epochs {args['epochs']} "
+        f"--epoch-length {args['epoch_length']} --passes {args['passes']}"
+        + (f" --initial-epochs {args['initial_epochs']}" if args.get("initial_epochs") else "")
+        + (f" --second-protocol {args['second_protocol']}" if args.get("second_protocol") else "")
+        + (f" --retrain {args['retrain']}" if args.get("retrain", "continue") != "continue" else "")
+        + (" --whole-pool" if args.get("whole_pool") else "")
+        + (f" --largest-component {largest_component(args)}" if largest_component(args) != "class" else "")
+        + "".join(f" --{k.replace('_', '-')} '{args[k]}'" for k in GEOMETRY_KEYS if args.get(k))
+        + (f" --name {args['name']}" if args.get("name") else "")
+        + "`"
+        + (
+            f", run once per S = {' / '.join(result['seed_lists'])}, side by side, merged with `--from-json`"
+            if split
+            else ""
+        )
+        + "".join(
+            f"; {n} rounds first, then continued by `--extend --workdir W --rounds {m}`"
+            for n, m in zip(
+                result.get("extended_from_rounds", []), result.get("extended_from_rounds", [])[1:] + [args["rounds"]]
+            )
+        )
+        + "  ",
+        f"Machine: {result['machine']}; {result['minutes']} min  ",
+        f"Start: {args['initial']} scribbled phantoms"
+        + (
+            f" and one model trained {args['initial_epochs']} x {args['epoch_length']} iterations on them, shared by "
+            f"both strategies"
+            if args.get("initial_epochs")
+            else ""
+        )
+        + f"; each round one more (simulated scribbles), `{args['model']}` "
+        f"retrained {args['epochs']} x {args['epoch_length']} iterations "
+        + (
+            "from the same seeded initial weights every round"
+            if args.get("retrain") == "scratch"
+            else "from its previous weights"
+        )
+        + "".join(f", {k.replace('_', ' ')} {args[k]}" for k in GEOMETRY_KEYS if args.get(k))
+        + f"; mean Dice on "
+        f"{args['test']} held-out phantoms (segmentations cleaned up with `largest_component` "
+        f"{largest_component(args)}); mean over {args['seeds']} seeds."
+        + (
+            " Curves re-measured from the loop's saved weights (`--from-json ... --rescore WORKDIR ...`); the "
+            "picks are the loop's."
+            if result.get("rescored")
+            else ""
+        )
+        + (
+            " Points averaged over several trainings of the same scribbled set (`--from-json ... --averaged "
+            "REPLICATES.json ...`, the `--replicate` runs): "
+            + ", ".join(
+                f"{args['initial'] + int(r)} volumes {n} trainings"
+                for r, n in sorted(result["averaged_points"].items(), key=lambda x: int(x[0]))
+            )
+            + "; the others the loop's single training."
+            if result.get("averaged_points")
+            else ""
+        )
+        + (
+            f" Pool and test phantoms: a fraction {args['second_protocol']} of each with dark-blood contrast "
+            f"(second protocol), the initial ones bright-blood."
+            if args.get("second_protocol")
+            else ""
+        ),
+        "",
+        "| scribbled volumes | " + " | ".join(str(args["initial"] + i) for i in range(args["rounds"] + 1)) + " |",
+        "|---|" + "---|" * (args["rounds"] + 1),
+    ]
     for s in STRATEGIES:
         lines.append(f"| `{s}` | " + " | ".join(f"{v:.3f}" for v in summary[s]["mean_curve"]) + " |")
-    lines += ["", f"* area under the learning curve: `next_to_scribble` **{nts['auc']:.3f}**, `random` **{rnd['auc']:.3f}**",
-              paired_auc(nts["auc_per_seed"], rnd["auc_per_seed"])]
-    targets = [("volumes_to_95pct_of_final", "95 % of its own final Dice"),
-               ("volumes_to_95pct_of_random_final", "95 % of `random`'s final Dice on the same seed"),
-               ("volumes_to_95pct_of_better_final", "95 % of the better of the two final Dice on the same seed")]
+    lines += [
+        "",
+        f"* area under the learning curve: `next_to_scribble` **{nts['auc']:.3f}**, `random` **{rnd['auc']:.3f}**",
+        paired_auc(nts["auc_per_seed"], rnd["auc_per_seed"]),
+    ]
+    targets = [
+        ("volumes_to_95pct_of_final", "95 % of its own final Dice"),
+        ("volumes_to_95pct_of_random_final", "95 % of `random`'s final Dice on the same seed"),
+        ("volumes_to_95pct_of_better_final", "95 % of the better of the two final Dice on the same seed"),
+    ]
     if "whole_pool" in result:
         whole = [w["dice"] for w in result["whole_pool"]]
-        lines.append(f"* whole pool scribbled ({args['initial'] + args['pool']} volumes, same budget from scratch): "
-                     f"test Dice {np.mean(whole):.3f} (per seed {' / '.join(f'{w:.3f}' for w in whole)})")
+        lines.append(
+            f"* whole pool scribbled ({args['initial'] + args['pool']} volumes, same budget from scratch): "
+            f"test Dice {np.mean(whole):.3f} (per seed {' / '.join(f'{w:.3f}' for w in whole)})"
+        )
         targets.insert(0, ("volumes_to_95pct_of_whole_pool", "**95 % of the whole pool's Dice** on the same seed"))
     for key, what in targets:
-        lines.append(f"* scribbled volumes to reach and keep {what} (mean over seeds): "
-                     + compare_counts({s: summary[s][key] for s in STRATEGIES}, args))
+        lines.append(
+            f"* scribbled volumes to reach and keep {what} (mean over seeds): "
+            + compare_counts({s: summary[s][key] for s in STRATEGIES}, args)
+        )
     lines.append(mean_curve_line(summary["mean_curves"]))
     if "dark_blood_picked" in nts:
-        lines += [f"* dark-blood volumes scribbled after each round (mean over seeds): `next_to_scribble` "
-                  f"{', '.join(f'{v:.1f}' for v in nts['dark_blood_picked'])}; `random` "
-                  f"{', '.join(f'{v:.1f}' for v in rnd['dark_blood_picked'])} "
-                  f"(of {int(round(args['second_protocol'] * args['pool']))} in the pool)",
-                  f"* final test Dice, dark-blood / bright-blood test volumes: `next_to_scribble` "
-                  f"{nts['final_dice_dark_blood']:.3f} / {nts['final_dice_bright_blood']:.3f}, `random` "
-                  f"{rnd['final_dice_dark_blood']:.3f} / {rnd['final_dice_bright_blood']:.3f}"]
+        lines += [
+            f"* dark-blood volumes scribbled after each round (mean over seeds): `next_to_scribble` "
+            f"{', '.join(f'{v:.1f}' for v in nts['dark_blood_picked'])}; `random` "
+            f"{', '.join(f'{v:.1f}' for v in rnd['dark_blood_picked'])} "
+            f"(of {int(round(args['second_protocol'] * args['pool']))} in the pool)",
+            f"* final test Dice, dark-blood / bright-blood test volumes: `next_to_scribble` "
+            f"{nts['final_dice_dark_blood']:.3f} / {nts['final_dice_bright_blood']:.3f}, `random` "
+            f"{rnd['final_dice_dark_blood']:.3f} / {rnd['final_dice_bright_blood']:.3f}",
+        ]
     lines += ["", f"![learning curve]({name}.png)", ""]
     notes = os.path.join(RESULTS, f"{name}_reading.md")
     if os.path.exists(notes):  # hand-written reading, kept across regenerations
@@ -666,69 +786,93 @@ def replicate_report(out, name):
     n_train = 1 + len(out["training_seeds"])
     point = replicated_round(out)
     last = point == args["rounds"]
-    lines = ["# Annotation loop: the training noise of " + ("the last point" if last else f"round {point}"), "",
-             f"Command: `python benchmarks/annotation_loop.py --from-json SOURCE.json "
-             + (f"--replicates-from {out['reported_from']}" if out.get("reported_from") else
-                f"--replicate WORKDIR ... --training-seeds {','.join(map(str, out['training_seeds']))}"
-                + ("" if last else f" --replicate-round {point}"))
-             + f" --name {name}`, SOURCE: the run "
-             f"`{args.get('name')}` ({args['seeds']} seeds, {args['rounds']} rounds, `{args['model']}` "
-             f"{args['epochs']} x {args['epoch_length']} iterations from scratch)  ",
-             f"Machine: {out['machine']}; {out['minutes']} min  ",
-             ("Each arm's last scribbled set" if last else f"Each arm's scribbled set after round {point}")
-             + f" ({args['initial'] + point} volumes) trained {n_train} times, "
-             f"same budget: the loop's own training (train request seed = benchmark seed) and "
-             f"{len(out['training_seeds'])} more with seeds {', '.join(map(str, out['training_seeds']))}; "
-             f"mean Dice on the {args['test']} held-out phantoms, with the app's clean-up (`class`) and without "
-             f"(`false`).", "",
-             "| seed | strategy | clean-up | loop's training | " + " | ".join(f"seed {t}" for t in out["training_seeds"])
-             + " | mean | std |", "|---|---|---|---|" + "---|" * (len(out["training_seeds"]) + 2)]
+    lines = [
+        "# Annotation loop: the training noise of " + ("the last point" if last else f"round {point}"),
+        "",
+        "Command: `python benchmarks/annotation_loop.py --from-json SOURCE.json "
+        + (
+            f"--replicates-from {out['reported_from']}"
+            if out.get("reported_from")
+            else f"--replicate WORKDIR ... --training-seeds {','.join(map(str, out['training_seeds']))}"
+            + ("" if last else f" --replicate-round {point}")
+        )
+        + f" --name {name}`, SOURCE: the run "
+        f"`{args.get('name')}` ({args['seeds']} seeds, {args['rounds']} rounds, `{args['model']}` "
+        f"{args['epochs']} x {args['epoch_length']} iterations from scratch)  ",
+        f"Machine: {out['machine']}; {out['minutes']} min  ",
+        ("Each arm's last scribbled set" if last else f"Each arm's scribbled set after round {point}")
+        + f" ({args['initial'] + point} volumes) trained {n_train} times, "
+        f"same budget: the loop's own training (train request seed = benchmark seed) and "
+        f"{len(out['training_seeds'])} more with seeds {', '.join(map(str, out['training_seeds']))}; "
+        f"mean Dice on the {args['test']} held-out phantoms, with the app's clean-up (`class`) and without "
+        f"(`false`).",
+        "",
+        "| seed | strategy | clean-up | loop's training | "
+        + " | ".join(f"seed {t}" for t in out["training_seeds"])
+        + " | mean | std |",
+        "|---|---|---|---|" + "---|" * (len(out["training_seeds"]) + 2),
+    ]
     stats = {}  # (strategy, mode) -> per seed [values of the n_train trainings]
     for s, arms in out["arms"].items():
         for a in arms:
             for mode in MEASURES:
                 v = [mean_dice(a["loop"][mode])] + [mean_dice(r[mode]) for r in a["replicates"]]
                 stats.setdefault((s, mode), []).append(v)
-                lines.append(f"| {a['seed']} | `{s}` | `{mode}` | " + " | ".join(f"{x:.3f}" for x in v)
-                             + f" | {np.mean(v):.3f} | {np.std(v, ddof=1):.3f} |")
+                lines.append(
+                    f"| {a['seed']} | `{s}` | `{mode}` | "
+                    + " | ".join(f"{x:.3f}" for x in v)
+                    + f" | {np.mean(v):.3f} | {np.std(v, ddof=1):.3f} |"
+                )
     lines.append("")
     paired = [x for x in seeds["random"] if x in seeds["next_to_scribble"]]
     for mode in MEASURES:
         var = [np.var(v, ddof=1) for s in STRATEGIES for v in stats.get((s, mode), [])]
         if not var:
             continue
-        case_var = [np.var([t[c] for t in [a["loop"][mode]] + [r[mode] for r in a["replicates"]]], ddof=1)
-                    for s in STRATEGIES for a in out["arms"][s] for c in a["loop"][mode]]
-        lines.append(f"* `{mode}`: training standard deviation of the mean test Dice, same scribbled set "
-                     f"(pooled over {len(var)} arm-seeds): **{np.sqrt(np.mean(var)):.3f}**; of a test case's "
-                     f"Dice {np.sqrt(np.mean(case_var)):.3f} (pooled over {len(case_var)} arm-seed-cases, largest "
-                     f"{np.sqrt(np.max(case_var)):.3f})")
+        case_var = [
+            np.var([t[c] for t in [a["loop"][mode]] + [r[mode] for r in a["replicates"]]], ddof=1)
+            for s in STRATEGIES
+            for a in out["arms"][s]
+            for c in a["loop"][mode]
+        ]
+        lines.append(
+            f"* `{mode}`: training standard deviation of the mean test Dice, same scribbled set "
+            f"(pooled over {len(var)} arm-seeds): **{np.sqrt(np.mean(var)):.3f}**; of a test case's "
+            f"Dice {np.sqrt(np.mean(case_var)):.3f} (pooled over {len(case_var)} arm-seed-cases, largest "
+            f"{np.sqrt(np.max(case_var)):.3f})"
+        )
         if mode == mode_of_source:
             steps = [abs(b - a) for s in STRATEGIES for r in src["runs"][s] for a, b in zip(r["curve"], r["curve"][1:])]
-            lines.append(f"  * for scale, one more scribbled volume moves the run's mean test Dice by "
-                         f"{np.mean(steps):.3f} on average (median {np.median(steps):.3f}, {len(steps)} steps)")
+            lines.append(
+                f"  * for scale, one more scribbled volume moves the run's mean test Dice by "
+                f"{np.mean(steps):.3f} on average (median {np.median(steps):.3f}, {len(steps)} steps)"
+            )
         if not paired:
             continue
         per = {s: {a["seed"]: v for a, v in zip(out["arms"][s], stats[(s, mode)])} for s in STRATEGIES}
         for label, f in (("the loop's training", lambda v: v[0]), (f"mean of {n_train} trainings", np.mean)):
             d = np.asarray([f(per["next_to_scribble"][x]) - f(per["random"][x]) for x in paired])
             se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-            lines.append(f"  * {'final' if last else f'round-{point}'} Dice, {label}: `next_to_scribble` "
-                         f"{np.mean([f(per['next_to_scribble'][x]) for x in paired]):.3f}, `random` "
-                         f"{np.mean([f(per['random'][x]) for x in paired]):.3f}; paired difference "
-                         f"{d.mean():+.3f} +- {se:.3f} (standard error), ahead on {int((d > 0).sum())} of {len(d)} seeds")
+            lines.append(
+                f"  * {'final' if last else f'round-{point}'} Dice, {label}: `next_to_scribble` "
+                f"{np.mean([f(per['next_to_scribble'][x]) for x in paired]):.3f}, `random` "
+                f"{np.mean([f(per['random'][x]) for x in paired]):.3f}; paired difference "
+                f"{d.mean():+.3f} +- {se:.3f} (standard error), ahead on {int((d > 0).sum())} of {len(d)} seeds"
+            )
         if mode != mode_of_source or not last:
             continue
-        k = {s: {x: i for i, x in enumerate(src["seed_list"][:len(src["runs"][s])])} for s in STRATEGIES}
+        k = {s: {x: i for i, x in enumerate(src["seed_list"][: len(src["runs"][s])])} for s in STRATEGIES}
         counts = {s: [] for s in STRATEGIES}
         for x in paired:
             finals = {s: float(np.mean(per[s][x])) for s in STRATEGIES}
             for s in STRATEGIES:
                 curve = src["runs"][s][k[s][x]]["curve"][:-1] + [finals[s]]
                 counts[s].append(volumes_to_reach(curve, args["initial"], 0.95 * max(finals.values())))
-        lines.append(f"  * scribbled volumes to reach and keep 95 % of the better of the two {n_train}-training final "
-                     f"Dice (each curve's last point its {n_train}-training mean, the others the loop's): "
-                     + compare_counts(counts, args))
+        lines.append(
+            f"  * scribbled volumes to reach and keep 95 % of the better of the two {n_train}-training final "
+            f"Dice (each curve's last point its {n_train}-training mean, the others the loop's): "
+            + compare_counts(counts, args)
+        )
         out.setdefault("counts", {})[mode] = counts
     lines += [""]
     notes = os.path.join(RESULTS, f"{name}_reading.md")
@@ -773,10 +917,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed-list", default=None, help="comma-separated seeds to run (default: 0..seeds-1)")
-    parser.add_argument("--initial-epochs", type=int, default=None,
-                        help="epochs of the shared initial model (default: --epochs)")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES),
-                        help="comma-separated strategies to run (an arm rerun reuses the workdir's initial models)")
+    parser.add_argument(
+        "--initial-epochs", type=int, default=None, help="epochs of the shared initial model (default: --epochs)"
+    )
+    parser.add_argument(
+        "--strategies",
+        default=",".join(STRATEGIES),
+        help="comma-separated strategies to run (an arm rerun reuses the workdir's initial models)",
+    )
     parser.add_argument("--name", default=None, help="results file name (default: annotation_loop[_protocols])")
     parser.add_argument("--initial", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=6)
@@ -786,54 +934,107 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--epoch-length", type=int, default=20)
     parser.add_argument("--passes", type=int, default=10)
-    parser.add_argument("--retrain", choices=("continue", "scratch"), default="continue",
-                        help="each round: continue from the previous weights (default) or retrain from the seeded "
-                             "initial weights, so that the model depends only on the scribbled set")
-    parser.add_argument("--whole-pool", action="store_true",
-                        help="also train (same budget, from scratch) on the whole pool scribbled: the final Dice "
-                             "the volumes to reach are counted against")
+    parser.add_argument(
+        "--retrain",
+        choices=("continue", "scratch"),
+        default="continue",
+        help="each round: continue from the previous weights (default) or retrain from the seeded "
+        "initial weights, so that the model depends only on the scribbled set",
+    )
+    parser.add_argument(
+        "--whole-pool",
+        action="store_true",
+        help="also train (same budget, from scratch) on the whole pool scribbled: the final Dice "
+        "the volumes to reach are counted against",
+    )
     parser.add_argument("--target-spacing", default=None, help="app conf target_spacing, e.g. '[3, 3, 8]'")
     parser.add_argument("--patch-size", default=None, help="app conf patch_size, e.g. '[64, 64, 16]'")
-    parser.add_argument("--second-protocol", type=float, default=0.0,
-                        help="fraction of pool and test phantoms with dark-blood contrast (default: none)")
-    parser.add_argument("--largest-component", default="class",
-                        help="clean-up of the evaluated segmentations: class (the app's default), object, false")
+    parser.add_argument(
+        "--second-protocol",
+        type=float,
+        default=0.0,
+        help="fraction of pool and test phantoms with dark-blood contrast (default: none)",
+    )
+    parser.add_argument(
+        "--largest-component",
+        default="class",
+        help="clean-up of the evaluated segmentations: class (the app's default), object, false",
+    )
     parser.add_argument("--workdir", default=None)
-    parser.add_argument("--extend", action="store_true",
-                        help="continue the --retrain scratch run in --workdir (its partial.json, or the last "
-                             "--extend's: its settings, seeds and strategies) to --rounds rounds; written to "
-                             "partial_<rounds>_rounds.json there")
-    parser.add_argument("--rescore", nargs="+", default=None, metavar="WORKDIR",
-                        help="with --from-json: re-measure its curves from the weights saved in these workdirs "
-                             "with --largest-component (a --retrain scratch run; written under --name)")
-    parser.add_argument("--replicate", nargs="+", default=None, metavar="WORKDIR",
-                        help="with --from-json (a --retrain scratch run) and --training-seeds: retrain each arm's "
-                             "last scribbled set with those seeds from the workdirs' data; the training noise of "
-                             "the last point (written under --name)")
-    parser.add_argument("--training-seeds", default="101,102",
-                        help="comma-separated train request seeds of --replicate (default: 101,102)")
-    parser.add_argument("--replicate-round", type=int, default=None, metavar="R",
-                        help="with --replicate: retrain the scribbled sets after round R instead of the last "
-                             "(written to <name>_replicates_round<R> by default)")
-    parser.add_argument("--averaged", nargs="+", default=None, metavar="JSON",
-                        help="with --from-json: its report with every point these --replicate runs retrained "
-                             "replaced by the mean of the trainings (default name: <name>_averaged)")
-    parser.add_argument("--replicates-from", default=None, metavar="JSON",
-                        help="with --from-json: report a --replicate run's trainings against this run's curves "
-                             "(the same run measured with another clean-up; written under --name)")
-    parser.add_argument("--from-json", nargs="+", default=None,
-                        help="rewrite the report of earlier runs' JSONs, merging their seeds (no loop; "
-                             "under --name if given)")
+    parser.add_argument(
+        "--extend",
+        action="store_true",
+        help="continue the --retrain scratch run in --workdir (its partial.json, or the last "
+        "--extend's: its settings, seeds and strategies) to --rounds rounds; written to "
+        "partial_<rounds>_rounds.json there",
+    )
+    parser.add_argument(
+        "--rescore",
+        nargs="+",
+        default=None,
+        metavar="WORKDIR",
+        help="with --from-json: re-measure its curves from the weights saved in these workdirs "
+        "with --largest-component (a --retrain scratch run; written under --name)",
+    )
+    parser.add_argument(
+        "--replicate",
+        nargs="+",
+        default=None,
+        metavar="WORKDIR",
+        help="with --from-json (a --retrain scratch run) and --training-seeds: retrain each arm's "
+        "last scribbled set with those seeds from the workdirs' data; the training noise of "
+        "the last point (written under --name)",
+    )
+    parser.add_argument(
+        "--training-seeds",
+        default="101,102",
+        help="comma-separated train request seeds of --replicate (default: 101,102)",
+    )
+    parser.add_argument(
+        "--replicate-round",
+        type=int,
+        default=None,
+        metavar="R",
+        help="with --replicate: retrain the scribbled sets after round R instead of the last "
+        "(written to <name>_replicates_round<R> by default)",
+    )
+    parser.add_argument(
+        "--averaged",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="with --from-json: its report with every point these --replicate runs retrained "
+        "replaced by the mean of the trainings (default name: <name>_averaged)",
+    )
+    parser.add_argument(
+        "--replicates-from",
+        default=None,
+        metavar="JSON",
+        help="with --from-json: report a --replicate run's trainings against this run's curves "
+        "(the same run measured with another clean-up; written under --name)",
+    )
+    parser.add_argument(
+        "--from-json",
+        nargs="+",
+        default=None,
+        help="rewrite the report of earlier runs' JSONs, merging their seeds (no loop; under --name if given)",
+    )
     args = parser.parse_args()
     if args.replicate_round is not None and not args.replicate:
         parser.error("--replicate-round: give the --replicate workdirs too")
     if args.from_json:
         result = merge([json.load(open(p)) for p in args.from_json])
-        replicates_name = args.name or result_name(result["args"]) + "_replicates" \
-            + (f"_round{args.replicate_round}" if args.replicate_round else "")
+        replicates_name = args.name or result_name(result["args"]) + "_replicates" + (
+            f"_round{args.replicate_round}" if args.replicate_round else ""
+        )
         if args.replicate:
-            replicate(result, args.replicate, [int(t) for t in args.training_seeds.split(",")], replicates_name,
-                      args.replicate_round)
+            replicate(
+                result,
+                args.replicate,
+                [int(t) for t in args.training_seeds.split(",")],
+                replicates_name,
+                args.replicate_round,
+            )
             return
         if args.averaged:
             result = averaged(result, [json.load(open(p)) for p in args.averaged])
@@ -863,8 +1064,10 @@ def main():
             parser.error("--extend: give the --workdir of the run to continue")
         earlier = latest_partial(args.workdir)
         if earlier["args"].get("retrain") != "scratch":
-            parser.error("--extend: only a --retrain scratch run is continued (its rounds do not depend on each "
-                         "other's training)")
+            parser.error(
+                "--extend: only a --retrain scratch run is continued (its rounds do not depend on each "
+                "other's training)"
+            )
         if args.rounds <= earlier["args"]["rounds"]:
             parser.error(f"--extend: --rounds {args.rounds}, the run has {earlier['args']['rounds']} already")
         args = argparse.Namespace(**{**vars(args), **earlier["args"], "rounds": args.rounds})
@@ -880,8 +1083,13 @@ def main():
     protocols = []  # per seed: the dark-blood case ids
     start = time.time()
     not_settings = ("workdir", "from_json", "seed_list", "strategies", "extend", "rescore")
-    result = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k not in not_settings},
-              "seed_list": seeds, "runs": runs, "dark_blood_cases": protocols}
+    result = {
+        "machine": machine(),
+        "args": {k: v for k, v in vars(args).items() if k not in not_settings},
+        "seed_list": seeds,
+        "runs": runs,
+        "dark_blood_cases": protocols,
+    }
     references = []  # per seed, with --whole-pool: the model trained on the whole pool
     if args.whole_pool:
         result["whole_pool"] = references
@@ -892,7 +1100,7 @@ def main():
         n = args.initial + args.pool + args.test
         manifest = build_studies(root, "phantoms", n=n, scribbled=args.initial, seed=100 * seed)
         cases = sorted(manifest["cases"])
-        pool, test = cases[args.initial:args.initial + args.pool], cases[args.initial + args.pool:]
+        pool, test = cases[args.initial : args.initial + args.pool], cases[args.initial + args.pool :]
         os.makedirs(os.path.join(root, "test"), exist_ok=True)
         for case in test:  # out of the datastore: never a candidate (already, when a rerun reuses the workdir)
             if not os.path.exists(os.path.join(root, "test", f"{case}.nii.gz")):
@@ -904,9 +1112,11 @@ def main():
             done = earlier["runs"][strategy][k] if earlier else None
             runs[strategy].append(run(strategy, seed, args, root, manifest, pool, test, start_model, done))
         if args.whole_pool:  # (an extended run keeps its reference: the pool is the same)
-            references.append(earlier["whole_pool"][k] if earlier else whole_pool(seed, args, root, manifest, pool, test))
+            references.append(
+                earlier["whole_pool"][k] if earlier else whole_pool(seed, args, root, manifest, pool, test)
+            )
         result["minutes"] = round((time.time() - start) / 60 + (earlier["minutes"] if earlier else 0), 1)
-        result["args"]["seeds"], result["seed_list"] = len(protocols), seeds[:len(protocols)]
+        result["args"]["seeds"], result["seed_list"] = len(protocols), seeds[: len(protocols)]
         partial = partial_name(args.rounds if earlier else None)
         with open(os.path.join(args.workdir, partial), "w") as f:  # seeds done so far, for --from-json
             json.dump(result, f, indent=1)
@@ -922,8 +1132,11 @@ def partial_name(extended_to=None) -> str:
 
 def latest_partial(workdir) -> dict:
     """The result of the run in ``workdir`` with the most rounds: :func:`partial_name`'s files."""
-    results = [json.load(open(os.path.join(workdir, f))) for f in os.listdir(workdir)
-               if f == partial_name() or re.fullmatch(partial_name(r"\d+").replace(".", r"\."), f)]
+    results = [
+        json.load(open(os.path.join(workdir, f)))
+        for f in os.listdir(workdir)
+        if f == partial_name() or re.fullmatch(partial_name(r"\d+").replace(".", r"\."), f)
+    ]
     if not results:
         raise FileNotFoundError(f"{workdir}: no partial.json of an earlier run")
     return max(results, key=lambda r: r["args"]["rounds"])
@@ -935,8 +1148,10 @@ def result_name(args) -> str:
 
 def settings(result) -> dict:
     """A run's arguments less the seeds and the output name: what runs must share to be merged or joined."""
-    return {**{k: v for k, v in result["args"].items() if k not in ("seeds", "seed_list", "minutes", "name")},
-            "largest_component": largest_component(result["args"])}
+    return {
+        **{k: v for k, v in result["args"].items() if k not in ("seeds", "seed_list", "minutes", "name")},
+        "largest_component": largest_component(result["args"]),
+    }
 
 
 def join_arms(results):
@@ -950,12 +1165,20 @@ def join_arms(results):
         raise ValueError("one single-strategy run per strategy can be joined")
     a, b = (arms[s][0] for s in STRATEGIES)
     n = min(len(a["runs"][STRATEGIES[0]]), len(b["runs"][STRATEGIES[1]]))
-    if a["seed_list"][:n] != b["seed_list"][:n] or a["dark_blood_cases"][:n] != b["dark_blood_cases"][:n] \
-            or settings(a) != settings(b):
+    if (
+        a["seed_list"][:n] != b["seed_list"][:n]
+        or a["dark_blood_cases"][:n] != b["dark_blood_cases"][:n]
+        or settings(a) != settings(b)
+    ):
         raise ValueError("the single-strategy runs differ in seeds or settings")
-    joined = {**a, "args": {**a["args"], "seeds": n}, "seed_list": a["seed_list"][:n],
-              "dark_blood_cases": a["dark_blood_cases"][:n], "minutes": max(a["minutes"], b["minutes"]),
-              "runs": {STRATEGIES[0]: a["runs"][STRATEGIES[0]][:n], STRATEGIES[1]: b["runs"][STRATEGIES[1]][:n]}}
+    joined = {
+        **a,
+        "args": {**a["args"], "seeds": n},
+        "seed_list": a["seed_list"][:n],
+        "dark_blood_cases": a["dark_blood_cases"][:n],
+        "minutes": max(a["minutes"], b["minutes"]),
+        "runs": {STRATEGIES[0]: a["runs"][STRATEGIES[0]][:n], STRATEGIES[1]: b["runs"][STRATEGIES[1]][:n]},
+    }
     return whole + [joined]
 
 
@@ -966,18 +1189,22 @@ def merge(results):
     results = join_arms(results)
     first = results[0]
     # a partial file covers the first seeds of its list (older files listed them all)
-    seed_lists = [list(r.get("seed_list", range(r["args"]["seeds"])))[:len(r["runs"]["random"])] for r in results]
+    seed_lists = [list(r.get("seed_list", range(r["args"]["seeds"])))[: len(r["runs"]["random"])] for r in results]
     for r in results[1:]:
         if settings(r) != settings(first):
             raise ValueError(f"cannot merge runs with different settings: {r['args']} vs {first['args']}")
-    merged = {"machine": first["machine"], "args": dict(first["args"]),
-              "seed_list": [s for seeds in seed_lists for s in seeds],
-              # a merged file keeps the lists of the runs it came from
-              "seed_lists": [x for r, seeds in zip(results, seed_lists)
-                             for x in r.get("seed_lists", [",".join(map(str, seeds))])],
-              "minutes": max(r["minutes"] for r in results),
-              "runs": {s: [x for r in results for x in r["runs"][s]] for s in STRATEGIES},
-              "dark_blood_cases": [c for r in results for c in (r.get("dark_blood_cases") or [])]}
+    merged = {
+        "machine": first["machine"],
+        "args": dict(first["args"]),
+        "seed_list": [s for seeds in seed_lists for s in seeds],
+        # a merged file keeps the lists of the runs it came from
+        "seed_lists": [
+            x for r, seeds in zip(results, seed_lists) for x in r.get("seed_lists", [",".join(map(str, seeds))])
+        ],
+        "minutes": max(r["minutes"] for r in results),
+        "runs": {s: [x for r in results for x in r["runs"][s]] for s in STRATEGIES},
+        "dark_blood_cases": [c for r in results for c in (r.get("dark_blood_cases") or [])],
+    }
     if all(r.get("rescored") for r in results):
         merged["rescored"] = True
     extended = {tuple(r.get("extended_from_rounds", [])) for r in results}
@@ -986,7 +1213,7 @@ def merge(results):
     if extended != {()}:
         merged["extended_from_rounds"] = list(extended.pop())
     if all("whole_pool" in r for r in results):
-        merged["whole_pool"] = [x for r in results for x in r["whole_pool"][:len(r["runs"]["random"])]]
+        merged["whole_pool"] = [x for r in results for x in r["whole_pool"][: len(r["runs"]["random"])]]
     merged["args"]["seeds"] = len(merged["seed_list"])
     return merged
 

@@ -30,10 +30,10 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, machine  # noqa: E402
-
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
+
+from common import RESULTS, machine  # noqa: E402
 
 MODES = ("true", "object", "myocardium")
 CLASSES = ("lv", "myocardium", "rv")
@@ -59,10 +59,13 @@ def score(work, row, fresh=None):
     convention = ScribbleConvention(row["labels"])
     model = row["base_recipe"]
     clear_cache()
-    app = ScribbleSegApp(os.path.join(work, "app"), os.path.join(fresh["root"], "studies") if fresh
-                         else os.path.join(work, "studies"), {"models": model, **row["conf"]})
+    app = ScribbleSegApp(
+        os.path.join(work, "app"),
+        os.path.join(fresh["root"], "studies") if fresh else os.path.join(work, "studies"),
+        {"models": model, **row["conf"]},
+    )
     dice = {mode: [] for mode in MODES}
-    for case in (fresh["cases"] if fresh else sorted(row["per_case"])):
+    for case in fresh["cases"] if fresh else sorted(row["per_case"]):
         truth = nib.load(os.path.join(data, "groundtruth", f"{case}.nii.gz"))
         for mode in MODES:
             res = app.infer({"model": model, "image": case, "device": "cpu", "largest_component": mode})
@@ -87,28 +90,46 @@ def main():
         root = tempfile.mkdtemp(prefix=f"components_{seed}_")
         manifest = build_studies(root, "phantoms", n=args.fresh, scribbled=0, seed=seed)
         sets.append((f"fresh {seed}", {"root": root, "cases": sorted(manifest["cases"])}))
-    rows, lines = [], ["# Connected components at inference: per class vs per object vs anchored on the myocardium", "",
-                       "Command: `python benchmarks/components.py <accuracy row workdirs> "
-                       f"--fresh {args.fresh} --fresh-seeds {' '.join(map(str, args.fresh_seeds))}"
-                       + (f" --name {args.name}" if args.name != "components" else "") + "`  ",
-                       f"Machine: {machine()}  ",
-                       "Data: each row's own trained weights (`results/accuracy/`), scored on the accuracy benchmark's "
-                       f"8 held-out test phantoms (`test`) and on {args.fresh} fresh phantoms per seed (`fresh <seed>`, "
-                       "never trained on; which of them a rule's design saw: the module docstring); mean Dice over the "
-                       "volumes, RV lost = RV Dice < 0.05.", "",
-                       "| row | run | data | mode | Dice lv | Dice myocardium | Dice rv | Dice mean | RV lost |",
-                       "|---|---|---|---|---|---|---|---|---|"]
+    rows, lines = (
+        [],
+        [
+            "# Connected components at inference: per class vs per object vs anchored on the myocardium",
+            "",
+            "Command: `python benchmarks/components.py <accuracy row workdirs> "
+            f"--fresh {args.fresh} --fresh-seeds {' '.join(map(str, args.fresh_seeds))}"
+            + (f" --name {args.name}" if args.name != "components" else "")
+            + "`  ",
+            f"Machine: {machine()}  ",
+            "Data: each row's own trained weights (`results/accuracy/`), scored on the accuracy benchmark's "
+            f"8 held-out test phantoms (`test`) and on {args.fresh} fresh phantoms per seed (`fresh <seed>`, "
+            "never trained on; which of them a rule's design saw: the module docstring); mean Dice over the "
+            "volumes, RV lost = RV Dice < 0.05.",
+            "",
+            "| row | run | data | mode | Dice lv | Dice myocardium | Dice rv | Dice mean | RV lost |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ],
+    )
     for work in args.workdirs:
         row = row_json(work)
         run = os.path.basename(os.path.dirname(os.path.normpath(work)))  # several trainings of one row: their workdirs
         for data, fresh in sets:
             for mode, d in score(work, row, fresh).items():
-                r = {"row": row["recipe"], "run": run, "trained_at": row.get("trained_at"), "data": data, "mode": mode,
-                     "dice": dict(zip(CLASSES, d.mean(0).round(3).tolist())), "mean": round(float(d.mean()), 3),
-                     "rv_lost": int((d[:, 2] < 0.05).sum())}
+                r = {
+                    "row": row["recipe"],
+                    "run": run,
+                    "trained_at": row.get("trained_at"),
+                    "data": data,
+                    "mode": mode,
+                    "dice": dict(zip(CLASSES, d.mean(0).round(3).tolist())),
+                    "mean": round(float(d.mean()), 3),
+                    "rv_lost": int((d[:, 2] < 0.05).sum()),
+                }
                 rows.append(r)
-                lines.append(f"| `{r['row']}` | {run} | {data} | {mode} | "
-                             + " | ".join(f"{v:.3f}" for v in r["dice"].values()) + f" | {r['mean']:.3f} | {r['rv_lost']} |")
+                lines.append(
+                    f"| `{r['row']}` | {run} | {data} | {mode} | "
+                    + " | ".join(f"{v:.3f}" for v in r["dice"].values())
+                    + f" | {r['mean']:.3f} | {r['rv_lost']} |"
+                )
                 print(lines[-1], flush=True)
     with open(os.path.join(RESULTS, f"{args.name}.json"), "w") as f:
         json.dump({"machine": machine(), "rows": rows}, f, indent=1)

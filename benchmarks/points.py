@@ -29,10 +29,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, machine, make_app  # noqa: E402
-
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
+
+from common import RESULTS, machine, make_app  # noqa: E402
 
 STRUCTURE = "lv"
 
@@ -93,13 +93,23 @@ def run_n(n, args, root, cases, train, test, convention):
         path = os.path.join(work, f"{case}_slices.nii.gz")
         nib.save(nib.Nifti1Image(convention.from_seeds(seeds).astype(np.uint8), img.affine), path)
         app.datastore().save_label(case, path, "final", {"label_info": label_info(convention)})
-    row = {"points": n, "template_iou_train": float(np.mean(template_iou)),
-           "slices_per_volume": float(np.mean([e[0] for e in efforts])),
-           "slice_effort_clicks": float(np.mean([e[1] for e in efforts]))}
+    row = {
+        "points": n,
+        "template_iou_train": float(np.mean(template_iou)),
+        "slices_per_volume": float(np.mean([e[0] for e in efforts])),
+        "slice_effort_clicks": float(np.mean([e[1] for e in efforts])),
+    }
     if app is None:
         return row
-    budget = {"max_epochs": args.epochs, "epoch_length": args.epoch_length, "train_batch_size": args.batch,
-              "seed": args.seed, "device": args.device, "pretrained": False, "val_split": 0.0}
+    budget = {
+        "max_epochs": args.epochs,
+        "epoch_length": args.epoch_length,
+        "train_batch_size": args.batch,
+        "seed": args.seed,
+        "device": args.device,
+        "pretrained": False,
+        "val_split": 0.0,
+    }
     for model in ("weaknet", "pce"):
         t = time.time()
         app.train({**budget, "model": model})
@@ -129,9 +139,12 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--template-only", action="store_true")
-    parser.add_argument("--empty-slices", action="store_true",
-                        help="slice baseline: also mark every slice without the structure as background (0 clicks), "
-                             "the information a template gives for free")
+    parser.add_argument(
+        "--empty-slices",
+        action="store_true",
+        help="slice baseline: also mark every slice without the structure as background (0 clicks), "
+        "the information a template gives for free",
+    )
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="points_")
@@ -143,35 +156,57 @@ def main():
     manifest = build_studies(root, "phantoms", n=args.train + args.test, scribbled=0, seed=args.seed)
     convention = ScribbleConvention(manifest["labels"])
     cases = sorted(manifest["cases"])
-    train, test = cases[:args.train], cases[args.train:]
+    train, test = cases[: args.train], cases[args.train :]
     start = time.time()
     rows = [run_n(int(n), args, root, cases, train, test, convention) for n in args.points.split(",")]
-    result = {"machine": machine(), "args": {k: v for k, v in vars(args).items() if k != "workdir"},
-              "minutes": round((time.time() - start) / 60, 1), "rows": rows}
+    result = {
+        "machine": machine(),
+        "args": {k: v for k, v in vars(args).items() if k != "workdir"},
+        "minutes": round((time.time() - start) / 60, 1),
+        "rows": rows,
+    }
     name = "points_templates" if args.template_only else ("points_empty_slices" if args.empty_slices else "points")
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
         json.dump(result, f, indent=1)
-    flags = " --template-only" if args.template_only else \
-        f" --epochs {args.epochs} --epoch-length {args.epoch_length} --batch {args.batch}" + \
-        (" --empty-slices" if args.empty_slices else "")
-    lines = [f"# Weak-Net: IoU of the {STRUCTURE.upper()} vs surface points, and vs whole slices of equal effort", "",
-             f"Command: `python benchmarks/points.py --train {args.train} --test {args.test} --points {args.points} "
-             f"--vertex-mm {args.vertex_mm} --seed {args.seed}{flags}`  ",
-             f"Machine: {result['machine']}; {result['minutes']} min  ",
-             f"Phantoms 160x160x16 at 1.5x1.5x8 mm; {args.train} annotated, {args.test} held out. A slice costs its "
-             f"LV perimeter / {args.vertex_mm} mm polygon clicks.", ""]
+    flags = (
+        " --template-only"
+        if args.template_only
+        else f" --epochs {args.epochs} --epoch-length {args.epoch_length} --batch {args.batch}"
+        + (" --empty-slices" if args.empty_slices else "")
+    )
+    lines = [
+        f"# Weak-Net: IoU of the {STRUCTURE.upper()} vs surface points, and vs whole slices of equal effort",
+        "",
+        f"Command: `python benchmarks/points.py --train {args.train} --test {args.test} --points {args.points} "
+        f"--vertex-mm {args.vertex_mm} --seed {args.seed}{flags}`  ",
+        f"Machine: {result['machine']}; {result['minutes']} min  ",
+        f"Phantoms 160x160x16 at 1.5x1.5x8 mm; {args.train} annotated, {args.test} held out. A slice costs its "
+        f"LV perimeter / {args.vertex_mm} mm polygon clicks.",
+        "",
+    ]
     if args.template_only:
-        lines += ["| points per volume | template IoU (training volumes) | equal-effort slices per volume | their clicks |",
-                  "|---|---|---|---|"]
-        lines += [f"| {r['points']} | {r['template_iou_train']:.3f} | {r['slices_per_volume']:.1f} | "
-                  f"{r['slice_effort_clicks']:.0f} |" for r in rows]
+        lines += [
+            "| points per volume | template IoU (training volumes) | equal-effort slices per volume | their clicks |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['points']} | {r['template_iou_train']:.3f} | {r['slices_per_volume']:.1f} | "
+            f"{r['slice_effort_clicks']:.0f} |"
+            for r in rows
+        ]
     else:
-        lines += ["| points per volume | template IoU (train) | `weaknet` IoU (test) | slices per volume (clicks) | "
-                  "slices + `pce` IoU (test) |", "|---|---|---|---|---|"]
-        lines += [f"| {r['points']} | {r['template_iou_train']:.3f} | {r['weaknet_iou_test']:.3f} ± "
-                  f"{r['weaknet_iou_test_std']:.3f} | {r['slices_per_volume']:.1f} ({r['slice_effort_clicks']:.0f}) | "
-                  f"{r['slices_iou_test']:.3f} ± {r['slices_iou_test_std']:.3f} |" for r in rows]
+        lines += [
+            "| points per volume | template IoU (train) | `weaknet` IoU (test) | slices per volume (clicks) | "
+            "slices + `pce` IoU (test) |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['points']} | {r['template_iou_train']:.3f} | {r['weaknet_iou_test']:.3f} ± "
+            f"{r['weaknet_iou_test_std']:.3f} | {r['slices_per_volume']:.1f} ({r['slice_effort_clicks']:.0f}) | "
+            f"{r['slices_iou_test']:.3f} ± {r['slices_iou_test_std']:.3f} |"
+            for r in rows
+        ]
     with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

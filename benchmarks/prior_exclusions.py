@@ -28,11 +28,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, machine  # noqa: E402
-from components import row_json  # noqa: E402
-
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
+from components import row_json  # noqa: E402
+
+from common import RESULTS, machine  # noqa: E402
 
 PATCH = 96
 
@@ -80,8 +80,9 @@ def diagnose(work, row, n_batches, seed):
 
     convention = ScribbleConvention(row["labels"])
     clear_cache()
-    app = ScribbleSegApp(os.path.join(work, "app"), os.path.join(work, "studies"),
-                         {"models": row["base_recipe"], **row["conf"]})
+    app = ScribbleSegApp(
+        os.path.join(work, "app"), os.path.join(work, "studies"), {"models": row["base_recipe"], **row["conf"]}
+    )
     network = app._infers[row["base_recipe"]]._get_network(torch.device("cpu"), None).eval()
     data = os.path.join(os.path.dirname(os.path.normpath(work)), "data")
     first = sorted(glob.glob(os.path.join(data, "studies", "*.nii.gz")))[0]
@@ -97,21 +98,33 @@ def diagnose(work, row, n_batches, seed):
         targets, annotated = convention.targets(s2d[:, 0])
         u, t2d = ~annotated, t2d[:, 0]
         pi0 = scribble_priors(targets, annotated, convention.num_classes)
-        true = torch.as_tensor(np.bincount(t2d[u].numpy(), minlength=convention.num_classes) / int(u.sum()),
-                               dtype=torch.float32)
+        true = torch.as_tensor(
+            np.bincount(t2d[u].numpy(), minlength=convention.num_classes) / int(u.sum()), dtype=torch.float32
+        )
         em = em_mixture_ratios(p.permute(0, 2, 3, 1)[u], pi0)
         used, ok = plausible_mixture_ratios(em, pi0)
         fallbacks += int(not ok)
-        for key, value in (("posterior", p.permute(0, 2, 3, 1)[u].mean(0)), ("true", true), ("scribbles", pi0), ("em", em)):
+        for key, value in (
+            ("posterior", p.permute(0, 2, 3, 1)[u].mean(0)),
+            ("true", true),
+            ("scribbles", pi0),
+            ("em", em),
+        ):
             sums[key] += value.numpy()
         affinity = spatial_affinity(p, image2d, spacing)
         for key, pi in (("used", used), ("scribbles", pi0), ("true", true)):
             shares[key] += excluded_share(affinity, t2d, u, pi)
     names = convention.class_names
-    return {"row": row["recipe"], "batches": n_batches, "em_fallback_fraction": fallbacks / n_batches,
-            **{f"mean_{k}": dict(zip(names, (v / n_batches).round(3).tolist())) for k, v in sums.items()},
-            **{f"own_excluded_with_{k}": dict(zip(names, (v[:, 0] / np.maximum(v[:, 1], 1)).round(3).tolist()))
-               for k, v in shares.items()}}
+    return {
+        "row": row["recipe"],
+        "batches": n_batches,
+        "em_fallback_fraction": fallbacks / n_batches,
+        **{f"mean_{k}": dict(zip(names, (v / n_batches).round(3).tolist())) for k, v in sums.items()},
+        **{
+            f"own_excluded_with_{k}": dict(zip(names, (v[:, 0] / np.maximum(v[:, 1], 1)).round(3).tolist()))
+            for k, v in shares.items()
+        },
+    }
 
 
 def main():
@@ -124,24 +137,44 @@ def main():
     rows = [diagnose(w, row_json(w), args.batches, args.seed) for w in args.workdirs]
     names = list(rows[0]["mean_true"])
     fmt = lambda d: "(" + ", ".join(f"{v:.3f}" for v in d.values()) + ")"  # noqa: E731
-    lines = ["# ZScribbleSeg's spatial prior on trained networks: which unannotated voxels it excludes", "",
-             f"Command: `python benchmarks/prior_exclusions.py <row workdirs> --batches {args.batches} --seed {args.seed}`  ",
-             f"Machine: {machine()}  ",
-             f"Data: {args.batches} batches of 2 training patches (96 x 96, all slices, centred on a stroke) of the accuracy "
-             "benchmark's scribbled phantoms, each row's published weights; fractions over the unannotated voxels U, "
-             "classes (" + ", ".join(names) + ").", "",
-             "| row | true fractions of U | scribbles' pi0 | mean posterior | EM estimate | EM fell back |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "# ZScribbleSeg's spatial prior on trained networks: which unannotated voxels it excludes",
+        "",
+        "Command: `python benchmarks/prior_exclusions.py <row workdirs> "
+        f"--batches {args.batches} --seed {args.seed}`  ",
+        f"Machine: {machine()}  ",
+        f"Data: {args.batches} batches of 2 training patches (96 x 96, all slices, centred on a stroke) "
+        "of the accuracy "
+        "benchmark's scribbled phantoms, each row's published weights; fractions over the unannotated voxels U, "
+        "classes (" + ", ".join(names) + ").",
+        "",
+        "| row | true fractions of U | scribbles' pi0 | mean posterior | EM estimate | EM fell back |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| `{r['row']}` | {fmt(r['mean_true'])} | {fmt(r['mean_scribbles'])} | {fmt(r['mean_posterior'])} | "
-                     f"{fmt(r['mean_em'])} | {100 * r['em_fallback_fraction']:.0f} % |")
-    lines += ["", "Share of each class's own unannotated voxels that the prior excludes from it (pushes away from "
-              "its true class; 0 is right):", "",
-              "| row | pi | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        lines.append(
+            f"| `{r['row']}` | {fmt(r['mean_true'])} | {fmt(r['mean_scribbles'])} | {fmt(r['mean_posterior'])} | "
+            f"{fmt(r['mean_em'])} | {100 * r['em_fallback_fraction']:.0f} % |"
+        )
+    lines += [
+        "",
+        "Share of each class's own unannotated voxels that the prior excludes from it (pushes away from "
+        "its true class; 0 is right):",
+        "",
+        "| row | pi | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
     for r in rows:
-        for key, label in (("used", "as trained (EM or fallback)"), ("scribbles", "scribbles' pi0"), ("true", "true fractions")):
-            lines.append(f"| `{r['row']}` | {label} | " + " | ".join(f"{v:.2f}" for v in r[f"own_excluded_with_{key}"].values())
-                         + " |")
+        for key, label in (
+            ("used", "as trained (EM or fallback)"),
+            ("scribbles", "scribbles' pi0"),
+            ("true", "true fractions"),
+        ):
+            lines.append(
+                f"| `{r['row']}` | {label} | "
+                + " | ".join(f"{v:.2f}" for v in r[f"own_excluded_with_{key}"].values())
+                + " |"
+            )
     print("\n".join(lines))
     with open(os.path.join(RESULTS, "prior_exclusions.json"), "w") as f:
         json.dump({"machine": machine(), "rows": rows}, f, indent=1)

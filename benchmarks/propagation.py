@@ -20,16 +20,25 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, machine  # noqa: E402
-
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
-SETTINGS = [(12.0, 0.05, {}), (10.0, 0.05, {}), (8.0, 0.05, {}), (6.0, 0.05, {}), (12.0, 0.2, {}), (8.0, 0.2, {}),
-            (8.0, 0.02, {}),
-            (12.0, 0.05, {"myocardium": 8.0}), (12.0, 0.05, {"myocardium": 6.0}),
-            (12.0, 0.05, {"myocardium": 8.0, "rv": 10.0}), (12.0, 0.05, {"myocardium": 6.0, "background": 16.0}),
-            (12.0, 0.05, {"myocardium": 6.0}, True)]
+from common import RESULTS, machine  # noqa: E402
+
+SETTINGS = [
+    (12.0, 0.05, {}),
+    (10.0, 0.05, {}),
+    (8.0, 0.05, {}),
+    (6.0, 0.05, {}),
+    (12.0, 0.2, {}),
+    (8.0, 0.2, {}),
+    (8.0, 0.02, {}),
+    (12.0, 0.05, {"myocardium": 8.0}),
+    (12.0, 0.05, {"myocardium": 6.0}),
+    (12.0, 0.05, {"myocardium": 8.0, "rv": 10.0}),
+    (12.0, 0.05, {"myocardium": 6.0, "background": 16.0}),
+    (12.0, 0.05, {"myocardium": 6.0}, True),
+]
 """(supervoxel_mm, compactness, per-class sizes[, outer_slices_background]) of each row."""
 
 
@@ -54,14 +63,20 @@ def main():
     manifest = build_studies(root, "phantoms", n=args.phantoms, scribbled=args.phantoms, seed=args.seed)
     convention = ScribbleConvention(manifest["labels"])
     # (image, spacing, truth in the scribble convention, strokes) per volume
-    cases = [(image, spacing, convention.from_dense(truth), strokes)
-             for image, spacing, truth, strokes in (load_case(root, c) for c in sorted(manifest["cases"]))]
+    cases = [
+        (image, spacing, convention.from_dense(truth), strokes)
+        for image, spacing, truth, strokes in (load_case(root, c) for c in sorted(manifest["cases"]))
+    ]
     names = {"background": convention.background_scribble_id, **manifest["labels"]}
     default = PropagationParams()
     rows = []
     for mm, compactness, per_class, *outer in SETTINGS:
-        params = PropagationParams(supervoxel_mm=mm, compactness=compactness,
-                                   class_supervoxel_mm=tuple(per_class.items()), outer_slices_background=any(outer))
+        params = PropagationParams(
+            supervoxel_mm=mm,
+            compactness=compactness,
+            class_supervoxel_mm=tuple(per_class.items()),
+            outer_slices_background=any(outer),
+        )
         hit, labelled, total, stroke_hit = (np.zeros(len(names)) for _ in range(4))
         for image, spacing, dense, strokes in cases:
             pseudo, _ = propagate(image, strokes, spacing, convention, params)
@@ -70,32 +85,51 @@ def main():
                 labelled[i] += np.sum(pseudo == value)
                 total[i] += np.sum(dense == value)
                 stroke_hit[i] += np.sum((strokes == value) & (dense == value))
-        rows.append({"supervoxel_mm": mm, "compactness": compactness, "class_supervoxel_mm": per_class,
-                     "outer_slices_background": params.outer_slices_background,
-                     "default": params == default,
-                     "precision": dict(zip(names, (hit / np.maximum(labelled, 1)).round(3).tolist())),
-                     "coverage": dict(zip(names, (hit / np.maximum(total, 1)).round(3).tolist())),
-                     "strokes_coverage": dict(zip(names, (stroke_hit / np.maximum(total, 1)).round(3).tolist()))})
+        rows.append(
+            {
+                "supervoxel_mm": mm,
+                "compactness": compactness,
+                "class_supervoxel_mm": per_class,
+                "outer_slices_background": params.outer_slices_background,
+                "default": params == default,
+                "precision": dict(zip(names, (hit / np.maximum(labelled, 1)).round(3).tolist())),
+                "coverage": dict(zip(names, (hit / np.maximum(total, 1)).round(3).tolist())),
+                "strokes_coverage": dict(zip(names, (stroke_hit / np.maximum(total, 1)).round(3).tolist())),
+            }
+        )
         print(rows[-1], flush=True)
 
-    lines = ["# Label propagation: pseudo-mask precision and coverage per class", "",
-             f"Command: `python benchmarks/propagation.py --phantoms {args.phantoms} --seed {args.seed}`  ",
-             f"Machine: {machine()}  ",
-             f"Data: phantoms {args.seed}..{args.seed + args.phantoms - 1} (160x160x16, 1.5x1.5x8 mm; not in the accuracy "
-             "benchmark) with simulated scribbles; pooled over the volumes. The strokes alone cover "
-             + ", ".join(f"{n} {100 * v:.1f} %" for n, v in rows[0]["strokes_coverage"].items()) + ".", "",
-             "Per-class sizes (`scribble2d5_class_supervoxel_mm`, :func:`propagate_multiscale`) propagate the named "
-             "classes through their own supervoxels and the rest through the row's size.", "",
-             "| supervoxel (mm) | compactness | " + " | ".join(f"precision {n}" for n in names) + " | "
-             + " | ".join(f"coverage {n}" for n in names) + " |",
-             "|" + "---|" * (2 + 2 * len(names))]
+    lines = [
+        "# Label propagation: pseudo-mask precision and coverage per class",
+        "",
+        f"Command: `python benchmarks/propagation.py --phantoms {args.phantoms} --seed {args.seed}`  ",
+        f"Machine: {machine()}  ",
+        f"Data: phantoms {args.seed}..{args.seed + args.phantoms - 1} (160x160x16, 1.5x1.5x8 mm; not in the accuracy "
+        "benchmark) with simulated scribbles; pooled over the volumes. The strokes alone cover "
+        + ", ".join(f"{n} {100 * v:.1f} %" for n, v in rows[0]["strokes_coverage"].items())
+        + ".",
+        "",
+        "Per-class sizes (`scribble2d5_class_supervoxel_mm`, :func:`propagate_multiscale`) propagate the named "
+        "classes through their own supervoxels and the rest through the row's size.",
+        "",
+        "| supervoxel (mm) | compactness | "
+        + " | ".join(f"precision {n}" for n in names)
+        + " | "
+        + " | ".join(f"coverage {n}" for n in names)
+        + " |",
+        "|" + "---|" * (2 + 2 * len(names)),
+    ]
     for r in rows:
         mark = " (default)" if r["default"] else ""
         sizes = "".join(f", {n} {v:g}" for n, v in r.get("class_supervoxel_mm", {}).items())
         sizes += ", outer slices background" if r.get("outer_slices_background") else ""
-        lines.append(f"| {r['supervoxel_mm']:g}{sizes}{mark} | {r['compactness']:g} | "
-                     + " | ".join(f"{r['precision'][n]:.3f}" for n in names) + " | "
-                     + " | ".join(f"{r['coverage'][n]:.3f}" for n in names) + " |")
+        lines.append(
+            f"| {r['supervoxel_mm']:g}{sizes}{mark} | {r['compactness']:g} | "
+            + " | ".join(f"{r['precision'][n]:.3f}" for n in names)
+            + " | "
+            + " | ".join(f"{r['coverage'][n]:.3f}" for n in names)
+            + " |"
+        )
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "propagation.json"), "w") as f:
         json.dump({"machine": machine(), "args": vars(args), "rows": rows}, f, indent=1)

@@ -32,11 +32,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, machine  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy import ndimage  # noqa: E402
+
+from common import RESULTS, machine  # noqa: E402
 
 SIZES = {"160x160x16": ((160, 160, 16), (1.5, 1.5, 8.0)), "256x256x32": ((256, 256, 32), (1.25, 1.25, 4.0))}
 
@@ -45,7 +45,6 @@ def graphcut(image, fg, bg, spacing):
     """MONAI Label's HistogramBasedGraphCut, transform for transform (bg = 2, fg = 3, as its defaults)."""
     from monai.data import MetaTensor
     from monai.transforms import Compose, ScaleIntensityRanged, Spacingd
-
     from monailabel.scribbles.transforms import (
         ApplyGraphCutOptimisationd,
         MakeISegUnaryd,
@@ -56,17 +55,29 @@ def graphcut(image, fg, bg, spacing):
     scribbles = np.zeros(image.shape, np.float32)
     scribbles[bg], scribbles[fg] = 2, 3
     lo, hi = np.percentile(image, [0.5, 99.5])
-    d = {"image": MetaTensor(torch.as_tensor(image[None]), affine=affine),
-         "label": MetaTensor(torch.as_tensor(scribbles[None]), affine=affine)}
-    pipeline = Compose([
-        Spacingd(["image", "label"], pixdim=(2.5, 2.5, 5.0), mode=["bilinear", "nearest"]),
-        ScaleIntensityRanged("image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True),
-        MakeLikelihoodFromScribblesHistogramd("image", scribbles="label", post_proc_label="prob",
-                                              scribbles_bg_label=2, scribbles_fg_label=3, num_bins=64, normalise=True),
-        MakeISegUnaryd("image", logits="prob", scribbles="label", unary="unary", scribbles_bg_label=2,
-                       scribbles_fg_label=3),
-        ApplyGraphCutOptimisationd(unary="unary", pairwise="image", post_proc_label="pred", lamda=1.0, sigma=0.1),
-    ])
+    d = {
+        "image": MetaTensor(torch.as_tensor(image[None]), affine=affine),
+        "label": MetaTensor(torch.as_tensor(scribbles[None]), affine=affine),
+    }
+    pipeline = Compose(
+        [
+            Spacingd(["image", "label"], pixdim=(2.5, 2.5, 5.0), mode=["bilinear", "nearest"]),
+            ScaleIntensityRanged("image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True),
+            MakeLikelihoodFromScribblesHistogramd(
+                "image",
+                scribbles="label",
+                post_proc_label="prob",
+                scribbles_bg_label=2,
+                scribbles_fg_label=3,
+                num_bins=64,
+                normalise=True,
+            ),
+            MakeISegUnaryd(
+                "image", logits="prob", scribbles="label", unary="unary", scribbles_bg_label=2, scribbles_fg_label=3
+            ),
+            ApplyGraphCutOptimisationd(unary="unary", pairwise="image", post_proc_label="pred", lamda=1.0, sigma=0.1),
+        ]
+    )
     pred = np.asarray(pipeline(d)["pred"])[0].astype(np.float32)
     zoom = np.asarray(image.shape) / np.asarray(pred.shape)
     return ndimage.zoom(pred, zoom, order=0)[tuple(slice(0, n) for n in image.shape)] > 0
@@ -98,8 +109,10 @@ def plain_random_walker(image, seeds, spacing):
     from lib.scribbles.random_walk import RandomWalkParams
 
     labels = np.where(seeds >= 0, seeds + 1, 0)
-    return random_walker(normalise_intensity(image), labels, beta=RandomWalkParams().beta, mode="cg_j",
-                         spacing=spacing) == 2
+    return (
+        random_walker(normalise_intensity(image), labels, beta=RandomWalkParams().beta, mode="cg_j", spacing=spacing)
+        == 2
+    )
 
 
 def degraded(truth):
@@ -140,16 +153,20 @@ def main():
                     "random_walk": lambda: strokes_only("random_walk", vol.image, seeds, spacing),
                     "random_walker_plain": lambda: plain_random_walker(vol.image, seeds, spacing),
                     "prior_only+seg": lambda: seg,
-                    "crf+seg": lambda: ours("crf", vol.image, seeds, spacing, segmentation_prior(seg.astype(int), 2, 0.9), seg),
-                    "random_walk+seg": lambda: ours("random_walk", vol.image, seeds, spacing,
-                                                    segmentation_prior(seg.astype(int), 2, 0.9), seg),
+                    "crf+seg": lambda: ours(
+                        "crf", vol.image, seeds, spacing, segmentation_prior(seg.astype(int), 2, 0.9), seg
+                    ),
+                    "random_walk+seg": lambda: ours(
+                        "random_walk", vol.image, seeds, spacing, segmentation_prior(seg.astype(int), 2, 0.9), seg
+                    ),
                 }
                 for method, fn in runs.items():
                     t = time.perf_counter()
                     mask = fn()
                     elapsed = time.perf_counter() - t
-                    rows.setdefault((size, method), []).append({"dice": dice(mask, truth), "seconds": elapsed,
-                                                                "class": name, "phantom": seed})
+                    rows.setdefault((size, method), []).append(
+                        {"dice": dice(mask, truth), "seconds": elapsed, "class": name, "phantom": seed}
+                    )
             print(f"{size} phantom {seed} done", flush=True)
     write(rows, args)
 
@@ -158,27 +175,42 @@ def write(rows, args):
     summary = {}
     for (size, method), runs in rows.items():
         summary.setdefault(size, {})[method] = {
-            "dice_mean": float(np.nanmean([r["dice"] for r in runs])), "dice_std": float(np.nanstd([r["dice"] for r in runs])),
+            "dice_mean": float(np.nanmean([r["dice"] for r in runs])),
+            "dice_std": float(np.nanstd([r["dice"] for r in runs])),
             "seconds_median": float(np.median([r["seconds"] for r in runs])),
-            "dice_per_class": {c: float(np.nanmean([r["dice"] for r in runs if r["class"] == c])) for c in ("lv", "myocardium", "rv")},
-            "runs": len(runs)}
+            "dice_per_class": {
+                c: float(np.nanmean([r["dice"] for r in runs if r["class"] == c])) for c in ("lv", "myocardium", "rv")
+            },
+            "runs": len(runs),
+        }
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "refinement.json"), "w") as f:
         json.dump({"machine": machine(), "summary": summary}, f, indent=1)
-    lines = ["# Scribble refinement: ours vs MONAI Label's graph cut vs plain random walker", "",
-             f"Command: `python benchmarks/refinement.py --phantoms {args.phantoms}`  ",
-             f"Machine: {machine()}  ",
-             f"Binary (Slicer) mode, {args.phantoms} phantoms x 3 classes per size; Dice mean ± std, "
-             "median wall time (arrays in, mask out at input resolution).", ""]
+    lines = [
+        "# Scribble refinement: ours vs MONAI Label's graph cut vs plain random walker",
+        "",
+        f"Command: `python benchmarks/refinement.py --phantoms {args.phantoms}`  ",
+        f"Machine: {machine()}  ",
+        f"Binary (Slicer) mode, {args.phantoms} phantoms x 3 classes per size; Dice mean ± std, "
+        "median wall time (arrays in, mask out at input resolution).",
+        "",
+    ]
     for size, methods in summary.items():
         gc = methods["graphcut"]["seconds_median"]
         plain = methods["random_walker_plain"]["seconds_median"]
-        lines += [f"## {size}", "", "| method | Dice | Dice lv / myo / rv | median s | time / graphcut | "
-                  "speed-up vs plain random_walker |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {size}",
+            "",
+            "| method | Dice | Dice lv / myo / rv | median s | time / graphcut | speed-up vs plain random_walker |",
+            "|---|---|---|---|---|---|",
+        ]
         for m, s in methods.items():
             pc = " / ".join(f"{s['dice_per_class'][c]:.3f}" for c in ("lv", "myocardium", "rv"))
-            timing = ("n/a | n/a | n/a" if m.startswith("prior_only") else
-                      f"{s['seconds_median']:.3f} | {s['seconds_median'] / gc:.2f} | {plain / s['seconds_median']:.1f}x")
+            timing = (
+                "n/a | n/a | n/a"
+                if m.startswith("prior_only")
+                else f"{s['seconds_median']:.3f} | {s['seconds_median'] / gc:.2f} | {plain / s['seconds_median']:.1f}x"
+            )
             lines.append(f"| `{m}` | {s['dice_mean']:.3f} ± {s['dice_std']:.3f} | {pc} | {timing} |")
         lines.append("")
     lines += [
@@ -187,12 +219,16 @@ def write(rows, args):
         "(strokes alone reach unscribbled slices on real volumes), solved on a pyramid of 2x coarser grids with "
         "the boundary walked back to full resolution: tenths of a second, 1.2-1.6x the graph cut's, which "
         "works on a 2.5 x 2.5 x 5 mm grid. Refining a wrong segmentation (`+seg`: eroded and "
-        "shifted by 3 voxels) gains less: the prior is trusted where no stroke contradicts it.", ""]
+        "shifted by 3 voxels) gains less: the prior is trusted where no stroke contradicts it.",
+        "",
+    ]
     with open(os.path.join(RESULTS, "refinement.md"), "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "apps", "scribble_seg"))
+    sys.path.insert(
+        0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "apps", "scribble_seg")
+    )
     main()

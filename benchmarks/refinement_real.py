@@ -44,12 +44,12 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
-from common import APP_DIR, REPO, RESULTS, machine  # noqa: E402
-from refinement import dice, graphcut, plain_random_walker  # noqa: E402
-
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
+from refinement import dice, graphcut, plain_random_walker  # noqa: E402
 from scipy import ndimage  # noqa: E402
+
+from common import APP_DIR, REPO, RESULTS, machine  # noqa: E402
 
 PROTOCOLS = {"1 slice": 1, "3 slices": 3, "5 slices": 5, "every slice": None}
 DEGRADATIONS = ("eroded 3 mm", "dilated 3 mm", "missed slab", "false blob")
@@ -65,8 +65,9 @@ def strokes(truth, spacing, slices, seed):
     from lib.scribbles.simulate import simulate_scribbles, slicer_protocol
 
     conv = ScribbleConvention({"structure": 1})
-    return conv.seeds(simulate_scribbles(truth.astype(np.uint8), spacing, conv, seed=seed,
-                                         config=slicer_protocol(slices)))
+    return conv.seeds(
+        simulate_scribbles(truth.astype(np.uint8), spacing, conv, seed=seed, config=slicer_protocol(slices))
+    )
 
 
 def degrade(truth, spacing, how, rng):
@@ -81,7 +82,7 @@ def degrade(truth, spacing, how, rng):
         n = max(1, int(round(0.25 * zs.size)))
         start = zs[0] + int(rng.integers(0, max(1, zs.size - n)))
         out = truth.copy()
-        out[:, :, start:start + n] = False
+        out[:, :, start : start + n] = False
         return out
     # false blob: a ball of the structure's equivalent radius (at least 5 mm), 5-15 mm outside it
     radius = max(5.0, 0.5 * (3.0 * truth.sum() * np.prod(spacing) / (4.0 * np.pi)) ** (1.0 / 3.0))
@@ -131,9 +132,8 @@ class Served:
     """One volume served by the real app, with that volume's labels."""
 
     def __init__(self, workdir, case_id, volume, labels, conf=None):
-        from live_server import LiveServer, copy_app
-
         from lib.datasets.study import write_nifti
+        from live_server import LiveServer, copy_app
 
         self.dir = os.path.join(workdir, case_id)
         os.makedirs(self.dir, exist_ok=True)
@@ -141,8 +141,12 @@ class Served:
         self.case_id = case_id
         write_nifti(os.path.join(self.dir, "studies", f"{case_id}.nii.gz"), volume.image, self.affine)
         app = copy_app(os.path.join(self.dir, "app"))
-        self.server = LiveServer(app, os.path.join(self.dir, "studies"),
-                                 conf={"labels": json.dumps(labels), **(conf or {})}, workdir=self.dir)
+        self.server = LiveServer(
+            app,
+            os.path.join(self.dir, "studies"),
+            conf={"labels": json.dumps(labels), **(conf or {})},
+            workdir=self.dir,
+        )
         self.client = self.server.client("benchmark")
         self.labels = labels
 
@@ -150,8 +154,9 @@ class Served:
         path = os.path.join(self.dir, "request.nii.gz")
         nib.save(nib.Nifti1Image(np.asarray(array, np.uint8), self.affine), path)
         t = time.perf_counter()
-        result, reply = self.client.infer(method, self.case_id, {"result_extension": ".nii.gz", **params},
-                                          label_in=path)
+        result, reply = self.client.infer(
+            method, self.case_id, {"result_extension": ".nii.gz", **params}, label_in=path
+        )
         elapsed = time.perf_counter() - t
         out = np.asarray(nib.load(result).dataobj)
         os.remove(result)
@@ -168,11 +173,14 @@ class Served:
             return np.zeros(seeds.shape, bool), float("nan"), {"error": str(e.msg)}
 
     def binary(self, method, name, seeds, segment=None):
-        info = [{"name": name, "id": SLICER_IDS["segment"]},
-                {"name": "background_scribbles", "id": SLICER_IDS["background_scribbles"]},
-                {"name": "foreground_scribbles", "id": SLICER_IDS["foreground_scribbles"]}]
-        out, elapsed, reply = self.infer(method, slicer_node(seeds, segment),
-                                         {"label_info": info, "selected_label_name": name})
+        info = [
+            {"name": name, "id": SLICER_IDS["segment"]},
+            {"name": "background_scribbles", "id": SLICER_IDS["background_scribbles"]},
+            {"name": "foreground_scribbles", "id": SLICER_IDS["foreground_scribbles"]},
+        ]
+        out, elapsed, reply = self.infer(
+            method, slicer_node(seeds, segment), {"label_info": info, "selected_label_name": name}
+        )
         return out == 1, elapsed, reply
 
     def stop(self):
@@ -190,26 +198,42 @@ def run_case(case, served, seeds, rows, overlays):
         for protocol, slices in PROTOCOLS.items():
             for seed in seeds:
                 s = strokes(truth, v.spacing, slices, seed)
-                key = dict(case=case.name, structure=name, kind=case.kinds[name], protocol=protocol, seed=seed,
-                           situation="binary")
+                key = dict(
+                    case=case.name,
+                    structure=name,
+                    kind=case.kinds[name],
+                    protocol=protocol,
+                    seed=seed,
+                    situation="binary",
+                )
                 for method in METHODS:
                     mask, sec, _ = served.safe_binary(method, name, s)
                     rows.append({**key, "method": method, "dice": dice(mask, truth), "seconds": sec})
                     if protocol == "3 slices" and seed == seeds[0]:
                         overlays.setdefault((case.name, name), {})[method] = mask
-                for method, fn in (("graphcut", lambda: graphcut(v.image, s == 1, s == 0, v.spacing)),
-                                   ("random_walker_plain", lambda: plain_random_walker(v.image, s, v.spacing))):
+                for method, fn in (
+                    ("graphcut", lambda: graphcut(v.image, s == 1, s == 0, v.spacing)),
+                    ("random_walker_plain", lambda: plain_random_walker(v.image, s, v.spacing)),
+                ):
                     t = time.perf_counter()
                     mask = fn()
-                    rows.append({**key, "method": method, "dice": dice(mask, truth), "seconds": time.perf_counter() - t})
+                    rows.append(
+                        {**key, "method": method, "dice": dice(mask, truth), "seconds": time.perf_counter() - t}
+                    )
                     if protocol == "3 slices" and seed == seeds[0]:
                         overlays[(case.name, name)].update({method: mask, "strokes": s, "truth": truth})
         rng = np.random.default_rng(seeds[0])
         for how in DEGRADATIONS:
             prior = degrade(truth, v.spacing, how, rng)
             s = corrective_strokes(truth, prior, v.spacing, seeds[0], how)
-            key = dict(case=case.name, structure=name, kind=case.kinds[name], protocol=how, seed=seeds[0],
-                       situation="corrective")
+            key = dict(
+                case=case.name,
+                structure=name,
+                kind=case.kinds[name],
+                protocol=how,
+                seed=seeds[0],
+                situation="corrective",
+            )
             rows.append({**key, "method": "prior", "dice": dice(prior, truth), "seconds": 0.0})
             for method in METHODS:
                 mask, sec, _ = served.safe_binary(method, name, s, segment=prior)
@@ -218,17 +242,28 @@ def run_case(case, served, seeds, rows, overlays):
 
     # multi-class: one scribble map with every structure of the volume
     conv = ScribbleConvention(case.labels)
-    info = [{"name": n, "id": k} for n, k in conv.labels.items()] + [{"name": "background",
-                                                                      "id": conv.background_scribble_id}]
+    info = [{"name": n, "id": k} for n, k in conv.labels.items()] + [
+        {"name": "background", "id": conv.background_scribble_id}
+    ]
     for protocol, slices in PROTOCOLS.items():
         for seed in seeds:
             scribbles = simulate_scribbles(v.label, v.spacing, conv, seed=seed, config=slicer_protocol(slices))
             for method in METHODS:
                 out, sec, _ = served.infer(method, scribbles, {"label_info": info})
                 for name, value in case.labels.items():
-                    rows.append(dict(case=case.name, structure=name, kind=case.kinds[name], protocol=protocol,
-                                     seed=seed, situation="multiclass", method=method,
-                                     dice=dice(out == value, v.label == value), seconds=sec))
+                    rows.append(
+                        dict(
+                            case=case.name,
+                            structure=name,
+                            kind=case.kinds[name],
+                            protocol=protocol,
+                            seed=seed,
+                            situation="multiclass",
+                            method=method,
+                            dice=dice(out == value, v.label == value),
+                            seconds=sec,
+                        )
+                    )
             seeds_mc = conv.seeds(scribbles)
             t = time.perf_counter()
             from skimage.segmentation import random_walker
@@ -236,13 +271,31 @@ def run_case(case, served, seeds, rows, overlays):
             from lib.scribbles.prior import normalise_intensity
             from lib.scribbles.random_walk import RandomWalkParams
 
-            labels = random_walker(normalise_intensity(v.image), np.where(seeds_mc == NO_SEED, 0, seeds_mc + 1),
-                                   beta=RandomWalkParams().beta, mode="cg_j", spacing=v.spacing) - 1
+            labels = (
+                random_walker(
+                    normalise_intensity(v.image),
+                    np.where(seeds_mc == NO_SEED, 0, seeds_mc + 1),
+                    beta=RandomWalkParams().beta,
+                    mode="cg_j",
+                    spacing=v.spacing,
+                )
+                - 1
+            )
             sec = time.perf_counter() - t
             for name, value in case.labels.items():
-                rows.append(dict(case=case.name, structure=name, kind=case.kinds[name], protocol=protocol,
-                                 seed=seed, situation="multiclass", method="random_walker_plain",
-                                 dice=dice(labels == value, v.label == value), seconds=sec))
+                rows.append(
+                    dict(
+                        case=case.name,
+                        structure=name,
+                        kind=case.kinds[name],
+                        protocol=protocol,
+                        seed=seed,
+                        situation="multiclass",
+                        method="random_walker_plain",
+                        dice=dice(labels == value, v.label == value),
+                        seconds=sec,
+                    )
+                )
 
 
 def run_latency(workdir, repeats, rows):
@@ -262,14 +315,23 @@ def run_latency(workdir, repeats, rows):
         truth = label == value
         s = strokes(truth, spacing, 3, 0)
         grid = "x".join(map(str, image.shape))
-        served = Served(workdir, f"chest_{grid}", volume, {"right lung": 1},
-                        conf={"models": "pce", "unet2d_features": "[8, 16, 32, 64]"})
+        served = Served(
+            workdir,
+            f"chest_{grid}",
+            volume,
+            {"right lung": 1},
+            conf={"models": "pce", "unet2d_features": "[8, 16, 32, 64]"},
+        )
         try:
             # a training beside the requests: the strokes saved as a label, a long pce training started
             scribbles = np.where(s == 1, 1, np.where(s == 0, 2, 0)).astype(np.uint8)
             lpath = write_nifti(os.path.join(served.dir, "scribbles.nii.gz"), scribbles, volume.affine)
-            served.client.save_label(served.case_id, lpath, tag="final", params={"label_info": [
-                {"name": "right lung", "idx": 1}, {"name": "background_strokes", "idx": 2}]})
+            served.client.save_label(
+                served.case_id,
+                lpath,
+                tag="final",
+                params={"label_info": [{"name": "right lung", "idx": 1}, {"name": "background_strokes", "idx": 2}]},
+            )
             served.client.train_start("pce", {"max_epochs": 1000, "val_split": 0.0})
             time.sleep(5)
             training = bool(served.client.train_status(check_if_running=True))
@@ -279,15 +341,33 @@ def run_latency(workdir, repeats, rows):
                     mask, sec, _ = served.binary(method, "right lung", s)
                     times.append(sec)
                     dices.append(dice(mask, truth))
-                rows.append(dict(grid=grid, voxels=int(image.size), method=method, training=training,
-                                 seconds_median=float(np.median(times)), dice=float(np.median(dices)), runs=repeats))
+                rows.append(
+                    dict(
+                        grid=grid,
+                        voxels=int(image.size),
+                        method=method,
+                        training=training,
+                        seconds_median=float(np.median(times)),
+                        dice=float(np.median(dices)),
+                        runs=repeats,
+                    )
+                )
             times = []
             for _ in range(repeats):
                 t = time.perf_counter()
                 mask = graphcut(image, s == 1, s == 0, spacing)
                 times.append(time.perf_counter() - t)
-            rows.append(dict(grid=grid, voxels=int(image.size), method="graphcut", training=training,
-                             seconds_median=float(np.median(times)), dice=dice(mask, truth), runs=repeats))
+            rows.append(
+                dict(
+                    grid=grid,
+                    voxels=int(image.size),
+                    method="graphcut",
+                    training=training,
+                    seconds_median=float(np.median(times)),
+                    dice=dice(mask, truth),
+                    runs=repeats,
+                )
+            )
             try:
                 served.client.train_stop()
             except Exception:
@@ -321,7 +401,8 @@ def overlay_png(path, image, parts):
         rgb[(s[:, :, z] == 0) & (s[:, :, z] != NO_SEED)] = [60, 120, 255]
         tiles.append(np.rot90(rgb.astype(np.uint8)))
     Image.fromarray(np.concatenate(tiles, axis=1)).resize(
-        (tiles[0].shape[1] * 4 * 2, tiles[0].shape[0] * 2), Image.NEAREST).save(path)
+        (tiles[0].shape[1] * 4 * 2, tiles[0].shape[0] * 2), Image.NEAREST
+    ).save(path)
 
 
 def cell(results, method, key, digits):
@@ -344,78 +425,160 @@ def summarise(rows, latency, args, pngs):
             "dice_mean": mean([r["dice"] for r in rs]),
             "seconds_median": float(np.nanmedian([r["seconds"] for r in rs])),
             "dice_per_kind": {k: mean([r["dice"] for r in rs if r["kind"] == k]) for k in kinds},
-            "runs": len(rs)}
+            "runs": len(rs),
+        }
     corrective = [r for r in rows if r["situation"] == "corrective"]
     prior = {(r["case"], r["structure"], r["protocol"]): r["dice"] for r in corrective if r["method"] == "prior"}
-    raised = {m: [r["dice"] > prior[(r["case"], r["structure"], r["protocol"])] for r in corrective if r["method"] == m]
-              for m in METHODS}
+    raised = {
+        m: [r["dice"] > prior[(r["case"], r["structure"], r["protocol"])] for r in corrective if r["method"] == m]
+        for m in METHODS
+    }
     summary["corrective_raised_fraction"] = {m: float(np.mean(v)) for m, v in raised.items()}
     command = "python benchmarks/refinement_real.py " + " ".join(args.argv)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "refinement_real.json"), "w") as f:
-        json.dump({"command": command.strip(), "machine": machine(), "summary": summary, "latency": latency,
-                   "rows": rows}, f, indent=1)
+        json.dump(
+            {"command": command.strip(), "machine": machine(), "summary": summary, "latency": latency, "rows": rows},
+            f,
+            indent=1,
+        )
 
-    lines = ["# Scribble refinement on real CT and MR volumes, through the server", "",
-             f"Command: `{command.strip()}`  ", f"Machine: {machine()}  ",
-             f"Development set: {len({(r['case'], r['structure']) for r in rows})} structures on "
-             f"{len({r['case'] for r in rows})} volumes; stroke seeds {args.seeds}. Dice against the dense truth; "
-             "seconds: median client round trip (ours) or in-process call (graph cut, plain random walker).", ""]
+    lines = [
+        "# Scribble refinement on real CT and MR volumes, through the server",
+        "",
+        f"Command: `{command.strip()}`  ",
+        f"Machine: {machine()}  ",
+        f"Development set: {len({(r['case'], r['structure']) for r in rows})} structures on "
+        f"{len({r['case'] for r in rows})} volumes; stroke seeds {args.seeds}. Dice against the dense truth; "
+        "seconds: median client round trip (ours) or in-process call (graph cut, plain random walker).",
+        "",
+    ]
     binary = summary.get("binary", {})
     methods = ("crf", "random_walk", "graphcut", "random_walker_plain")
-    lines += ["## Binary (Slicer scribbles panel), no prior", "",
-              "| protocol | " + " | ".join(f"`{m}` Dice" for m in methods) + " | " +
-              " | ".join(f"`{m}` s" for m in methods) + " |", "|---" * (1 + 2 * len(methods)) + "|"]
+    lines += [
+        "## Binary (Slicer scribbles panel), no prior",
+        "",
+        "| protocol | "
+        + " | ".join(f"`{m}` Dice" for m in methods)
+        + " | "
+        + " | ".join(f"`{m}` s" for m in methods)
+        + " |",
+        "|---" * (1 + 2 * len(methods)) + "|",
+    ]
     for protocol in PROTOCOLS:
         if protocol in binary:
             b = binary[protocol]
-            lines.append(f"| {protocol} | " + " | ".join(cell(b, m, "dice_mean", 3) for m in methods) + " | " +
-                         " | ".join(cell(b, m, "seconds_median", 2) for m in methods) + " |")
+            lines.append(
+                f"| {protocol} | "
+                + " | ".join(cell(b, m, "dice_mean", 3) for m in methods)
+                + " | "
+                + " | ".join(cell(b, m, "seconds_median", 2) for m in methods)
+                + " |"
+            )
     if "3 slices" in binary:
         kinds = sorted(binary["3 slices"]["crf"]["dice_per_kind"])
-        lines += ["", "By kind of structure, 3 slices:", "", "| kind | " + " | ".join(f"`{m}`" for m in methods) + " |",
-                  "|---" * (1 + len(methods)) + "|"]
+        lines += [
+            "",
+            "By kind of structure, 3 slices:",
+            "",
+            "| kind | " + " | ".join(f"`{m}`" for m in methods) + " |",
+            "|---" * (1 + len(methods)) + "|",
+        ]
         for k in kinds:
-            lines.append(f"| {k} | " + " | ".join(f"{binary['3 slices'][m]['dice_per_kind'][k]:.3f}" for m in methods) + " |")
-        lines += ["", "Per structure, 3 slices (mean over seeds):", "",
-                  "| volume | structure | kind | " + " | ".join(f"`{m}`" for m in methods) + " |",
-                  "|---" * (3 + len(methods)) + "|"]
-        structures = sorted({(r["case"], r["structure"], r["kind"]) for r in rows if r["situation"] == "binary"},
-                            key=lambda x: (x[0], x[1]))
+            lines.append(
+                f"| {k} | " + " | ".join(f"{binary['3 slices'][m]['dice_per_kind'][k]:.3f}" for m in methods) + " |"
+            )
+        lines += [
+            "",
+            "Per structure, 3 slices (mean over seeds):",
+            "",
+            "| volume | structure | kind | " + " | ".join(f"`{m}`" for m in methods) + " |",
+            "|---" * (3 + len(methods)) + "|",
+        ]
+        structures = sorted(
+            {(r["case"], r["structure"], r["kind"]) for r in rows if r["situation"] == "binary"},
+            key=lambda x: (x[0], x[1]),
+        )
         for c, n, k in structures:
-            cells = [mean([r["dice"] for r in rows if r["situation"] == "binary" and r["protocol"] == "3 slices"
-                           and r["case"] == c and r["structure"] == n and r["method"] == m]) for m in methods]
+            cells = [
+                mean(
+                    [
+                        r["dice"]
+                        for r in rows
+                        if r["situation"] == "binary"
+                        and r["protocol"] == "3 slices"
+                        and r["case"] == c
+                        and r["structure"] == n
+                        and r["method"] == m
+                    ]
+                )
+                for m in methods
+            ]
             lines.append(f"| {c} | {n} | {k} | " + " | ".join(f"{x:.3f}" for x in cells) + " |")
     mc = summary.get("multiclass", {})
     if mc:
         mmethods = ("crf", "random_walk", "random_walker_plain")
-        lines += ["", "## Multi-class (every structure of a volume in one scribble map), no prior", "",
-                  "| protocol | " + " | ".join(f"`{m}` Dice" for m in mmethods) + " | " +
-                  " | ".join(f"`{m}` s" for m in mmethods) + " |", "|---" * (1 + 2 * len(mmethods)) + "|"]
+        lines += [
+            "",
+            "## Multi-class (every structure of a volume in one scribble map), no prior",
+            "",
+            "| protocol | "
+            + " | ".join(f"`{m}` Dice" for m in mmethods)
+            + " | "
+            + " | ".join(f"`{m}` s" for m in mmethods)
+            + " |",
+            "|---" * (1 + 2 * len(mmethods)) + "|",
+        ]
         for protocol in PROTOCOLS:
             if protocol in mc:
-                lines.append(f"| {protocol} | " + " | ".join(cell(mc[protocol], m, "dice_mean", 3) for m in mmethods)
-                             + " | " + " | ".join(cell(mc[protocol], m, "seconds_median", 2) for m in mmethods) + " |")
+                lines.append(
+                    f"| {protocol} | "
+                    + " | ".join(cell(mc[protocol], m, "dice_mean", 3) for m in mmethods)
+                    + " | "
+                    + " | ".join(cell(mc[protocol], m, "seconds_median", 2) for m in mmethods)
+                    + " |"
+                )
     co = summary.get("corrective", {})
     if co:
-        lines += ["", "## Correcting a degraded segment (binary, corrective strokes on 1-3 slices)", "",
-                  "| degradation | prior Dice | `crf` | `random_walk` |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## Correcting a degraded segment (binary, corrective strokes on 1-3 slices)",
+            "",
+            "| degradation | prior Dice | `crf` | `random_walk` |",
+            "|---|---|---|---|",
+        ]
         for how in DEGRADATIONS:
             if how in co:
-                lines.append(f"| {how} | {co[how]['prior']['dice_mean']:.3f} | {co[how]['crf']['dice_mean']:.3f} | "
-                             f"{co[how]['random_walk']['dice_mean']:.3f} |")
+                lines.append(
+                    f"| {how} | {co[how]['prior']['dice_mean']:.3f} | {co[how]['crf']['dice_mean']:.3f} | "
+                    f"{co[how]['random_walk']['dice_mean']:.3f} |"
+                )
         lines.append("")
-        lines.append("Refinement raised the prior's Dice in " + ", ".join(
-            f"{100 * v:.0f} % of cases (`{m}`)" for m, v in summary["corrective_raised_fraction"].items()) + ".")
+        lines.append(
+            "Refinement raised the prior's Dice in "
+            + ", ".join(f"{100 * v:.0f} % of cases (`{m}`)" for m, v in summary["corrective_raised_fraction"].items())
+            + "."
+        )
     if latency:
-        lines += ["", "## Latency against volume size (right lung, 3 slices, a training running on the server)", "",
-                  "| grid | voxels | method | median s | Dice | training running |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Latency against volume size (right lung, 3 slices, a training running on the server)",
+            "",
+            "| grid | voxels | method | median s | Dice | training running |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in latency:
-            lines.append(f"| {r['grid']} | {r['voxels'] / 1e6:.2f} M | `{r['method']}` | {r['seconds_median']:.2f} | "
-                         f"{r['dice']:.3f} | {r['training']} |")
+            lines.append(
+                f"| {r['grid']} | {r['voxels'] / 1e6:.2f} M | `{r['method']}` | {r['seconds_median']:.2f} | "
+                f"{r['dice']:.3f} | {r['training']} |"
+            )
     if pngs:
-        lines += ["", "## Overlays (3 slices; truth green, result red, strokes yellow / blue; "
-                  "`crf`, `random_walk`, graph cut, plain random walker)", ""]
+        lines += [
+            "",
+            "## Overlays (3 slices; truth green, result red, strokes yellow / blue; "
+            "`crf`, `random_walk`, graph cut, plain random walker)",
+            "",
+        ]
         lines += [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pngs]
     with open(os.path.join(RESULTS, "refinement_real.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -428,8 +591,11 @@ def main():
     parser.add_argument("--cases", default="", help="development cases (default: all)")
     parser.add_argument("--repeats", type=int, default=5, help="latency requests per method and grid")
     parser.add_argument("--skip-latency", action="store_true")
-    parser.add_argument("--overlays", default="ct_chest/ribs,ct_chest/right lung,ct_spine/vertebra L3,"
-                                              "mr_spine/spinal cord,mr_deep_grey/left thalamus,mr_hippocampus_L/hippocampus")
+    parser.add_argument(
+        "--overlays",
+        default="ct_chest/ribs,ct_chest/right lung,ct_spine/vertebra L3,"
+        "mr_spine/spinal cord,mr_deep_grey/left thalamus,mr_hippocampus_L/hippocampus",
+    )
     args = parser.parse_args()
     args.argv = sys.argv[1:]
     args.seeds = [int(s) for s in args.seeds.split(",")]

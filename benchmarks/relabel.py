@@ -27,11 +27,11 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, machine, median_time  # noqa: E402
-
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from common import RESULTS, machine, median_time  # noqa: E402
 
 FORWARD = "one forward (base: the network's argmax)"
 CRF = "dense CRF, 5 iterations, seeds clamped (+ CRF)"
@@ -54,8 +54,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--passes", default="10,50", help="MC-dropout passes T to time")
     parser.add_argument("--batches", default="1,4", help="copies per forward to compare (at the smallest T)")
-    parser.add_argument("--mc-batch", type=int, default=None,
-                        help="copies per forward of the E-step timings (default: the app's, by device)")
+    parser.add_argument(
+        "--mc-batch",
+        type=int,
+        default=None,
+        help="copies per forward of the E-step timings (default: the app's, by device)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=200)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -100,14 +104,20 @@ def main():
         rows.append((name, timing["median_s"], note))
         print(name, timing, flush=True)
 
-    record("seed areas (random walk, once per run)",
-           median_time(lambda: seed_areas(image, seeds, spacing, convention.num_classes), args.repeats, warmup=0))
+    record(
+        "seed areas (random walk, once per run)",
+        median_time(lambda: seed_areas(image, seeds, spacing, convention.num_classes), args.repeats, warmup=0),
+    )
     area = seed_areas(image, seeds, spacing, convention.num_classes)
     record(FORWARD, median_time(forward, args.repeats))
     probabilities = torch.softmax(forward(), 1)[0].cpu().numpy()
-    record(CRF,
-           median_time(lambda: dense_crf(image, probabilities, spacing, seeds=area,
-                                         params=DenseCRFParams.can_et_al()), args.repeats))
+    record(
+        CRF,
+        median_time(
+            lambda: dense_crf(image, probabilities, spacing, seeds=area, params=DenseCRFParams.can_et_al()),
+            args.repeats,
+        ),
+    )
 
     # batched vs one pass per forward, at the smallest T
     t_small = min(passes)
@@ -118,8 +128,10 @@ def main():
         record(f"{t_small} MC passes, {b} per forward", timing, note=f"{1000 * per_pass[b]:.0f} ms per pass")
     for t in passes:
         if t != t_small or args.mc_batch not in batches:
-            record(f"{t} MC passes, {args.mc_batch} per forward", median_time(lambda: mc(t, args.mc_batch), args.repeats,
-                                                                         warmup=0))
+            record(
+                f"{t} MC passes, {args.mc_batch} per forward",
+                median_time(lambda: mc(t, args.mc_batch), args.repeats, warmup=0),
+            )
 
     # Welch test: ours (moments) vs scipy on the stored samples, at the smallest T
     maps = mc(t_small, args.mc_batch)
@@ -129,43 +141,71 @@ def main():
 
     def scipy_welch():  # the two best classes' samples by mean logit, then the library's test
         order = np.argsort(-samples.mean(0), axis=0)
-        best, second = (np.take_along_axis(samples, order[None, i:i + 1], axis=1)[:, 0] for i in (0, 1))
+        best, second = (np.take_along_axis(samples, order[None, i : i + 1], axis=1)[:, 0] for i in (0, 1))
         return ttest_ind(best, second, equal_var=False, axis=0).pvalue >= 0.05
 
     ours = median_time(lambda: uncertain_voxels(label, mean, var, t_small), args.repeats)
     scipy_t = median_time(scipy_welch, args.repeats)
     record(f"Welch test, ours (logit moments), T={t_small}", ours)
-    record(f"Welch test, scipy.stats.ttest_ind on the stored logits, T={t_small}", scipy_t,
-           note=f"needs {samples.nbytes / 2**20:.0f} MiB of samples")
+    record(
+        f"Welch test, scipy.stats.ttest_ind on the stored logits, T={t_small}",
+        scipy_t,
+        note=f"needs {samples.nbytes / 2**20:.0f} MiB of samples",
+    )
 
     e_step = {}
     for t in passes:
         mc_s = results[f"{t} MC passes, {args.mc_batch} per forward"]["median_s"]
         fwd, crf = results[FORWARD]["median_s"], results[CRF]["median_s"]
-        e_step[t] = {"base": fwd, "+ CRF": fwd + crf, "+ uncertainty": mc_s + ours["median_s"],
-                     "+ CRF & uncertainty": mc_s + ours["median_s"] + crf}
+        e_step[t] = {
+            "base": fwd,
+            "+ CRF": fwd + crf,
+            "+ uncertainty": mc_s + ours["median_s"],
+            "+ CRF & uncertainty": mc_s + ours["median_s"] + crf,
+        }
 
-    lines = ["# can_em: relabelling time per volume (E step)", "",
-             f"Command: `python benchmarks/relabel.py --passes {args.passes} --batches {args.batches} "
-             f"--mc-batch {args.mc_batch} --repeats {args.repeats} --device {args.device}`  ",
-             f"Machine: {machine()}, device {args.device}  ",
-             f"Volume: phantom {args.seed}, {image.shape[0]}x{image.shape[1]}x{image.shape[2]} voxels, "
-             f"{spacing[0]:g}x{spacing[1]:g}x{spacing[2]:g} mm; the recipe's 2.5D attention UNet (untrained: weights "
-             f"do not change the time). Medians of {args.repeats} runs.", "",
-             "| step | median (s) | |", "|---|---|---|"]
+    lines = [
+        "# can_em: relabelling time per volume (E step)",
+        "",
+        f"Command: `python benchmarks/relabel.py --passes {args.passes} --batches {args.batches} "
+        f"--mc-batch {args.mc_batch} --repeats {args.repeats} --device {args.device}`  ",
+        f"Machine: {machine()}, device {args.device}  ",
+        f"Volume: phantom {args.seed}, {image.shape[0]}x{image.shape[1]}x{image.shape[2]} voxels, "
+        f"{spacing[0]:g}x{spacing[1]:g}x{spacing[2]:g} mm; the recipe's 2.5D attention UNet (untrained: weights "
+        f"do not change the time). Medians of {args.repeats} runs.",
+        "",
+        "| step | median (s) | |",
+        "|---|---|---|",
+    ]
     lines += [f"| {name} | {s:.3f} | {note} |" for name, s, note in rows]
-    lines += ["", "E step per volume by Table-1 row (sum of the medians above; the trainer adds loading and saving "
-              "the relabelled map):", "",
-              "| T | " + " | ".join(e_step[passes[0]]) + " |", "|---|" + "---|" * len(e_step[passes[0]])]
+    lines += [
+        "",
+        "E step per volume by Table-1 row (sum of the medians above; the trainer adds loading and saving "
+        "the relabelled map):",
+        "",
+        "| T | " + " | ".join(e_step[passes[0]]) + " |",
+        "|---|" + "---|" * len(e_step[passes[0]]),
+    ]
     lines += [f"| {t} | " + " | ".join(f"{s:.1f} s" for s in e_step[t].values()) + " |" for t in passes]
     b1, bn = min(batches), max(batches)
-    lines += ["", f"Ratios: {bn} passes per forward vs 1: {per_pass[b1] / per_pass[bn]:.2f}x the speed; "
-              f"Welch test scipy / ours: {scipy_t['median_s'] / ours['median_s']:.1f}x; "
-              f"T={max(passes)} MC passes / one forward: {e_step[max(passes)]['+ uncertainty'] / fwd:.0f}x."]
+    lines += [
+        "",
+        f"Ratios: {bn} passes per forward vs 1: {per_pass[b1] / per_pass[bn]:.2f}x the speed; "
+        f"Welch test scipy / ours: {scipy_t['median_s'] / ours['median_s']:.1f}x; "
+        f"T={max(passes)} MC passes / one forward: {e_step[max(passes)]['+ uncertainty'] / fwd:.0f}x.",
+    ]
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "relabel.json"), "w") as f:
-        json.dump({"machine": machine(), "args": vars(args), "timings": results,
-                   "e_step": {str(k): v for k, v in e_step.items()}}, f, indent=1)
+        json.dump(
+            {
+                "machine": machine(),
+                "args": vars(args),
+                "timings": results,
+                "e_step": {str(k): v for k, v in e_step.items()},
+            },
+            f,
+            indent=1,
+        )
     with open(os.path.join(RESULTS, "relabel.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -19,11 +19,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS  # noqa: E402
-from components import row_json  # noqa: E402
-
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
+from components import row_json  # noqa: E402
+
+from common import RESULTS  # noqa: E402
 
 
 def main():
@@ -60,23 +60,39 @@ def score_row(work):
             labelled[k] += mine.sum()
             total[k] += np.sum(truth == k)
     names = convention.class_names
-    return {"row": row["recipe"], "volumes": len(maps),
-            "precision": dict(zip(names, (hit / np.maximum(labelled, 1)).round(3).tolist())),
-            "coverage": dict(zip(names, (hit / np.maximum(total, 1)).round(3).tolist()))}
+    return {
+        "row": row["recipe"],
+        "volumes": len(maps),
+        "precision": dict(zip(names, (hit / np.maximum(labelled, 1)).round(3).tolist())),
+        "coverage": dict(zip(names, (hit / np.maximum(total, 1)).round(3).tolist())),
+    }
 
 
 def report(rows):
     """The markdown table of every row scored so far (rows re-scored replace their earlier entry)."""
     names = list(rows[0]["precision"])
-    lines = ["# can_em: relabelled training maps against the dense truth", "",
-             "Command: `python benchmarks/relabelled_maps.py <can_em accuracy row workdirs>` (adds or replaces "
-             "those rows; the others are kept)  ",
-             "Data: the maps of each row's last E step (datastore tag `can_em`) on its training volumes; pooled.", "",
-             "| row | volumes | " + " | ".join(f"precision {n}" for n in names) + " | "
-             + " | ".join(f"coverage {n}" for n in names) + " |", "|---|---|" + "---|" * (2 * len(names))]
+    lines = [
+        "# can_em: relabelled training maps against the dense truth",
+        "",
+        "Command: `python benchmarks/relabelled_maps.py <can_em accuracy row workdirs>` (adds or replaces "
+        "those rows; the others are kept)  ",
+        "Data: the maps of each row's last E step (datastore tag `can_em`) on its training volumes; pooled.",
+        "",
+        "| row | volumes | "
+        + " | ".join(f"precision {n}" for n in names)
+        + " | "
+        + " | ".join(f"coverage {n}" for n in names)
+        + " |",
+        "|---|---|" + "---|" * (2 * len(names)),
+    ]
     for r in rows:
-        lines.append(f"| `{r['row']}` | {r['volumes']} | " + " | ".join(f"{v:.3f}" for v in r["precision"].values())
-                     + " | " + " | ".join(f"{v:.3f}" for v in r["coverage"].values()) + " |")
+        lines.append(
+            f"| `{r['row']}` | {r['volumes']} | "
+            + " | ".join(f"{v:.3f}" for v in r["precision"].values())
+            + " | "
+            + " | ".join(f"{v:.3f}" for v in r["coverage"].values())
+            + " |"
+        )
     return lines
 
 

@@ -33,10 +33,10 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, machine, make_app  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from common import RESULTS, machine, make_app  # noqa: E402
 
 
 def spearman(a, b) -> float:
@@ -57,8 +57,7 @@ def main():
     args = parser.parse_args()
 
     from lib.activelearning.scoring import EpistemicScoring, scoring_precision
-    from lib.activelearning.uncertainty import (enable_mc_dropout, foreground_crop_score, mc_dropout_maps,
-                                                volume_score)
+    from lib.activelearning.uncertainty import enable_mc_dropout, foreground_crop_score, mc_dropout_maps, volume_score
     from lib.datasets.phantoms import make_cardiac_phantom
     from lib.datasets.sample import build_studies
     from lib.networks import final_logits, size_divisor
@@ -67,8 +66,16 @@ def main():
     manifest = build_studies(os.path.join(work, "sample"), "phantoms", n=20, seed=args.seed)
     app = make_app(work, os.path.join(work, "sample", "studies"), {"models": "pce"})
     t = time.time()
-    app.train({"model": "pce", "max_epochs": args.epochs, "epoch_length": args.epoch_length, "seed": args.seed,
-               "device": args.device, "pretrained": False})
+    app.train(
+        {
+            "model": "pce",
+            "max_epochs": args.epochs,
+            "epoch_length": args.epoch_length,
+            "seed": args.seed,
+            "device": args.device,
+            "pretrained": False,
+        }
+    )
     train_s = time.time() - t
     task = app._infers["pce"]
     device = torch.device(args.device)
@@ -92,16 +99,18 @@ def main():
 
     def box(x, seed, passes, dtype=None, margin=margin):
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            return foreground_crop_score(network, x, passes, 1, margin=margin, divisor=divisor, seed=seed,
-                                         logits=final_logits)
+            return foreground_crop_score(
+                network, x, passes, 1, margin=margin, divisor=divisor, seed=seed, logits=final_logits
+            )
 
-    methods = {"reference (20 whole-volume passes, float32)": lambda x, s: reference(x, s),
-               "reference, other dropout masks": lambda x, s: reference(x, s + 1)}
+    methods = {
+        "reference (20 whole-volume passes, float32)": lambda x, s: reference(x, s),
+        "reference, other dropout masks": lambda x, s: reference(x, s + 1),
+    }
     for T in [int(p) for p in args.passes.split(",")]:
         methods[f"box, T={T}, float32"] = lambda x, s, T=T: box(x, s, T)
     methods[f"box, T={defaults.passes}, bfloat16"] = lambda x, s: box(x, s, defaults.passes, torch.bfloat16)
-    methods[f"box, T={defaults.passes}, no margin, float32"] = lambda x, s: box(x, s, defaults.passes, None,
-                                                                               (0, 0, 0))
+    methods[f"box, T={defaults.passes}, no margin, float32"] = lambda x, s: box(x, s, defaults.passes, None, (0, 0, 0))
 
     rows = {}
     for name, fn in methods.items():
@@ -113,12 +122,15 @@ def main():
             seconds.append(time.perf_counter() - t)
             scores.append(info["score"])
             shares.append(info.get("box_fraction", 1.0))
-        rows[name] = {"scores": scores, "median_s": statistics.median(seconds),
-                      "box_fraction": statistics.median(shares)}
+        rows[name] = {
+            "scores": scores,
+            "median_s": statistics.median(seconds),
+            "box_fraction": statistics.median(shares),
+        }
         print(f"{name}: {rows[name]['median_s']:.2f} s", flush=True)
-    reference = rows["reference (20 whole-volume passes, float32)"]["scores"]
+    baseline = rows["reference (20 whole-volume passes, float32)"]["scores"]
     for row in rows.values():
-        row["spearman"] = spearman(reference, row["scores"])
+        row["spearman"] = spearman(baseline, row["scores"])
 
     big = make_cardiac_phantom(args.seed + 1000, shape=(256, 256, 32), spacing=tuple(spacing))
     from monai.transforms import NormalizeIntensity
@@ -133,40 +145,71 @@ def main():
             t = time.perf_counter()
             info = fn()
             times.append(time.perf_counter() - t)
-        timing[name] = {"median_s": statistics.median(times), "runs": repeats,
-                        "box_fraction": info.get("box_fraction", 1.0)}
+        timing[name] = {
+            "median_s": statistics.median(times),
+            "runs": repeats,
+            "box_fraction": info.get("box_fraction", 1.0),
+        }
         print(f"256x256x32 {name}: {timing[name]['median_s']:.1f} s", flush=True)
 
     precision = torch.bfloat16 if bf16 else None
     label = "bfloat16" if bf16 else "float32"
     timed("reference (20 whole-volume passes, float32)", lambda: reference(x_big, 0), args.repeats)
-    timed(f"app default: box, T={defaults.passes}, {label}", lambda: box(x_big, 0, defaults.passes, precision),
-          args.repeats)
+    timed(
+        f"app default: box, T={defaults.passes}, {label}",
+        lambda: box(x_big, 0, defaults.passes, precision),
+        args.repeats,
+    )
     timed(f"box, T={defaults.passes}, float32", lambda: box(x_big, 0, defaults.passes), args.repeats)
     # the worst case: the box is the whole volume (a margin as large as the volume)
-    timed(f"worst case (box = whole volume), T={defaults.passes}, {label}",
-          lambda: box(x_full, 0, defaults.passes, precision, margin=tuple(x_full.shape[2:])), args.repeats)
+    timed(
+        f"worst case (box = whole volume), T={defaults.passes}, {label}",
+        lambda: box(x_full, 0, defaults.passes, precision, margin=tuple(x_full.shape[2:])),
+        args.repeats,
+    )
 
-    result = {"machine": machine(), "device": args.device, "train_seconds": train_s, "epochs": args.epochs,
-              "epoch_length": args.epoch_length, "cases": cases, "spacing": spacing, "margin_voxels": list(margin),
-              "divisor": list(divisor), "ranking": rows, "timing_256x256x32": timing,
-              "command": "python benchmarks/scoring.py " + " ".join(sys.argv[1:])}
+    result = {
+        "machine": machine(),
+        "device": args.device,
+        "train_seconds": train_s,
+        "epochs": args.epochs,
+        "epoch_length": args.epoch_length,
+        "cases": cases,
+        "spacing": spacing,
+        "margin_voxels": list(margin),
+        "divisor": list(divisor),
+        "ranking": rows,
+        "timing_256x256x32": timing,
+        "command": "python benchmarks/scoring.py " + " ".join(sys.argv[1:]),
+    }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump(result, f, indent=1)
 
     base = timing["reference (20 whole-volume passes, float32)"]["median_s"]
-    lines = ["# Active-learning scoring: whole volume vs foreground box", "",
-             f"`{result['command']}` on {result['machine']}, device {args.device}.", "",
-             f"`pce` trained in-process for {args.epochs} x {args.epoch_length} iterations ({train_s:.0f} s) on the "
-             f"sample's scribbled phantoms; {len(cases)} sample volumes (160 x 160 x 16) scored. Margin "
-             f"{tuple(margin)} voxels at {tuple(spacing)} mm, box sizes multiples of {tuple(divisor)}.", "",
-             "## Ranking against the reference's 20 whole-volume passes", "",
-             "| method | Spearman rho vs reference | median s / volume | box share of the volume |", "|---|---|---|---|"]
+    lines = [
+        "# Active-learning scoring: whole volume vs foreground box",
+        "",
+        f"`{result['command']}` on {result['machine']}, device {args.device}.",
+        "",
+        f"`pce` trained in-process for {args.epochs} x {args.epoch_length} iterations ({train_s:.0f} s) on the "
+        f"sample's scribbled phantoms; {len(cases)} sample volumes (160 x 160 x 16) scored. Margin "
+        f"{tuple(margin)} voxels at {tuple(spacing)} mm, box sizes multiples of {tuple(divisor)}.",
+        "",
+        "## Ranking against the reference's 20 whole-volume passes",
+        "",
+        "| method | Spearman rho vs reference | median s / volume | box share of the volume |",
+        "|---|---|---|---|",
+    ]
     for name, row in rows.items():
         lines.append(f"| {name} | {row['spearman']:.3f} | {row['median_s']:.2f} | {row['box_fraction']:.2f} |")
-    lines += ["", "## Seconds per 256 x 256 x 32 volume (median of "
-              f"{args.repeats} runs)", "", "| method | median s | vs reference | box share |", "|---|---|---|---|"]
+    lines += [
+        "",
+        f"## Seconds per 256 x 256 x 32 volume (median of {args.repeats} runs)",
+        "",
+        "| method | median s | vs reference | box share |",
+        "|---|---|---|---|",
+    ]
     for name, row in timing.items():
         lines.append(f"| {name} | {row['median_s']:.1f} | {row['median_s'] / base:.3f} | {row['box_fraction']:.2f} |")
     with open(args.out + ".md", "w") as f:

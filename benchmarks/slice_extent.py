@@ -19,11 +19,11 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from accuracy import results_dir  # noqa: E402
-from common import RESULTS, machine, make_app  # noqa: E402
-
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
+from accuracy import results_dir  # noqa: E402
+
+from common import RESULTS, machine, make_app  # noqa: E402
 
 
 def extent(mask):
@@ -51,13 +51,22 @@ def main():
         shutil.copy(os.path.join(row_dir, "app", "model", f), os.path.join(work, "app", "model", f))
     convention = ScribbleConvention(row["labels"])
 
-    results, lines = [], [f"# False positives along z: `{row['recipe']}` (seed {args.seed})", "",
-                          f"Command: `python benchmarks/slice_extent.py <accuracy workdir>/{os.path.basename(row_dir)} "
-                          f"--seed {args.seed} --name {args.name}`  ", f"Machine: {machine()}  ",
-                          f"Weights: the row's training ({row.get('trained_at')}); its {len(cases)} held-out test phantoms. "
-                          "Slices are numbered along z; `FP beyond` = false-positive voxels in slices where the true "
-                          "structure is absent, as a fraction of all its false positives.", "",
-                          "| case | class | true slices | predicted slices | FP voxels | FP beyond |", "|---|---|---|---|---|---|"]
+    results, lines = (
+        [],
+        [
+            f"# False positives along z: `{row['recipe']}` (seed {args.seed})",
+            "",
+            f"Command: `python benchmarks/slice_extent.py <accuracy workdir>/{os.path.basename(row_dir)} "
+            f"--seed {args.seed} --name {args.name}`  ",
+            f"Machine: {machine()}  ",
+            f"Weights: the row's training ({row.get('trained_at')}); its {len(cases)} held-out test phantoms. "
+            "Slices are numbered along z; `FP beyond` = false-positive voxels in slices where the true "
+            "structure is absent, as a fraction of all its false positives.",
+            "",
+            "| case | class | true slices | predicted slices | FP voxels | FP beyond |",
+            "|---|---|---|---|---|---|",
+        ],
+    )
     for case in cases:
         res = app.infer({"model": recipe, "image": case, "device": "cpu"})
         pred = np.asarray(nib.load(res["file"]).dataobj)
@@ -67,10 +76,18 @@ def main():
             p, t = pred == value, truth == value
             fp = p & ~t
             beyond = fp & ~t.any(axis=(0, 1))[None, None, :]
-            r = {"case": case, "class": name, "true": extent(t), "pred": extent(p), "fp": int(fp.sum()),
-                 "fp_beyond_fraction": float(beyond.sum() / max(1, fp.sum()))}
+            r = {
+                "case": case,
+                "class": name,
+                "true": extent(t),
+                "pred": extent(p),
+                "fp": int(fp.sum()),
+                "fp_beyond_fraction": float(beyond.sum() / max(1, fp.sum())),
+            }
             results.append(r)
-            lines.append(f"| {case} | {name} | {r['true']} | {r['pred']} | {r['fp']} | {100 * r['fp_beyond_fraction']:.0f} % |")
+            lines.append(
+                f"| {case} | {name} | {r['true']} | {r['pred']} | {r['fp']} | {100 * r['fp_beyond_fraction']:.0f} % |"
+            )
     with open(os.path.join(RESULTS, f"{args.name}.json"), "w") as f:
         json.dump({"machine": machine(), "row": row["recipe"], "seed": args.seed, "rows": results}, f, indent=1)
     with open(os.path.join(RESULTS, f"{args.name}.md"), "w") as f:

@@ -21,10 +21,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import RESULTS, machine, make_app, median_time  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from common import RESULTS, machine, make_app, median_time  # noqa: E402
 
 SHAPE, SPACING = (256, 256, 32), (1.25, 1.25, 4.0)
 PATCH, BATCH = (96, 96, 16), 2
@@ -114,10 +114,13 @@ def main():
     config = app.models["pce"]
     torch.save({"model": config.network.state_dict()}, config.path[1])
     infer_task = app._infers["pce"]
-    pipeline = median_time(lambda: os.unlink(app.infer({"model": "pce", "image": "big_0", "device": "cpu"})["file"]),
-                           args.repeats)
+    pipeline = median_time(
+        lambda: os.unlink(app.infer({"model": "pce", "image": "big_0", "device": "cpu"})["file"]), args.repeats
+    )
     net = infer_task._get_network("cpu", None)
-    x = torch.as_tensor((volumes[0][0].image - volumes[0][0].image.mean()) / volumes[0][0].image.std())[None, None].float()
+    x = torch.as_tensor((volumes[0][0].image - volumes[0][0].image.mean()) / volumes[0][0].image.std())[
+        None, None
+    ].float()
 
     def bare_forward():
         with torch.no_grad():
@@ -132,20 +135,43 @@ def main():
         clock = IterationClock()
         handlers = task.train_handlers
         task.train_handlers = lambda ctx, h=handlers, c=clock: h(ctx) + [c]
-        app.train({"model": "pce", "max_epochs": 1, "epoch_length": args.iterations, "train_batch_size": BATCH,
-                   "patch_size": list(PATCH), "val_split": 0.0, "bn_recalibration_batches": 0, "pretrained": False,
-                   "seed": r, "name": f"speed_{r}", "device": "cpu"})
+        app.train(
+            {
+                "model": "pce",
+                "max_epochs": 1,
+                "epoch_length": args.iterations,
+                "train_batch_size": BATCH,
+                "patch_size": list(PATCH),
+                "val_split": 0.0,
+                "bn_recalibration_batches": 0,
+                "pretrained": False,
+                "seed": r,
+                "name": f"speed_{r}",
+                "device": "cpu",
+            }
+        )
         task.train_handlers = handlers
         trainer_rates.append(clock.its_per_s())
         bare_rates.append(bare_training(config.build_network(app.conf), conv, volumes, args.iterations, r))
 
     result = {
         "machine": machine(),
-        "inference": {"volume": list(SHAPE), "spacing_mm": list(SPACING), "pipeline": pipeline, "bare_forward": bare,
-                      "ratio": pipeline["median_s"] / bare["median_s"]},
-        "training": {"patch": list(PATCH), "batch": BATCH, "iterations": args.iterations,
-                     "trainer_its_per_s": statistics.median(trainer_rates), "bare_its_per_s": statistics.median(bare_rates),
-                     "trainer_runs": trainer_rates, "bare_runs": bare_rates},
+        "inference": {
+            "volume": list(SHAPE),
+            "spacing_mm": list(SPACING),
+            "pipeline": pipeline,
+            "bare_forward": bare,
+            "ratio": pipeline["median_s"] / bare["median_s"],
+        },
+        "training": {
+            "patch": list(PATCH),
+            "batch": BATCH,
+            "iterations": args.iterations,
+            "trainer_its_per_s": statistics.median(trainer_rates),
+            "bare_its_per_s": statistics.median(bare_rates),
+            "trainer_runs": trainer_rates,
+            "bare_runs": bare_rates,
+        },
     }
     result["training"]["ratio"] = result["training"]["bare_its_per_s"] / result["training"]["trainer_its_per_s"]
     write(result, args)
@@ -157,21 +183,35 @@ def write(r, args):
         json.dump(r, f, indent=1)
     inf, tr = r["inference"], r["training"]
     lines = [
-        "# Backbone speed", "",
+        "# Backbone speed",
+        "",
         f"Command: `python benchmarks/speed_backbone.py --repeats {args.repeats} --iterations {args.iterations}`  ",
-        f"Machine: {r['machine']}", "",
-        f"## Inference, {'x'.join(map(str, inf['volume']))} volume at {inf['spacing_mm']} mm (AttentionUNet2D5, all parts)", "",
-        "| | median s | min s | max s | runs |", "|---|---|---|---|---|",
+        f"Machine: {r['machine']}",
+        "",
+        f"## Inference, {'x'.join(map(str, inf['volume']))} volume at {inf['spacing_mm']} mm "
+        "(AttentionUNet2D5, all parts)",
+        "",
+        "| | median s | min s | max s | runs |",
+        "|---|---|---|---|---|",
         f"| `pce` infer pipeline (load, resample, normalise, network, softmax, restore, argmax, write) | "
-        f"{inf['pipeline']['median_s']:.2f} | {inf['pipeline']['min_s']:.2f} | {inf['pipeline']['max_s']:.2f} | {inf['pipeline']['runs']} |",
+        f"{inf['pipeline']['median_s']:.2f} | {inf['pipeline']['min_s']:.2f} | {inf['pipeline']['max_s']:.2f} | "
+        f"{inf['pipeline']['runs']} |",
         f"| bare `network(x)` | {inf['bare_forward']['median_s']:.2f} | {inf['bare_forward']['min_s']:.2f} | "
-        f"{inf['bare_forward']['max_s']:.2f} | {inf['bare_forward']['runs']} |", "",
-        f"**pipeline / bare = {inf['ratio']:.2f}** (target <= 1.5)", "",
-        f"## Training, patch {'x'.join(map(str, tr['patch']))}, batch {tr['batch']}, {tr['iterations']} iterations per run", "",
-        "| | median it/s | runs |", "|---|---|---|",
-        f"| base trainer (MONAI Label train task) | {tr['trainer_its_per_s']:.3f} | {', '.join(f'{v:.3f}' for v in tr['trainer_runs'])} |",
-        f"| bare PyTorch loop | {tr['bare_its_per_s']:.3f} | {', '.join(f'{v:.3f}' for v in tr['bare_runs'])} |", "",
-        f"**bare / trainer = {tr['ratio']:.2f}** (target <= 1.3)", "",
+        f"{inf['bare_forward']['max_s']:.2f} | {inf['bare_forward']['runs']} |",
+        "",
+        f"**pipeline / bare = {inf['ratio']:.2f}** (target <= 1.5)",
+        "",
+        f"## Training, patch {'x'.join(map(str, tr['patch']))}, batch {tr['batch']}, "
+        f"{tr['iterations']} iterations per run",
+        "",
+        "| | median it/s | runs |",
+        "|---|---|---|",
+        f"| base trainer (MONAI Label train task) | {tr['trainer_its_per_s']:.3f} | "
+        f"{', '.join(f'{v:.3f}' for v in tr['trainer_runs'])} |",
+        f"| bare PyTorch loop | {tr['bare_its_per_s']:.3f} | {', '.join(f'{v:.3f}' for v in tr['bare_runs'])} |",
+        "",
+        f"**bare / trainer = {tr['ratio']:.2f}** (target <= 1.3)",
+        "",
     ]
     with open(os.path.join(RESULTS, "speed_backbone.md"), "w") as f:
         f.write("\n".join(lines))

@@ -55,18 +55,41 @@ def copy_app(dest: str) -> str:
 class LiveServer:
     """A running ``monailabel start_server``; use as a context manager or call :meth:`stop`."""
 
-    def __init__(self, app_dir: str, studies: str, conf: Optional[Dict[str, str]] = None, workdir: str = ".",
-                 env: Optional[Dict[str, str]] = None, timeout: float = 180.0):
+    def __init__(
+        self,
+        app_dir: str,
+        studies: str,
+        conf: Optional[Dict[str, str]] = None,
+        workdir: str = ".",
+        env: Optional[Dict[str, str]] = None,
+        timeout: float = 180.0,
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workdir = os.path.abspath(workdir)
         self.log_path = os.path.join(workdir, f"server_{self.port}.log")
-        cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", app_dir, "--studies", studies,
-               "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "monailabel.main",
+            "start_server",
+            "--app",
+            app_dir,
+            "--studies",
+            studies,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         for k, v in (conf or {}).items():
             cmd += ["--conf", k, v]
-        full_env = {**os.environ, **QUIET_ENV, "MONAI_LABEL_SESSION_PATH": os.path.join(workdir, "sessions"),
-                    **(env or {})}
+        full_env = {
+            **os.environ,
+            **QUIET_ENV,
+            "MONAI_LABEL_SESSION_PATH": os.path.join(workdir, "sessions"),
+            **(env or {}),
+        }
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=workdir)
         self._wait(timeout)

@@ -13,9 +13,9 @@ from typing import Dict, List, Sequence
 
 import nibabel as nib
 import numpy as np
+from monailabel.client import MONAILabelClient
 
 from live_server import http_status
-from monailabel.client import MONAILabelClient
 
 OPERATIONS = ("infer_crf", "infer_model", "next_sample", "save_label", "info")
 
@@ -27,8 +27,17 @@ def _percentile(values: List[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
-def run_load(url: str, images: Sequence[str], scribbles: Dict[str, str], label_info, model: str, workdir: str,
-             threads: int = 8, per_thread: int = 20, seed: int = 0) -> Dict:
+def run_load(
+    url: str,
+    images: Sequence[str],
+    scribbles: Dict[str, str],
+    label_info,
+    model: str,
+    workdir: str,
+    threads: int = 8,
+    per_thread: int = 20,
+    seed: int = 0,
+) -> Dict:
     """Run the mix; returns counts, latencies (p50 / p95 per operation and overall) and label checks.
 
     Args:
@@ -94,16 +103,26 @@ def run_load(url: str, images: Sequence[str], scribbles: Dict[str, str], label_i
     for r in results:
         by_op[r["op"]].append(r)
     summary = {
-        "threads": threads, "per_thread": per_thread, "requests": len(results), "wall_seconds": round(wall, 2),
+        "threads": threads,
+        "per_thread": per_thread,
+        "requests": len(results),
+        "wall_seconds": round(wall, 2),
         "status_counts": {str(k): v for k, v in sorted(_count(r["status"] for r in results).items())},
         "errors_5xx": sum(1 for r in results if r["status"] >= 500 or r["status"] < 0),
-        "labels_saved": len(saved), "labels_verified": verified, "labels_lost": lost,
+        "labels_saved": len(saved),
+        "labels_verified": verified,
+        "labels_lost": lost,
         "p50_seconds": _percentile([r["seconds"] for r in results], 50),
         "p95_seconds": _percentile([r["seconds"] for r in results], 95),
-        "operations": {op: {"requests": len(rs), "p50_seconds": _percentile([r["seconds"] for r in rs], 50),
-                            "p95_seconds": _percentile([r["seconds"] for r in rs], 95),
-                            "median_seconds": statistics.median([r["seconds"] for r in rs])}
-                       for op, rs in sorted(by_op.items())},
+        "operations": {
+            op: {
+                "requests": len(rs),
+                "p50_seconds": _percentile([r["seconds"] for r in rs], 50),
+                "p95_seconds": _percentile([r["seconds"] for r in rs], 95),
+                "median_seconds": statistics.median([r["seconds"] for r in rs]),
+            }
+            for op, rs in sorted(by_op.items())
+        },
     }
     return summary
 

@@ -13,13 +13,20 @@ import urllib.request
 import nibabel as nib
 import numpy as np
 import pytest
+
 from lib.datasets.sample import label_info
 from lib.scribbles.simulate import simulate_scribbles
 from live_server import LiveServer, copy_app
 
 K = 2
-TRAIN = {"max_epochs": 1, "epoch_length": 3, "train_batch_size": 1, "patch_size": [64, 64, 16],
-         "bn_recalibration_batches": 2, "val_split": 0.0}
+TRAIN = {
+    "max_epochs": 1,
+    "epoch_length": 3,
+    "train_batch_size": 1,
+    "patch_size": [64, 64, 16],
+    "bn_recalibration_batches": 2,
+    "val_split": 0.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +34,13 @@ def al_server(tmp_path_factory, sample_root):
     work = str(tmp_path_factory.mktemp("al"))
     studies = shutil.copytree(os.path.join(sample_root, "studies"), os.path.join(work, "studies"))
     app = copy_app(os.path.join(work, "app"))
-    conf = {"models": "pce", "al_retrain_after": str(K), "al_retrain_params": json.dumps(TRAIN), "al_passes": "4",
-            "al_exclusion_minutes": "10"}
+    conf = {
+        "models": "pce",
+        "al_retrain_after": str(K),
+        "al_retrain_params": json.dumps(TRAIN),
+        "al_passes": "4",
+        "al_exclusion_minutes": "10",
+    }
     with LiveServer(app, studies, conf=conf, workdir=work) as s:
         s.studies = studies
         yield s
@@ -38,8 +50,12 @@ def _start_scoring(server, timeout=300):
     """POST /scoring/next_to_scribble, retrying while another scoring run is going (429)."""
     deadline = time.time() + timeout
     while True:
-        req = urllib.request.Request(f"{server.url}/scoring/next_to_scribble", data=b"{}", method="POST",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{server.url}/scoring/next_to_scribble",
+            data=b"{}",
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=60) as r:
                 return json.loads(r.read())
@@ -86,12 +102,18 @@ def test_two_concurrent_clients_never_get_the_same_volume(al_server):
 
 def test_a_training_starts_after_k_scribble_submissions(al_server, sample_root, convention, tmp_path):
     client = al_server.client()
-    first = client.save_label("case_003", _scribbles(sample_root, "case_003", convention, tmp_path / "a.nii.gz"),
-                              params={"label_info": label_info(convention)})
+    first = client.save_label(
+        "case_003",
+        _scribbles(sample_root, "case_003", convention, tmp_path / "a.nii.gz"),
+        params={"label_info": label_info(convention)},
+    )
     assert first["retraining"]["pending_scribbles"] == 1 and first["retraining"]["starts_after"] == K
     assert not client.train_status(check_if_running=True)
-    second = client.save_label("case_004", _scribbles(sample_root, "case_004", convention, tmp_path / "b.nii.gz"),
-                               params={"label_info": label_info(convention)})
+    second = client.save_label(
+        "case_004",
+        _scribbles(sample_root, "case_004", convention, tmp_path / "b.nii.gz"),
+        params={"label_info": label_info(convention)},
+    )
     assert second["retraining"] == {"started": "pce", "after_scribbles": K}
     deadline = time.time() + 300
     while time.time() < deadline and (client.train_status() or {}).get("status") not in ("DONE", "ERROR"):

@@ -5,15 +5,17 @@ import os
 
 import nibabel as nib
 import numpy as np
-from live_server import wait_for_training
 from test_server_training import TINY
+
+from live_server import wait_for_training
 
 
 def test_can_em_trains_recursively_keeps_the_seeds_and_serves(server, convention):
     client = server.client()
     # epochs_per_recursion overrides the split of max_epochs (6 / 3 would give 2 each)
-    task = client.train_start("can_em", {**TINY, "max_epochs": 6, "epochs_per_recursion": 1, "recursions": 3,
-                                         "mc_passes": 4})
+    task = client.train_start(
+        "can_em", {**TINY, "max_epochs": 6, "epochs_per_recursion": 1, "recursions": 3, "mc_passes": 4}
+    )
     assert task["status"] in ("SUBMITTED", "RUNNING")
     status = wait_for_training(client)
     assert status["status"] == "DONE", "\n".join(status.get("details", []))

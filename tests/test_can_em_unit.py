@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from scipy.stats import ttest_ind
+
 from lib.activelearning.uncertainty import mc_dropout_maps
 from lib.datasets.phantoms import make_cardiac_phantom
 from lib.scribbles.convention import NO_SEED
@@ -10,7 +12,6 @@ from lib.scribbles.crf import DenseCRFParams
 from lib.scribbles.relabel import relabel, uncertain_voxels, welch_p_value
 from lib.scribbles.seed_areas import seed_areas
 from lib.scribbles.simulate import simulate_scribbles
-from scipy.stats import ttest_ind
 
 SHAPE, SPACING = (64, 64, 8), (3.5, 3.5, 16.0)
 
@@ -46,8 +47,9 @@ def test_mc_dropout_logit_moments_match_the_samples():
     samples = []
     torch.manual_seed(1)
     with torch.no_grad():
-        maps = mc_dropout_maps(lambda b: (samples.append(net(b)), samples[-1])[1], x, passes=10, batch=3,
-                               logit_moments=True)
+        maps = mc_dropout_maps(
+            lambda b: (samples.append(net(b)), samples[-1])[1], x, passes=10, batch=3, logit_moments=True
+        )
     z = torch.cat(samples).double()
     assert z.shape[0] == 10
     torch.testing.assert_close(maps["logit_mean"].double(), z.mean(0), atol=1e-5, rtol=1e-5)

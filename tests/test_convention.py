@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+
 from lib.scribbles.convention import (
     UNANNOTATED,
     ScribbleConvention,
@@ -54,7 +55,9 @@ def test_anchor_structure_is_the_myocardium_by_its_configured_name_or_none():
 def test_default_background_scribble_id_is_k_plus_one_and_overridable():
     assert ScribbleConvention({"lv": 1, "myocardium": 2, "rv": 3}).background_scribble_id == 4
     assert ScribbleConvention({"organ": 1}).background_scribble_id == 2
-    assert ScribbleConvention.from_conf({"labels": "a,b", "background_scribble_id": "255"}).background_scribble_id == 255
+    assert (
+        ScribbleConvention.from_conf({"labels": "a,b", "background_scribble_id": "255"}).background_scribble_id == 255
+    )
     for bad in (0, 2, "x"):
         with pytest.raises(ValueError, match="background_scribble_id"):
             ScribbleConvention({"a": 1, "b": 2}, background_scribble_id=bad)
@@ -91,8 +94,12 @@ def test_from_dense_marks_everything_annotated(convention):
 def test_label_info_is_mapped_by_name_not_by_id(convention):
     # Slicer numbers segments in the order they appear: here a visible "background" comes first
     label = np.array([0, 1, 2, 3, 4])
-    info = [{"name": "background", "idx": 1}, {"name": "RV", "idx": 2}, {"name": "lv", "idx": 3},
-            {"name": "myocardium", "idx": 4}]
+    info = [
+        {"name": "background", "idx": 1},
+        {"name": "RV", "idx": 2},
+        {"name": "lv", "idx": 3},
+        {"name": "myocardium", "idx": 4},
+    ]
     assert from_label_info(label, info, convention).tolist() == [0, 4, 3, 1, 2]
     # the same as a JSON string, with "id" keys
     info_json = '[{"name": "lv", "id": 4}, {"name": "background_strokes", "id": 1}]'
@@ -115,8 +122,12 @@ def test_label_info_errors(convention):
 def test_slicer_binary_mode():
     # the whole segmentation node: the current "lv" segmentation (1), another segment (2), and strokes
     label = np.array([0, 1, 1, 2, 3, 4, 4])
-    info = [{"name": "lv", "id": 1}, {"name": "rv", "id": 2}, {"name": "background_scribbles", "id": 3},
-            {"name": "foreground_scribbles", "id": 4}]
+    info = [
+        {"name": "lv", "id": 1},
+        {"name": "rv", "id": 2},
+        {"name": "background_scribbles", "id": 3},
+        {"name": "foreground_scribbles", "id": 4},
+    ]
     b = from_slicer_binary(label, info, "lv")
     assert b.convention.labels == {"lv": 1} and b.convention.background_scribble_id == 2
     assert b.scribbles.tolist() == [0, 0, 0, 0, 2, 1, 1]

@@ -6,11 +6,12 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from lib.datasets.importers import load_citi168, load_itk_brain, itk_examples_dir
+from scipy import ndimage
+
+from lib.datasets.importers import itk_examples_dir, load_citi168, load_itk_brain
 from lib.datasets.phantoms import PHANTOM_LABELS, make_cardiac_phantom
 from lib.datasets.sample import build_studies
 from lib.scribbles.convention import ScribbleConvention, to_scribble_map
-from scipy import ndimage
 
 
 def test_phantom_is_deterministic_anisotropic_and_varied():
@@ -60,7 +61,10 @@ def test_build_studies_keeps_ground_truth_out_of_the_datastore(tmp_path, convent
     m = build_studies(root, "phantoms", n=3, scribbled=2, seed=5)
     listed = sorted(f for f in os.listdir(os.path.join(root, "studies")) if f != ".lock")  # the datastore's lock
     assert listed == ["case_000.nii.gz", "case_001.nii.gz", "case_002.nii.gz", "datastore_v2.json", "labels"]
-    assert sorted(os.listdir(os.path.join(root, "studies", "labels", "final"))) == ["case_000.nii.gz", "case_001.nii.gz"]
+    assert sorted(os.listdir(os.path.join(root, "studies", "labels", "final"))) == [
+        "case_000.nii.gz",
+        "case_001.nii.gz",
+    ]
     assert m["labels"] == PHANTOM_LABELS
     ds = json.load(open(os.path.join(root, "studies", "datastore_v2.json")))
     for case in ("case_000", "case_001"):

@@ -2,6 +2,7 @@
 walk's seed areas on one of them (strokes on 3 axial slices must grow into the slices between)."""
 
 import numpy as np
+
 from lib.datasets.development import CASES, KINDS, development_set, load_case
 from lib.scribbles.convention import NO_SEED, ScribbleConvention
 from lib.scribbles.seed_areas import seed_areas
@@ -28,8 +29,9 @@ def test_seed_areas_grow_beyond_the_strokes_on_a_real_volume(tmp_path):
     v = case.volume
     truth = v.label == case.labels["vertebra L3"]
     convention = ScribbleConvention({"vertebra": 1})
-    seeds = convention.seeds(simulate_scribbles(truth.astype(np.uint8), v.spacing, convention, seed=0,
-                                                config=slicer_protocol(3)))
+    seeds = convention.seeds(
+        simulate_scribbles(truth.astype(np.uint8), v.spacing, convention, seed=0, config=slicer_protocol(3))
+    )
     grown = seed_areas(v.image, seeds, v.spacing, 2, tau=0.99)
     scribbled = np.unique(np.nonzero(seeds != NO_SEED)[2])
     assert len(scribbled) == 3

@@ -14,6 +14,7 @@ import shutil
 
 import nibabel as nib
 import numpy as np
+
 from lib.scribbles.convention import ScribbleConvention
 from lib.scribbles.simulate import simulate_scribbles
 from live_server import LiveServer, copy_app, wait_for_training
@@ -21,8 +22,14 @@ from live_server import LiveServer, copy_app, wait_for_training
 LABELS = {"liver": 1, "spleen": 2}
 SPACING = (1.5, 1.5, 4.0)
 SHAPE = (64, 64, 16)
-TINY = {"max_epochs": 1, "epoch_length": 3, "train_batch_size": 1, "patch_size": [64, 64, 16],
-        "bn_recalibration_batches": 2, "val_split": 0.0}
+TINY = {
+    "max_epochs": 1,
+    "epoch_length": 3,
+    "train_batch_size": 1,
+    "patch_size": [64, 64, 16],
+    "bn_recalibration_batches": 2,
+    "val_split": 0.0,
+}
 # Slicer numbers segments in the order they were added: the ids say nothing, the names say everything
 SLICER_IDS = {"spleen": 1, "liver": 2, "background": 3}
 
@@ -114,8 +121,14 @@ def test_first_hour_on_a_fresh_folder_of_ones_own(tmp_path):
         node[(strokes != 0) & (strokes != LABELS["liver"]) & on_slices] = 2  # background_scribbles
         path = str(upload / "node.nii.gz")
         nib.save(nib.Nifti1Image(node, affine), path)
-        params = {"label_info": [{"name": "liver", "id": 1}, {"name": "background_scribbles", "id": 2},
-                                 {"name": "foreground_scribbles", "id": 3}], "selected_label_name": "liver"}
+        params = {
+            "label_info": [
+                {"name": "liver", "id": 1},
+                {"name": "background_scribbles", "id": 2},
+                {"name": "foreground_scribbles", "id": 3},
+            ],
+            "selected_label_name": "liver",
+        }
         result, reply = client.infer("random_walk", target, params, label_in=path)
         refined = np.asarray(nib.load(result).dataobj) == 1
         assert reply["mode"] == "binary" and reply["prior"] == "segmentation"

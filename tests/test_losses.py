@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from lib.losses import MaskedDiceLoss, PartialCrossEntropyLoss
 from lib.metrics import dice_per_class, evaluate, hd95_per_class
 from lib.scribbles.convention import ScribbleConvention

@@ -6,6 +6,7 @@ import types
 import numpy as np
 import pytest
 import torch
+
 from lib.datasets.phantoms import make_cardiac_phantom
 from lib.losses import PartialCrossEntropyLoss
 from lib.networks import UNet2DBN
@@ -18,16 +19,22 @@ def _batch(convention):
     v = make_cardiac_phantom(4, shape=(64, 64, 4), spacing=(3.0, 3.0, 32.0))
     s = simulate_scribbles(v.label, v.spacing, convention, seed=0)
     image = torch.as_tensor((v.image - v.image.mean()) / v.image.std(), dtype=torch.float32)[None, None]
-    return {"image": image.repeat(2, 1, 1, 1, 1), "label": torch.as_tensor(s.astype(np.int64))[None, None].repeat(2, 1, 1, 1, 1)}
+    return {
+        "image": image.repeat(2, 1, 1, 1, 1),
+        "label": torch.as_tensor(s.astype(np.int64))[None, None].repeat(2, 1, 1, 1, 1),
+    }
 
 
-@pytest.mark.parametrize("cls, epoch, expected", [
-    (ExModTrainTask, 1, {"sup", "mix", "global", "local"}),
-    (ZScribbleSegTrainTask, 1, {"sup", "mix", "global", "local"}),
-    (ZScribbleSegTrainTask, 3, {"sup", "mix", "global", "local", "prior"}),
-    ("mixup", 1, {"sup", "mix", "global", "local"}),
-    ("none", 1, {"sup", "mix", "global", "local"}),
-])
+@pytest.mark.parametrize(
+    "cls, epoch, expected",
+    [
+        (ExModTrainTask, 1, {"sup", "mix", "global", "local"}),
+        (ZScribbleSegTrainTask, 1, {"sup", "mix", "global", "local"}),
+        (ZScribbleSegTrainTask, 3, {"sup", "mix", "global", "local", "prior"}),
+        ("mixup", 1, {"sup", "mix", "global", "local"}),
+        ("none", 1, {"sup", "mix", "global", "local"}),
+    ],
+)
 def test_one_step_of_the_mix_recipes(tmp_path, convention, cls, epoch, expected):
     torch.manual_seed(0)
     net = UNet2DBN(out_channels=convention.num_classes, features=(8, 16, 32), dropout=0.1)
@@ -36,9 +43,12 @@ def test_one_step_of_the_mix_recipes(tmp_path, convention, cls, epoch, expected)
         cls, kwargs = ExModTrainTask, {"mix": cls}
     task = cls(str(tmp_path), net, convention, str(tmp_path / "m.pt"), occlusion=16, **kwargs)
     if cls is ZScribbleSegTrainTask:
-        task.train_pre_transforms(types.SimpleNamespace(request={"target_spacing": [3.0, 3.0, 32.0], "patch_size": [64, 64, 4]}))
-    engine = types.SimpleNamespace(network=net, loss_function=PartialCrossEntropyLoss(convention),
-                                   state=types.SimpleNamespace(epoch=epoch))
+        task.train_pre_transforms(
+            types.SimpleNamespace(request={"target_spacing": [3.0, 3.0, 32.0], "patch_size": [64, 64, 4]})
+        )
+    engine = types.SimpleNamespace(
+        network=net, loss_function=PartialCrossEntropyLoss(convention), state=types.SimpleNamespace(epoch=epoch)
+    )
     batch = _batch(convention)
     terms = task.compute_loss(engine, net(batch["image"]), batch)
     assert set(terms) - {"loss"} == expected

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from lib.datasets.phantoms import make_cardiac_phantom
 from lib.losses.consistency import global_consistency, largest_component_labels, local_consistency, local_cross_entropy
 from lib.scribbles.convention import UNANNOTATED

@@ -2,6 +2,7 @@ import types
 
 import pytest
 import torch
+
 from lib.networks import AttentionUNet2D5, ExModUNet, UNet2DBN, final_logits
 
 
@@ -26,7 +27,12 @@ def test_attention_unet2d5_attention_maps_follow_the_anisotropic_strides():
     with torch.no_grad():
         out = AttentionUNet2D5().eval()(torch.randn(1, 1, 96, 96, 16))
     assert [tuple(a.shape[2:]) for a in out["attention"]] == [
-        (6, 6, 4), (12, 12, 8), (24, 24, 16), (48, 48, 16), (96, 96, 16)]  # in-plane-only on the top levels
+        (6, 6, 4),
+        (12, 12, 8),
+        (24, 24, 16),
+        (48, 48, 16),
+        (96, 96, 16),
+    ]  # in-plane-only on the top levels
 
 
 def test_every_part_is_switchable():
@@ -80,7 +86,9 @@ def test_can_em_network_has_can_et_al_dropout_unless_conf_says_otherwise(convent
     from lib.configs.can_em import CanEm
 
     def rates(conf):
-        net = CanEm.build_network(types.SimpleNamespace(convention=convention, CAN_ET_AL_DROPOUT=CanEm.CAN_ET_AL_DROPOUT), conf)
+        net = CanEm.build_network(
+            types.SimpleNamespace(convention=convention, CAN_ET_AL_DROPOUT=CanEm.CAN_ET_AL_DROPOUT), conf
+        )
         return sorted({m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)})
 
     assert rates({}) == [0.0, 0.5]

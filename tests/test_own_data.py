@@ -13,9 +13,9 @@ import time
 import nibabel as nib
 import nrrd
 import numpy as np
-from live_server import QUIET_ENV, free_port, wait_for_training
-
 from monailabel.client import MONAILabelClient
+
+from live_server import QUIET_ENV, free_port, wait_for_training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,14 +34,16 @@ def test_make_serve_on_your_own_folder_with_labels_that_hold_spaces(tmp_path):
     lps = np.diag([-0.8, -0.8, 3.0, 1.0])  # the DICOM orientation, as converters write it
     nib.save(nib.Nifti1Image(_volume(0), ras), str(studies / "chest_ras.nii.gz"))
     nib.save(nib.Nifti1Image(_volume(1), lps), str(studies / "chest_lps.nii.gz"))
-    header = {"space": "left-posterior-superior", "space directions": np.diag([0.8, 0.8, 3.0]),
-              "space origin": np.zeros(3)}
+    header = {
+        "space": "left-posterior-superior",
+        "space directions": np.diag([0.8, 0.8, 3.0]),
+        "space origin": np.zeros(3),
+    }
     nrrd.write(str(studies / "spine.nrrd"), _volume(2), header)
     labels = {"left lung": 1, "spinal cord": 2}
     port = free_port()
     env = {**os.environ, **QUIET_ENV, "MONAI_LABEL_SESSION_PATH": str(tmp_path / "sessions")}
-    cmd = ["make", "-s", "serve", f"STUDIES={studies}", f"LABELS={json.dumps(labels)}", f"PORT={port}",
-           "MODELS=pce"]
+    cmd = ["make", "-s", "serve", f"STUDIES={studies}", f"LABELS={json.dumps(labels)}", f"PORT={port}", "MODELS=pce"]
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -63,10 +65,17 @@ def test_make_serve_on_your_own_folder_with_labels_that_hold_spaces(tmp_path):
             node[2, 2:34, z] = 2  # background_scribbles
         path = str(tmp_path / "node.nrrd")
         nrrd.write(path, node, header)
-        info = [{"name": "spinal cord", "id": 1}, {"name": "background_scribbles", "id": 2},
-                {"name": "foreground_scribbles", "id": 3}]
-        result, reply = client.infer("random_walk", "spine", {"label_info": info, "selected_label_name": "spinal cord",
-                                                              "result_extension": ".nrrd"}, label_in=path)
+        info = [
+            {"name": "spinal cord", "id": 1},
+            {"name": "background_scribbles", "id": 2},
+            {"name": "foreground_scribbles", "id": 3},
+        ]
+        result, reply = client.infer(
+            "random_walk",
+            "spine",
+            {"label_info": info, "selected_label_name": "spinal cord", "result_extension": ".nrrd"},
+            label_in=path,
+        )
         mask, _ = nrrd.read(result)
         box = np.zeros(node.shape, bool)
         box[10:30, 8:28, 3:9] = True
@@ -83,11 +92,18 @@ def test_a_model_trained_for_other_labels_is_refused_and_retrained_from_fresh_we
     published model answers 409 naming the fix, and that training starts from fresh weights."""
     import shutil
 
-    from live_server import LiveServer, copy_app, http_status
     from monailabel.client.client import MONAILabelClientException
 
-    tiny = {"max_epochs": 1, "epoch_length": 3, "train_batch_size": 1, "patch_size": [64, 64, 16],
-            "bn_recalibration_batches": 2, "val_split": 0.0}
+    from live_server import LiveServer, copy_app, http_status
+
+    tiny = {
+        "max_epochs": 1,
+        "epoch_length": 3,
+        "train_batch_size": 1,
+        "patch_size": [64, 64, 16],
+        "bn_recalibration_batches": 2,
+        "val_split": 0.0,
+    }
     app = copy_app(str(tmp_path / "app"))
     first = shutil.copytree(os.path.join(sample_root, "studies"), str(tmp_path / "sample"))
     with LiveServer(app, first, conf={"models": "pce"}, workdir=str(tmp_path)) as server:
@@ -111,8 +127,9 @@ def test_a_model_trained_for_other_labels_is_refused_and_retrained_from_fresh_we
         meta = json.load(f)
     for obj in meta["objects"].values():
         if "final" in obj["labels"]:
-            obj["labels"]["final"]["info"]["label_info"] = [{"name": n, "id": i} for n, i in
-                                                            [*labels.items(), ("background", 3)]]
+            obj["labels"]["final"]["info"]["label_info"] = [
+                {"name": n, "id": i} for n, i in [*labels.items(), ("background", 3)]
+            ]
     with open(store, "w") as f:
         json.dump(meta, f)
     with LiveServer(app, second, conf={"models": "pce", "labels": json.dumps(labels)}, workdir=str(tmp_path)) as server:
@@ -128,4 +145,3 @@ def test_a_model_trained_for_other_labels_is_refused_and_retrained_from_fresh_we
         result, _ = client.infer("pce", image, {})
         assert set(np.unique(np.asarray(nib.load(result).dataobj))) <= {0, 1, 2}
     assert json.load(open(os.path.join(app, "model", "pce.json")))["labels"] == labels
-

@@ -6,8 +6,9 @@ import random
 
 import nibabel as nib
 import numpy as np
-from lib.activelearning import Random
 from monailabel.datastore.local import LocalDatastore
+
+from lib.activelearning import Random
 
 
 def _datastore(root, n):

@@ -5,13 +5,14 @@ import os
 import numpy as np
 import pytest
 import torch
+from skimage.segmentation import random_walker
+
 from lib.scribbles.convention import NO_SEED
 from lib.scribbles.crf import DenseCRFParams, dense_crf
 from lib.scribbles.crop import roi_box
 from lib.scribbles.prior import likelihood_prior, normalise_intensity, segmentation_prior
 from lib.scribbles.random_walk import RandomWalkParams, random_walk
 from lib.scribbles.refine import refine
-from skimage.segmentation import random_walker
 
 SPACING = (1.5, 1.5, 8.0)
 
@@ -100,8 +101,15 @@ def test_random_walk_without_data_term_matches_skimage(disk):
     sd = seeds[:, :, :2]
     iso = (1.0, 1.0, 1.0)
     ours = random_walk(img, sd, iso, 2, params=RandomWalkParams(beta=300.0, gamma=0.0, tol=1e-6))
-    ref = random_walker(normalise_intensity(img), np.where(sd == NO_SEED, 0, sd + 1), beta=300.0, mode="cg_j",
-                        tol=1e-6, spacing=np.asarray(iso), return_full_prob=True)
+    ref = random_walker(
+        normalise_intensity(img),
+        np.where(sd == NO_SEED, 0, sd + 1),
+        beta=300.0,
+        mode="cg_j",
+        tol=1e-6,
+        spacing=np.asarray(iso),
+        return_full_prob=True,
+    )
     np.testing.assert_allclose(ours, ref, atol=2e-3)
 
 
@@ -116,8 +124,13 @@ def test_random_walk_spreads_as_far_in_mm_through_thick_slices_as_in_plane():
     seeds = np.full(shape, NO_SEED)
     seeds[r <= 4.0] = 1
     seeds[r >= 16.0] = 0
-    p = random_walk(np.zeros(shape, np.float32), seeds, spacing, 2,
-                    params=RandomWalkParams(gamma=0.0, tol=1e-8, max_iterations=5000))[1]
+    p = random_walk(
+        np.zeros(shape, np.float32),
+        seeds,
+        spacing,
+        2,
+        params=RandomWalkParams(gamma=0.0, tol=1e-8, max_iterations=5000),
+    )[1]
     c = [n // 2 for n in shape]
     in_plane, through = p[c[0] + 8, c[1], c[2]], p[c[0], c[1], c[2] + 2]
     assert 0.2 < in_plane < 0.8
@@ -201,6 +214,7 @@ def test_coarse_to_fine_keeps_the_direct_solve_dice(method):
 
 def test_loaded_images_reads_a_file_once_and_again_when_it_changes(tmp_path):
     import nibabel as nib
+
     from lib.transforms.loaded_images import LoadedImages
 
     path = str(tmp_path / "ct.nii.gz")
@@ -230,8 +244,14 @@ def test_absorption_reaches_as_far_in_mm_on_every_grid():
         seeds = np.full((3, 3, n), NO_SEED)
         seeds[..., 0], seeds[..., -1] = 1, 0
         flat = np.full((2, 3, 3, n), 0.5, np.float32)
-        p = random_walk(np.zeros((3, 3, n), np.float32), seeds, (mm, mm, mm), 2, flat,
-                        RandomWalkParams(gamma=gamma, tol=1e-8, max_iterations=10_000))[1, 1, 1]
+        p = random_walk(
+            np.zeros((3, 3, n), np.float32),
+            seeds,
+            (mm, mm, mm),
+            2,
+            flat,
+            RandomWalkParams(gamma=gamma, tol=1e-8, max_iterations=10_000),
+        )[1, 1, 1]
         return np.array([p[int(round(d / mm))] for d in (10, 20, 40)])
 
     fine, coarse = walk(1.0, absorption((1.0, 1.0, 1.0), 20.0)), walk(2.0, absorption((2.0, 2.0, 2.0), 20.0))

@@ -7,15 +7,25 @@ import shutil
 
 import pytest
 import torch
+
 from lib.networks import AttentionUNet2D5, ExModUNet, UNet2DBN, seeded_copy
 from live_server import copy_app
 
-REQUEST = {"model": "pce", "max_epochs": 1, "epoch_length": 2, "train_batch_size": 1, "val_split": 0.0,
-           "bn_recalibration_batches": 1, "device": "cpu", "pretrained": False}
+REQUEST = {
+    "model": "pce",
+    "max_epochs": 1,
+    "epoch_length": 2,
+    "train_batch_size": 1,
+    "val_split": 0.0,
+    "bn_recalibration_batches": 1,
+    "device": "cpu",
+    "pretrained": False,
+}
 
 
-@pytest.mark.parametrize("cls, kwargs", [(AttentionUNet2D5, {}), (UNet2DBN, {"features": (8, 16, 32)}),
-                                         (ExModUNet, {"features": (8, 16)})])
+@pytest.mark.parametrize(
+    "cls, kwargs", [(AttentionUNet2D5, {}), (UNet2DBN, {"features": (8, 16, 32)}), (ExModUNet, {"features": (8, 16)})]
+)
 def test_seeded_copy_redraws_every_weight_from_the_seed(cls, kwargs):
     torch.manual_seed(1)
     a = cls(**kwargs)

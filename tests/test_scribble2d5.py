@@ -3,11 +3,18 @@
 import numpy as np
 import pytest
 import torch
+
 from lib.datasets.phantoms import make_cardiac_phantom
 from lib.losses import ActiveBoundaryLoss, BoundaryLoss, PartialCrossEntropyLoss
 from lib.networks import AttentionUNet2D5
-from lib.scribbles.propagation import (PropagationParams, background_beyond_strokes, propagate, propagate_labels,
-                                      static_boundary, supervoxels)
+from lib.scribbles.propagation import (
+    PropagationParams,
+    background_beyond_strokes,
+    propagate,
+    propagate_labels,
+    static_boundary,
+    supervoxels,
+)
 from lib.scribbles.simulate import scribble_coverage, simulate_scribbles
 from lib.trainers.scribble2d5 import Scribble2D5TrainTask
 from lib.transforms import PropagateScribblesd
@@ -49,8 +56,9 @@ def test_slices_beyond_the_stroked_range_become_background(convention):
     np.testing.assert_array_equal(out[..., 2:4], pseudo[..., 2:4])
     assert pseudo[0, 0, 0] == 0  # the input is not modified
     np.testing.assert_array_equal(background_beyond_strokes(pseudo, np.zeros_like(scribbles), convention), pseudo)
-    along_h = background_beyond_strokes(np.moveaxis(pseudo, -1, 0), np.moveaxis(scribbles, -1, 0), convention,
-                                        slice_axis=0)
+    along_h = background_beyond_strokes(
+        np.moveaxis(pseudo, -1, 0), np.moveaxis(scribbles, -1, 0), convention, slice_axis=0
+    )
     np.testing.assert_array_equal(along_h, np.moveaxis(out, -1, 0))
 
 
@@ -122,12 +130,18 @@ def test_every_term_back_propagates_into_the_network(convention):
     boundary = torch.zeros(1, 1, 64, 64, 16)
     boundary[..., 20, 20:30, :] = 1.0
     batch = {"image": image, "label": pseudo, "pseudo": pseudo, "boundary": boundary}
-    task = Scribble2D5TrainTask(model_dir="/tmp/unused", network=net, convention=convention, publish_path="",
-                                attention_supervision=1.0)
+    task = Scribble2D5TrainTask(
+        model_dir="/tmp/unused", network=net, convention=convention, publish_path="", attention_supervision=1.0
+    )
 
     class Engine:
-        loss_function = torch.nn.ModuleDict({"pce": PartialCrossEntropyLoss(convention), "boundary": BoundaryLoss(),
-                                             "abl": ActiveBoundaryLoss((1.5, 1.5, 8.0))})
+        loss_function = torch.nn.ModuleDict(
+            {
+                "pce": PartialCrossEntropyLoss(convention),
+                "boundary": BoundaryLoss(),
+                "abl": ActiveBoundaryLoss((1.5, 1.5, 8.0)),
+            }
+        )
 
     terms = task.compute_loss(Engine(), net(image), batch)
     assert set(terms) == {"seg_initial", "seg_final", "boundary", "abl", "attention", "loss"}
@@ -185,10 +199,17 @@ def test_per_class_supervoxel_sizes_take_each_class_from_its_own_scale(conventio
 def test_per_class_supervoxel_sizes_reject_unknown_classes_and_bad_sizes(convention):
     from lib.configs.scribble2d5 import _class_sizes
 
-    assert _class_sizes('{"myocardium": 8, "background": 16}', convention) == (("background", 16.0), ("myocardium", 8.0))
-    assert PropagationParams(class_supervoxel_mm=(("background", 16.0),)).sizes(convention)[
-        convention.background_scribble_id] == 16.0
-    for bad in ('{"pancreas": 8}', '{"myocardium": 0}', '[8]', '{"myocardium": "x"}'):
+    assert _class_sizes('{"myocardium": 8, "background": 16}', convention) == (
+        ("background", 16.0),
+        ("myocardium", 8.0),
+    )
+    assert (
+        PropagationParams(class_supervoxel_mm=(("background", 16.0),)).sizes(convention)[
+            convention.background_scribble_id
+        ]
+        == 16.0
+    )
+    for bad in ('{"pancreas": 8}', '{"myocardium": 0}', "[8]", '{"myocardium": "x"}'):
         with pytest.raises(ValueError, match="not a label|class name -> mm"):
             _class_sizes(bad, convention)
 
@@ -202,8 +223,11 @@ def test_thin_structures_get_their_own_supervoxel_size_by_default(convention):
     assert _class_sizes(None, ScribbleConvention({"liver": 1, "tumour": 2})) == ()
     assert _class_sizes("{}", convention) == () and _class_sizes("", convention) == ()  # one size for all
     assert PropagationParams(class_supervoxel_mm=_class_sizes(None, convention)).sizes(convention) == {
-        1: 12.0, 2: 6.0, 3: 12.0, convention.background_scribble_id: 12.0}
-
+        1: 12.0,
+        2: 6.0,
+        3: 12.0,
+        convention.background_scribble_id: 12.0,
+    }
 
 
 def test_outer_slices_background_is_a_conf_switch(tmp_path, convention):

@@ -8,13 +8,13 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
+from monailabel.client.client import MONAILabelClientException
+
 from lib.datasets.phantoms import make_cardiac_phantom
 from lib.datasets.sample import label_info
 from lib.scribbles.convention import to_scribble_map
 from lib.scribbles.simulate import simulate_scribbles
 from live_server import LiveServer, copy_app
-
-from monailabel.client.client import MONAILabelClientException
 
 
 def _unlabeled(server):
@@ -117,8 +117,13 @@ def test_conf_labels_and_background_id_reach_info(tmp_path, sample_root):
         assert s.client().info()["scribbles"]["background_scribble"] == 9
 
 
-@pytest.mark.parametrize("conf, message", [({"labels": '{"lv": 1, "rv": 1}'}, "label ids must be 1..K"),
-                                           ({"infer_in_worker": "maybe"}, "'infer_in_worker' must be true or false")])
+@pytest.mark.parametrize(
+    "conf, message",
+    [
+        ({"labels": '{"lv": 1, "rv": 1}'}, "label ids must be 1..K"),
+        ({"infer_in_worker": "maybe"}, "'infer_in_worker' must be true or false"),
+    ],
+)
 def test_bad_conf_stops_start_up_with_a_clear_message(tmp_path, sample_root, conf, message):
     app = copy_app(str(tmp_path / "app"))
     with pytest.raises(RuntimeError) as e:

@@ -9,12 +9,11 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
-from lib.datasets.phantoms import make_cardiac_phantom
+from monailabel.client.client import MONAILabelClientException
+
 from lib.datasets.sample import label_info
 from lib.scribbles.simulate import simulate_scribbles
 from live_server import LiveServer, copy_app, http_status
-
-from monailabel.client.client import MONAILabelClientException
 
 LIMIT_MB = 2
 
@@ -71,10 +70,16 @@ def test_bad_input_is_refused_and_nothing_is_lost(guarded, sample_root, tmp_path
     _refused(lambda: client.save_label("case_004", empty, params=info), 422, "are empty: draw at least one stroke")
     unnamed = _nifti(tmp_path / "unnamed.nii.gz", strokes, image.affine)
     liver = [{"name": "liver", "id": 1}] + label_info(convention)[1:]
-    _refused(lambda: client.save_label("case_004", unnamed, params={"label_info": liver}), 422,
-             "'liver' is not a label of this app")
-    _refused(lambda: client.save_label("case_004", unnamed, params={"label_info": liver[:1]}), 422,
-             "values [2, 3, 4] that label_info does not describe")
+    _refused(
+        lambda: client.save_label("case_004", unnamed, params={"label_info": liver}),
+        422,
+        "'liver' is not a label of this app",
+    )
+    _refused(
+        lambda: client.save_label("case_004", unnamed, params={"label_info": liver[:1]}),
+        422,
+        "values [2, 3, 4] that label_info does not describe",
+    )
     truncated_label = str(tmp_path / "truncated_label.nii.gz")
     open(truncated_label, "wb").write(open(unnamed, "rb").read()[:300])
     _refused(lambda: client.save_label("case_004", truncated_label, params=info), 422, "not a readable image")
@@ -113,25 +118,45 @@ def test_bad_input_is_refused_and_nothing_is_lost(guarded, sample_root, tmp_path
     # trained here: the parameter is named before the model's own 409)
     for model in ("pce", "crf"):
         label = {"label_in": unnamed} if model == "crf" else {}
-        _refused(lambda: client.infer(model, "case_004", {**info, "result_extension": ".xyz"}, **label), 422,
-                 "result_extension must be one of .nii.gz, .nii, .nrrd, .seg.nrrd, .mha; got '.xyz'")
-        _refused(lambda: client.infer(model, "case_004", {**info, "result_dtype": "uint4"}, **label), 422,
-                 "result_dtype must be one of uint8")
-        _refused(lambda: client.infer(model, "case_004", {**info, "device": "gpu9"}, **label), 422,
-                 "device must be 'cpu', 'cuda' or 'cuda:N'; got 'gpu9'")
-        _refused(lambda: client.infer(model, "case_004", {**info, "result_compress": "maybe"}, **label), 422,
-                 "result_compress must be true or false; got 'maybe'")
+        _refused(
+            lambda: client.infer(model, "case_004", {**info, "result_extension": ".xyz"}, **label),
+            422,
+            "result_extension must be one of .nii.gz, .nii, .nrrd, .seg.nrrd, .mha; got '.xyz'",
+        )
+        _refused(
+            lambda: client.infer(model, "case_004", {**info, "result_dtype": "uint4"}, **label),
+            422,
+            "result_dtype must be one of uint8",
+        )
+        _refused(
+            lambda: client.infer(model, "case_004", {**info, "device": "gpu9"}, **label),
+            422,
+            "device must be 'cpu', 'cuda' or 'cuda:N'; got 'gpu9'",
+        )
+        _refused(
+            lambda: client.infer(model, "case_004", {**info, "result_compress": "maybe"}, **label),
+            422,
+            "result_compress must be true or false; got 'maybe'",
+        )
     _refused(lambda: client.infer("pce", "case_004", {}), 409, "model 'pce' has not been trained yet")
 
     # training parameters, refused before any training starts
     _refused(lambda: client.train_start("pce", {"epochs": 1}), 422, "unknown training parameter(s) ['epochs']")
     _refused(lambda: client.train_start("pce", {"epochs": 1}), 422, "known: ['bn_recalibration_batches'")
     for bad in (0, -3, "many", 2.5, True):
-        _refused(lambda: client.train_start("pce", {"max_epochs": bad}), 422,
-                 f"training parameter 'max_epochs' of 'pce' must be a whole number, at least 1, got {bad!r}")
-    _refused(lambda: client.train_start("pce", {"patch_size": [96, 96, 12]}), 422,
-             "must be a multiple of the network's down-sampling [32, 32, 8] per axis, got [96, 96, 12]")
-    _refused(lambda: client.train_start("pce", {"name": "../../escape"}), 422, "'name' of 'pce' must be a plain run name")
+        _refused(
+            lambda: client.train_start("pce", {"max_epochs": bad}),
+            422,
+            f"training parameter 'max_epochs' of 'pce' must be a whole number, at least 1, got {bad!r}",
+        )
+    _refused(
+        lambda: client.train_start("pce", {"patch_size": [96, 96, 12]}),
+        422,
+        "must be a multiple of the network's down-sampling [32, 32, 8] per axis, got [96, 96, 12]",
+    )
+    _refused(
+        lambda: client.train_start("pce", {"name": "../../escape"}), 422, "'name' of 'pce' must be a plain run name"
+    )
     _refused(lambda: client.train_start("pce", {"val_split": 1}), 422, "'val_split' of 'pce' must be a number")
     _refused(lambda: client.train_start("can_em", {"recursions": 0}), 422, "'recursions' of 'can_em' must be a whole")
     _refused(lambda: client.train_start("pce", {"recursions": 2}), 422, "unknown training parameter(s) ['recursions']")
@@ -147,4 +172,7 @@ def test_bad_input_is_refused_and_nothing_is_lost(guarded, sample_root, tmp_path
     assert after_objects == {**before_objects, "fresh_volume": [], "case_004": ["final"]}
     after_files = _snapshot(guarded.studies)
     assert {k: v for k, v in after_files.items() if k in before_files} == before_files  # nothing changed
-    assert set(after_files) - set(before_files) == {"fresh_volume.nii.gz", os.path.join("labels", "final", "case_004.nii.gz")}
+    assert set(after_files) - set(before_files) == {
+        "fresh_volume.nii.gz",
+        os.path.join("labels", "final", "case_004.nii.gz"),
+    }

@@ -7,19 +7,24 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
+from monai.transforms import LoadImage
+from monailabel.client.client import MONAILabelClientException
+from scipy import ndimage
+
 from lib.datasets.sample import label_info as scribble_label_info
 from lib.scribbles.convention import NO_SEED
 from lib.scribbles.prior import likelihood_prior, normalise_intensity
 from lib.scribbles.simulate import simulate_scribbles
 from live_server import http_status
-from monai.transforms import LoadImage
-from scipy import ndimage
-
-from monailabel.client.client import MONAILabelClientException
 
 CASE = "case_004"
-SLICER_INFO = [{"name": "lv", "id": 1}, {"name": "myocardium", "id": 2}, {"name": "rv", "id": 3},
-               {"name": "background_scribbles", "id": 4}, {"name": "foreground_scribbles", "id": 5}]
+SLICER_INFO = [
+    {"name": "lv", "id": 1},
+    {"name": "myocardium", "id": 2},
+    {"name": "rv", "id": 3},
+    {"name": "background_scribbles", "id": 4},
+    {"name": "foreground_scribbles", "id": 5},
+]
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +66,12 @@ def test_slicer_binary_mode_refines_the_current_segment(server, case, convention
     node[(seeds != NO_SEED) & (seeds != 1)] = 4  # background_scribbles: everything that is not the LV
     node[seeds == 1] = 5  # foreground_scribbles on the LV
     path = _save(node, image.affine, tmp_path / "node.nii.gz")
-    params = {"label_info": SLICER_INFO, "selected_label_name": "lv", "result_extension": ".nrrd",
-              "result_dtype": "uint8"}
+    params = {
+        "label_info": SLICER_INFO,
+        "selected_label_name": "lv",
+        "result_extension": ".nrrd",
+        "result_dtype": "uint8",
+    }
     result, reply = server.client().infer(method, CASE, params, label_in=path)
     mask = _load(result)
     assert mask.shape == truth.shape and set(np.unique(mask)) <= {0, 1}
@@ -125,12 +134,19 @@ def test_bad_input_answers_4xx_and_the_server_stays_up(server, case, convention,
     segment[strokes == 1], segment[(strokes != 0) & (strokes != 1)] = 5, 4
     node = _save(segment, image.affine, tmp_path / "node_conf.nii.gz")
     for conf in (0.3, 1.0, "high"):
-        _expect_4xx(server, "crf", {**binary, "prior_confidence_segmentation": conf}, node, 422,
-                    "prior_confidence_segmentation must be the probability")
+        _expect_4xx(
+            server,
+            "crf",
+            {**binary, "prior_confidence_segmentation": conf},
+            node,
+            422,
+            "prior_confidence_segmentation must be the probability",
+        )
     # an unknown segment with a prior_model is refused before the model runs (pce is untrained:
     # were the model asked first, the answer would be its 409)
-    _expect_4xx(server, "crf", {**binary, "selected_label_name": "liver", "prior_model": "pce"}, node, 422,
-                "not 'liver'")
+    _expect_4xx(
+        server, "crf", {**binary, "selected_label_name": "liver", "prior_model": "pce"}, node, 422, "not 'liver'"
+    )
     with pytest.raises(MONAILabelClientException) as e:
         server.client().infer("crf", CASE, info)  # no label file at all
     assert http_status(e.value) == 422 and "send the scribbles" in e.value.msg
@@ -154,9 +170,9 @@ def test_real_spine_ct_scribbled_on_three_slices_comes_back_in_3d(tmp_path):
     segment must cover the slices between and beyond the strokes."""
     from lib.datasets.development import load_case
     from lib.datasets.study import write_nifti
+    from lib.scribbles.convention import ScribbleConvention
     from lib.scribbles.simulate import slicer_protocol
     from live_server import LiveServer, copy_app
-    from lib.scribbles.convention import ScribbleConvention
 
     case = load_case("ct_spine", cache_dir=str(tmp_path / "cache"))
     v = case.volume
@@ -167,13 +183,17 @@ def test_real_spine_ct_scribbled_on_three_slices_comes_back_in_3d(tmp_path):
     node = np.zeros(truth.shape, np.uint8)
     node[seeds == 0], node[seeds == 1] = 2, 3
     path = _save(node, v.affine, tmp_path / "node.nii.gz")
-    info = [{"name": "vertebra", "id": 1}, {"name": "background_scribbles", "id": 2},
-            {"name": "foreground_scribbles", "id": 3}]
+    info = [
+        {"name": "vertebra", "id": 1},
+        {"name": "background_scribbles", "id": 2},
+        {"name": "foreground_scribbles", "id": 3},
+    ]
     app = copy_app(str(tmp_path / "app"))
     with LiveServer(app, str(tmp_path / "studies"), conf={"labels": '{"vertebra": 1}'}, workdir=str(tmp_path)) as s:
         for method in ("crf", "random_walk"):
-            result, reply = s.client().infer(method, "spine", {"label_info": info, "selected_label_name": "vertebra"},
-                                             label_in=path)
+            result, reply = s.client().infer(
+                method, "spine", {"label_info": info, "selected_label_name": "vertebra"}, label_in=path
+            )
             mask = _load(result) == 1
             assert reply["prior"] == "strokes"
             scribbled = np.unique(np.nonzero(seeds == 1)[2])
@@ -193,8 +213,8 @@ def test_other_requests_are_answered_while_an_inference_runs(server, convention,
     import time
 
     shape = (320, 320, 128)
-    x, y, z = np.ogrid[:shape[0], :shape[1], :shape[2]]
-    ball = (x - 160) ** 2 + (y - 160) ** 2 + ((z - 64) * 2) ** 2 < 90 ** 2
+    x, y, z = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    ball = (x - 160) ** 2 + (y - 160) ** 2 + ((z - 64) * 2) ** 2 < 90**2
     volume = (100.0 * ball + np.random.default_rng(0).normal(0, 20, shape)).astype(np.float32)
     image_path = str(tmp_path / "big.nii.gz")
     nib.save(nib.Nifti1Image(volume, np.eye(4)), image_path)
@@ -210,8 +230,9 @@ def test_other_requests_are_answered_while_an_inference_runs(server, convention,
 
     def refine():
         try:
-            outcome["result"] = server.client().infer("random_walk", "", {"label_info": scribble_label_info(convention)},
-                                                      label_in=label_path, file=image_path)
+            outcome["result"] = server.client().infer(
+                "random_walk", "", {"label_info": scribble_label_info(convention)}, label_in=label_path, file=image_path
+            )
         finally:
             finished.set()
 

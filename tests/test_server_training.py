@@ -8,15 +8,19 @@ import nibabel as nib
 import numpy as np
 import psutil
 import pytest
+from monailabel.client.client import MONAILabelClientException
 from scipy import ndimage
 
 from live_server import http_status, wait_for_training
 
-from monailabel.client.client import MONAILabelClientException
-
-TINY = {"max_epochs": 1, "epoch_length": 3, "train_batch_size": 1, "patch_size": [64, 64, 16],
-        "bn_recalibration_batches": 2, "val_split": 0.34}
-
+TINY = {
+    "max_epochs": 1,
+    "epoch_length": 3,
+    "train_batch_size": 1,
+    "patch_size": [64, 64, 16],
+    "bn_recalibration_batches": 2,
+    "val_split": 0.34,
+}
 
 
 def test_info_lists_the_recipes_but_not_the_benchmark_only_full(server):
@@ -62,8 +66,10 @@ def test_train_then_infer_restores_the_input_geometry(server, sample_root, recip
     assert set(np.unique(np.asarray(out.dataobj))) <= {0, 1, 2, 3}
     assert params["label_names"] == {"lv": 1, "myocardium": 2, "rv": 3}
     if recipe == "pce":  # the component clean-up is a request parameter too; a wrong one answers 422
-        raw, anchored = (np.asarray(nib.load(client.infer(recipe, "case_004", {"largest_component": mode})[0]).dataobj)
-                         for mode in ("false", "myocardium"))
+        raw, anchored = (
+            np.asarray(nib.load(client.infer(recipe, "case_004", {"largest_component": mode})[0]).dataobj)
+            for mode in ("false", "myocardium")
+        )
         assert ((anchored == 0) | (anchored == raw)).all()  # it only removes
         pieces = [ndimage.label(raw == c)[1] for c in (1, 2, 3)]
         assert all(ndimage.label(anchored == c)[1] <= 1 for c in (1, 2, 3))
@@ -106,6 +112,7 @@ def test_stopping_a_training_keeps_the_published_model_and_the_next_one_starts(s
     processes = [psutil.Process(server.proc.pid)] + psutil.Process(server.proc.pid).children(recursive=True)
     training = [p for p in processes if "monailabel.interfaces.utils.app" in " ".join(p.cmdline())]
     serving = [p for p in processes if p not in training]
+
     def niceness(p):  # of every thread: torch's pools too
         return {os.getpriority(os.PRIO_PROCESS, t.id) for t in p.threads()}
 
@@ -153,15 +160,23 @@ def test_concurrent_clients_are_all_answered_and_no_label_is_lost(server, sample
     images, scribbles = ["case_003", "case_004", "case_005"], {}
     for case in images:
         truth_img = nib.load(os.path.join(sample_root, "groundtruth", f"{case}.nii.gz"))
-        strokes = simulate_scribbles(np.asarray(truth_img.dataobj), truth_img.header.get_zooms()[:3], convention, seed=5)
+        strokes = simulate_scribbles(
+            np.asarray(truth_img.dataobj), truth_img.header.get_zooms()[:3], convention, seed=5
+        )
         scribbles[case] = str(tmp_path / f"{case}.nii.gz")
         nib.save(nib.Nifti1Image(strokes.astype(np.uint8), truth_img.affine), scribbles[case])
-    summary = run_load(server.url, images, scribbles, label_info(convention), "pce", str(tmp_path), threads=4,
-                       per_thread=6)
+    summary = run_load(
+        server.url, images, scribbles, label_info(convention), "pce", str(tmp_path), threads=4, per_thread=6
+    )
     assert summary["requests"] == 24 and summary["status_counts"] == {"200": 24}, summary
     assert summary["labels_saved"] > 0 and summary["labels_verified"] == summary["labels_saved"]
-    assert summary["labels_lost"] == 0 and set(summary["operations"]) == {"infer_crf", "infer_model", "next_sample",
-                                                                          "save_label", "info"}
+    assert summary["labels_lost"] == 0 and set(summary["operations"]) == {
+        "infer_crf",
+        "infer_model",
+        "next_sample",
+        "save_label",
+        "info",
+    }
 
 
 def test_a_training_refreshes_the_scores_once_without_an_error_in_the_log(tmp_path, sample_root):
@@ -173,8 +188,13 @@ def test_a_training_refreshes_the_scores_once_without_an_error_in_the_log(tmp_pa
 
     app = copy_app(str(tmp_path / "app"))
     studies = shutil.copytree(os.path.join(sample_root, "studies"), str(tmp_path / "studies"))
-    with LiveServer(app, studies, conf={"models": "pce", "al_model": "pce", "al_passes": "2"}, workdir=str(tmp_path),
-                    env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "true"}) as server:
+    with LiveServer(
+        app,
+        studies,
+        conf={"models": "pce", "al_model": "pce", "al_passes": "2"},
+        workdir=str(tmp_path),
+        env={"MONAI_LABEL_AUTO_UPDATE_SCORING": "true"},
+    ) as server:
         client = server.client()
         client.train_start("pce", TINY)
         assert wait_for_training(client)["status"] == "DONE"

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from lib.datasets.phantoms import make_cardiac_phantom
 from lib.scribbles.simulate import ScribbleSimulation, scribble_coverage, simulate_scribbles
 
@@ -60,8 +61,10 @@ def test_slice_fraction_knob(phantoms, convention):
 
 def test_default_coverage_is_that_of_expert_scribbles(phantoms, convention):
     """Real expert scribbles cover ~5-10 % of the structures' voxels and a few % of background."""
-    cov = [scribble_coverage(simulate_scribbles(p.label, p.spacing, convention, seed=i), p.label, convention)
-           for i, p in enumerate(phantoms)]
+    cov = [
+        scribble_coverage(simulate_scribbles(p.label, p.spacing, convention, seed=i), p.label, convention)
+        for i, p in enumerate(phantoms)
+    ]
     structures = np.median([c["structures"] for c in cov])
     background = np.median([c["background"] for c in cov])
     assert 0.04 <= structures <= 0.10, structures
@@ -72,6 +75,7 @@ def test_default_coverage_is_that_of_expert_scribbles(phantoms, convention):
 
 def test_stroke_width_is_in_millimetres(convention):
     """The same disk at 1 mm and 0.5 mm in-plane gives strokes of the same width in mm."""
+
     def disk(n, s):
         yy, xx = np.mgrid[:n, :n] * s
         m = np.zeros((n, n, 1), np.uint8)

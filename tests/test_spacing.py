@@ -5,23 +5,33 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from lib.transforms import Spacingd
 from monai import transforms as mt
-
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
+
+from lib.transforms import Spacingd
 
 
 class _TinyInfer(BasicInferTask):
     def __init__(self, spacing_cls):
         net = torch.nn.Conv3d(1, 2, 1)
-        super().__init__(path=None, network=net, type=InferType.SEGMENTATION, labels={"organ": 1}, dimension=3,
-                         description="spacing check")
+        super().__init__(
+            path=None,
+            network=net,
+            type=InferType.SEGMENTATION,
+            labels={"organ": 1},
+            dimension=3,
+            description="spacing check",
+        )
         self.spacing_cls = spacing_cls
 
     def pre_transforms(self, data=None):
-        return [mt.LoadImaged("image"), mt.EnsureChannelFirstd("image"),
-                self.spacing_cls("image", pixdim=(3.0, 3.0, 8.0)), mt.ScaleIntensityd("image")]
+        return [
+            mt.LoadImaged("image"),
+            mt.EnsureChannelFirstd("image"),
+            self.spacing_cls("image", pixdim=(3.0, 3.0, 8.0)),
+            mt.ScaleIntensityd("image"),
+        ]
 
     def post_transforms(self, data=None):
         return [mt.Activationsd("pred", softmax=True), mt.AsDiscreted("pred", argmax=True), mt.SqueezeDimd("pred", 0)]
@@ -30,8 +40,10 @@ class _TinyInfer(BasicInferTask):
 @pytest.fixture
 def nifti(tmp_path):
     path = str(tmp_path / "img.nii.gz")
-    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((24, 24, 6)).astype(np.float32),
-                             np.diag([1.5, 1.5, 8.0, 1.0])), path)
+    nib.save(
+        nib.Nifti1Image(np.random.default_rng(0).random((24, 24, 6)).astype(np.float32), np.diag([1.5, 1.5, 8.0, 1.0])),
+        path,
+    )
     return path
 
 

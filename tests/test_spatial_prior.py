@@ -3,18 +3,24 @@
 import numpy as np
 import pytest
 import torch
-from lib.losses.spatial_prior import (em_mixture_ratios, plausible_mixture_ratios, scribble_priors, spatial_affinity,
-                                      spatial_prior_loss)
+
+from lib.losses.spatial_prior import (
+    em_mixture_ratios,
+    plausible_mixture_ratios,
+    scribble_priors,
+    spatial_affinity,
+    spatial_prior_loss,
+)
 
 
 def test_em_recovers_known_mixture_ratios_within_0_02():
     rng = np.random.default_rng(0)
     means = np.array([0.0, 2.0, 4.0])
-    pi0 = np.array([0.6, 0.2, 0.2])          # what the scribbles taught the network
-    truth = np.array([0.3, 0.5, 0.2])       # what the unannotated voxels really hold
+    pi0 = np.array([0.6, 0.2, 0.2])  # what the scribbles taught the network
+    truth = np.array([0.3, 0.5, 0.2])  # what the unannotated voxels really hold
     labels = rng.choice(3, size=200_000, p=truth)
     x = rng.normal(means[labels], 1.0)
-    likelihood = np.exp(-(x[:, None] - means[None]) ** 2 / 2)
+    likelihood = np.exp(-((x[:, None] - means[None]) ** 2) / 2)
     posterior = pi0 * likelihood
     posterior /= posterior.sum(1, keepdims=True)  # Bayes under the scribbles' priors
     est = em_mixture_ratios(torch.as_tensor(posterior), torch.as_tensor(pi0)).numpy()
@@ -33,10 +39,10 @@ def test_em_gives_absent_classes_zero_and_priors_count_annotated_voxels():
 
 def _two_regions(h=24, w=24):
     image = torch.zeros(1, 1, h, w)
-    image[..., :, w // 2:] = 1.0
+    image[..., :, w // 2 :] = 1.0
     onehot = torch.zeros(1, 2, h, w)
     onehot[:, 0, :, : w // 2] = 1
-    onehot[:, 1, :, w // 2:] = 1
+    onehot[:, 1, :, w // 2 :] = 1
     return image, onehot
 
 
@@ -47,7 +53,7 @@ def test_prior_loss_is_zero_when_predictions_agree_and_positive_with_gradients_o
     agree = spatial_prior_loss(onehot, image, unannotated, pi, (1.0, 1.0), radius=3)
     assert float(agree) == pytest.approx(0.0, abs=1e-6)
     wrong = onehot.clone()
-    wrong[..., :6, : 12] = torch.tensor([0.3, 0.7])[:, None, None]  # a patch of the left region votes for class 1
+    wrong[..., :6, :12] = torch.tensor([0.3, 0.7])[:, None, None]  # a patch of the left region votes for class 1
     wrong.requires_grad_(True)
     loss = spatial_prior_loss(wrong, image, unannotated, pi, (1.0, 1.0), radius=3)
     assert float(loss) > 0.01
@@ -78,7 +84,8 @@ def test_a_diverged_em_estimate_falls_back_to_the_scribble_frequencies():
     calibrated = torch.tensor([0.88, 0.05, 0.04, 0.03])
     pi, used = plausible_mixture_ratios(calibrated, pi0)
     assert used and torch.equal(pi, calibrated)
-    assert plausible_mixture_ratios(torch.tensor([0.9, 0.1, 0.0]), torch.tensor([0.8, 0.2, 0.0]))[1]  # absent class: 0 ok
+    assert plausible_mixture_ratios(torch.tensor([0.9, 0.1, 0.0]), torch.tensor([0.8, 0.2, 0.0]))[
+        1
+    ]  # absent class: 0 ok
     with pytest.raises(ValueError, match="max_ratio"):
         plausible_mixture_ratios(calibrated, pi0, max_ratio=0.5)
-

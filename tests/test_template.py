@@ -3,6 +3,7 @@ template deformed to them, rasterised at the image's spacing."""
 
 import numpy as np
 import pytest
+
 from lib.datasets.phantoms import make_cardiac_phantom
 from lib.scribbles.points import points_from_json, points_from_labelmap, template_labels
 from lib.scribbles.template import fit_template, rasterise, surface_points
@@ -22,15 +23,19 @@ def _ellipsoid():
 
 def test_the_template_recovers_an_ellipsoid_from_50_points_and_improves_with_more():
     truth = _ellipsoid()
-    dice = {n: _dice(rasterise(fit_template(surface_points(truth, SPACING, n) * SPACING), SHAPE, SPACING), truth)
-            for n in (5, 10, 50)}
+    dice = {
+        n: _dice(rasterise(fit_template(surface_points(truth, SPACING, n) * SPACING), SHAPE, SPACING), truth)
+        for n in (5, 10, 50)
+    }
     assert dice[50] > 0.95, dice  # measured 0.967
     assert dice[5] < dice[10] < dice[50], dice
 
 
 def test_a_sphere_is_recovered_exactly_from_its_points():
-    truth = (((np.stack(np.meshgrid(*[np.arange(s) for s in SHAPE], indexing="ij"), -1) * SPACING - [30, 32, 31])
-              / 14.0) ** 2).sum(-1) <= 1
+    truth = (
+        ((np.stack(np.meshgrid(*[np.arange(s) for s in SHAPE], indexing="ij"), -1) * SPACING - [30, 32, 31]) / 14.0)
+        ** 2
+    ).sum(-1) <= 1
     t = fit_template(surface_points(truth, SPACING, 20) * SPACING)
     assert abs(t.radius - 13.5) < 1.0 and np.abs(t.centre - [30, 32, 31]).max() < 1.0
     assert _dice(rasterise(t, SHAPE, SPACING), truth) > 0.93
@@ -56,14 +61,17 @@ def test_points_from_a_labelmap_and_from_json(convention):
     assert set(as_json) == {1, 3} and (as_json[3] == pts + 1).all()
 
 
-@pytest.mark.parametrize("points, message", [
-    ({"lv": [[1, 2, 3]] * 3}, "at least 4 surface points; got 3 for 'lv'"),
-    ({"lv": [[1, 2, 3]] * 3 + [[64, 2, 3]]}, "outside the (64, 64, 32) volume"),
-    ({"aorta": [[1, 2, 3]] * 4}, "unknown label name 'aorta'"),
-    ({"lv": [[1, 2]] * 4}, "must be a list of [x, y, z] numbers"),
-    ({}, "no surface points"),
-    ({"background": [[1, 2, 3]] * 4}, "not background"),
-])
+@pytest.mark.parametrize(
+    "points, message",
+    [
+        ({"lv": [[1, 2, 3]] * 3}, "at least 4 surface points; got 3 for 'lv'"),
+        ({"lv": [[1, 2, 3]] * 3 + [[64, 2, 3]]}, "outside the (64, 64, 32) volume"),
+        ({"aorta": [[1, 2, 3]] * 4}, "unknown label name 'aorta'"),
+        ({"lv": [[1, 2]] * 4}, "must be a list of [x, y, z] numbers"),
+        ({}, "no surface points"),
+        ({"background": [[1, 2, 3]] * 4}, "not background"),
+    ],
+)
 def test_bad_points_are_refused_with_the_reason(convention, points, message):
     with pytest.raises(ValueError) as e:
         points_from_json(points, convention, SHAPE)
@@ -96,13 +104,18 @@ def test_boundary_weights_are_high_within_d_mm_of_the_template_boundary():
 
 def test_the_reconstruction_loss_gradient_reaches_the_segmenter(convention):
     import torch
-    from lib.losses import WeightedReconstructionLoss
-    from lib.networks import AttentionUNet2D5, final_logits
     from monai.networks.nets import BasicUNet
 
+    from lib.losses import WeightedReconstructionLoss
+    from lib.networks import AttentionUNet2D5, final_logits
+
     torch.manual_seed(0)
-    seg = AttentionUNet2D5(out_channels=convention.num_classes, channels=(8, 16, 24, 32),
-                           strides=((2, 2, 1), (2, 2, 1), (2, 2, 2)), aspp_rates=(2,))
+    seg = AttentionUNet2D5(
+        out_channels=convention.num_classes,
+        channels=(8, 16, 24, 32),
+        strides=((2, 2, 1), (2, 2, 1), (2, 2, 2)),
+        aspp_rates=(2,),
+    )
     rec = BasicUNet(spatial_dims=3, in_channels=convention.num_classes, out_channels=1, features=(4, 4, 8, 8, 16, 4))
     x = torch.randn(1, 1, 32, 32, 16)
     weights = torch.ones_like(x)
@@ -116,6 +129,7 @@ def test_the_reconstruction_loss_gradient_reaches_the_segmenter(convention):
 
 def test_the_foreground_threshold_gamma():
     import torch
+
     from lib.infers.segmentation import threshold_foreground
 
     p = torch.tensor([[0.4, 0.7, 0.2], [0.3, 0.1, 0.1], [0.3, 0.2, 0.7]])[..., None, None]  # (C=3, 3 voxels)

@@ -5,6 +5,7 @@ import os
 import shutil
 
 import pytest
+
 from lib.errors import RequestError
 from lib.trainers.parameters import TRAINING_PARAMETERS, check_parameters
 from live_server import copy_app
@@ -30,11 +31,24 @@ def test_every_recipe_accepts_the_defaults_it_shows(app):
 
 
 def test_values_are_converted_or_refused_by_name():
-    assert check_parameters("pce", {"max_epochs": "5", "pretrained": "false", "patch_size": "[64, 64, 8]",
-                                    "dataset": ["CacheDataset", "Dataset"], "target_spacing": "auto"},
-                            TRAINING_PARAMETERS, (32, 32, 8)) == {
-        "max_epochs": 5, "pretrained": False, "patch_size": [64, 64, 8], "dataset": "CacheDataset",
-        "target_spacing": "auto"}
+    assert check_parameters(
+        "pce",
+        {
+            "max_epochs": "5",
+            "pretrained": "false",
+            "patch_size": "[64, 64, 8]",
+            "dataset": ["CacheDataset", "Dataset"],
+            "target_spacing": "auto",
+        },
+        TRAINING_PARAMETERS,
+        (32, 32, 8),
+    ) == {
+        "max_epochs": 5,
+        "pretrained": False,
+        "patch_size": [64, 64, 8],
+        "dataset": "CacheDataset",
+        "target_spacing": "auto",
+    }
     refusals = [
         ("max_epochs", 0, "must be a whole number, at least 1, got 0"),
         ("max_epochs", "5.5", "must be a whole number, at least 1"),
@@ -50,9 +64,12 @@ def test_values_are_converted_or_refused_by_name():
     for key, value, message in refusals:
         with pytest.raises(RequestError) as e:
             check_parameters("pce", {key: value}, TRAINING_PARAMETERS)
-        assert e.value.status_code == 422 and f"training parameter {key!r} of 'pce' {message}" in e.value.detail, \
+        assert e.value.status_code == 422 and f"training parameter {key!r} of 'pce' {message}" in e.value.detail, (
             e.value.detail
-    with pytest.raises(RequestError, match=r"multiple of the network's down-sampling \[32, 32, 8\].*e.g. \[96, 96, 8\]"):
+        )
+    with pytest.raises(
+        RequestError, match=r"multiple of the network's down-sampling \[32, 32, 8\].*e.g. \[96, 96, 8\]"
+    ):
         check_parameters("pce", {"patch_size": [96, 96, 12]}, TRAINING_PARAMETERS, (32, 32, 8))
     with pytest.raises(RequestError, match=r"unknown training parameter\(s\) \['epochs'\]"):
         check_parameters("pce", {"epochs": 3, "client_id": "slicer"}, TRAINING_PARAMETERS)

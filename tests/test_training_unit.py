@@ -4,6 +4,7 @@ batch-norm recalibration; recipe figures kept across stats publications."""
 import numpy as np
 import torch
 from ignite.engine import Events
+
 from lib.datasets.phantoms import make_cardiac_phantom
 from lib.losses import MaskedDiceLoss, PartialCrossEntropyLoss
 from lib.metrics import dice_per_class
@@ -37,8 +38,9 @@ def test_attention_unet2d5_learns_a_phantom_in_100_iterations(convention):
     with torch.no_grad():
         pred = net(x)["final"].argmax(1)[0]
     d = dice_per_class(pred, torch.as_tensor(p.label), 4)
-    chance = dice_per_class(torch.randint(0, 4, pred.shape, generator=torch.Generator().manual_seed(0)),
-                            torch.as_tensor(p.label), 4)
+    chance = dice_per_class(
+        torch.randint(0, 4, pred.shape, generator=torch.Generator().manual_seed(0)), torch.as_tensor(p.label), 4
+    )
     assert d.min() > 0.6, d  # measured 0.73 / 0.75 / 0.80
     assert chance.max() < 0.05
 
@@ -62,18 +64,25 @@ def test_recipe_stats_stay_in_every_later_publication(tmp_path):
     import json
     import time
 
-    from lib.trainers.publish import AtomicPublisher
     from monai.engines import SupervisedTrainer
     from torch.utils.data import DataLoader
 
+    from lib.trainers.publish import AtomicPublisher
+
     net = torch.nn.Conv3d(1, 2, 1)
     batch = {"image": torch.rand(1, 1, 4, 4, 4), "label": torch.zeros(1, 2, 4, 4, 4)}
-    trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=2, train_data_loader=DataLoader([batch],
-                                batch_size=None), network=net, optimizer=torch.optim.SGD(net.parameters(), 0.1),
-                                loss_function=torch.nn.MSELoss())
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=2,
+        train_data_loader=DataLoader([batch], batch_size=None),
+        network=net,
+        optimizer=torch.optim.SGD(net.parameters(), 0.1),
+        loss_function=torch.nn.MSELoss(),
+    )
     stats_path, extra, seen = str(tmp_path / "train_stats.json"), {"recursions": [{"recursion": 1}]}, []
-    publisher = AtomicPublisher(stats_path, "", "model.pt", time.time(), "run", str(tmp_path), trainer, None,
-                                extra_stats=extra)
+    publisher = AtomicPublisher(
+        stats_path, "", "model.pt", time.time(), "run", str(tmp_path), trainer, None, extra_stats=extra
+    )
 
     def publish(engine):
         publisher(engine)

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+
 from lib.activelearning.uncertainty import (
     enable_mc_dropout,
     foreground_box,
@@ -44,8 +45,9 @@ def test_without_dropout_mutual_information_is_zero_and_entropy_is_the_single_pa
 
 def test_dropout_passes_disagree_and_mutual_information_is_bounded_by_entropy():
     torch.manual_seed(0)
-    net = enable_mc_dropout(torch.nn.Sequential(torch.nn.Conv3d(1, 8, 3, padding=1), torch.nn.Dropout3d(0.5),
-                                                torch.nn.Conv3d(8, 3, 1)))
+    net = enable_mc_dropout(
+        torch.nn.Sequential(torch.nn.Conv3d(1, 8, 3, padding=1), torch.nn.Dropout3d(0.5), torch.nn.Conv3d(8, 3, 1))
+    )
     maps = mc_dropout_maps(net, torch.randn(1, 1, 8, 8, 4), passes=16, batch=4)
     mi, h = maps["mutual_information"], maps["entropy"]
     assert float(mi.mean()) > 1e-3
@@ -54,8 +56,9 @@ def test_dropout_passes_disagree_and_mutual_information_is_bounded_by_entropy():
 
 def test_seeded_passes_repeat_exactly_and_leave_the_global_random_state_alone():
     torch.manual_seed(0)
-    net = enable_mc_dropout(torch.nn.Sequential(torch.nn.Conv3d(1, 8, 3, padding=1), torch.nn.Dropout3d(0.5),
-                                                torch.nn.Conv3d(8, 3, 1)))
+    net = enable_mc_dropout(
+        torch.nn.Sequential(torch.nn.Conv3d(1, 8, 3, padding=1), torch.nn.Dropout3d(0.5), torch.nn.Conv3d(8, 3, 1))
+    )
     x = torch.randn(1, 1, 8, 8, 4)
     state = torch.get_rng_state()
     a, b = (mc_dropout_maps(net, x, passes=6, batch=2, seed=7) for _ in range(2))
@@ -131,10 +134,12 @@ def test_a_scribble_trained_model_is_most_uncertain_on_volumes_unlike_its_traini
     torch.manual_seed(0)
     train = [make_cardiac_phantom(s, shape=SHAPE, spacing=SPACING) for s in range(4)]
     x = torch.cat([_z(v.image) for v in train])
-    y = torch.as_tensor(np.stack([simulate_scribbles(v.label, SPACING, convention, seed=i)
-                                  for i, v in enumerate(train)]))[:, None].long()
-    net = AttentionUNet2D5(channels=(8, 16, 24, 32), strides=((2, 2, 1), (2, 2, 1), (2, 2, 2)), dropout=0.2,
-                           aspp_rates=(2, 4))
+    y = torch.as_tensor(
+        np.stack([simulate_scribbles(v.label, SPACING, convention, seed=i) for i, v in enumerate(train)])
+    )[:, None].long()
+    net = AttentionUNet2D5(
+        channels=(8, 16, 24, 32), strides=((2, 2, 1), (2, 2, 1), (2, 2, 2)), dropout=0.2, aspp_rates=(2, 4)
+    )
     opt, loss = torch.optim.Adam(net.parameters(), 3e-3), PartialCrossEntropyLoss(convention)
     net.train()
     for _ in range(150):
@@ -146,8 +151,9 @@ def test_a_scribble_trained_model_is_most_uncertain_on_volumes_unlike_its_traini
 
     def score(v):
         if scorer == "foreground box":
-            return foreground_crop_score(net, _z(v.image), passes=8, batch=4, margin=(4, 4, 1), divisor=net.divisor,
-                                         logits=final_logits)["score"]
+            return foreground_crop_score(
+                net, _z(v.image), passes=8, batch=4, margin=(4, 4, 1), divisor=net.divisor, logits=final_logits
+            )["score"]
         maps = mc_dropout_maps(lambda b: final_logits(net(b)), _z(v.image), passes=8, batch=4)
         return volume_score(maps)["score"]
 

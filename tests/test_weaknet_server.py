@@ -8,12 +8,11 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from lib.scribbles.template import surface_points
-from live_server import http_status
-from live_server import wait_for_training
+from monailabel.client.client import MONAILabelClientException
 from test_server_training import TINY
 
-from monailabel.client.client import MONAILabelClientException
+from lib.scribbles.template import surface_points
+from live_server import http_status, wait_for_training
 
 CLASSES = {1: "lv", 3: "rv"}
 
@@ -36,13 +35,19 @@ def test_points_then_weaknet_train_and_infer(server, sample_root, tmp_path):
     # case_004 as JSON (the label map itself empty)
     truth, pts = _points(sample_root, "case_004")
     nib.save(nib.Nifti1Image(np.zeros(truth.shape, np.uint8), truth.affine), str(tmp_path / "empty.nii.gz"))
-    client.save_label("case_004", str(tmp_path / "empty.nii.gz"), tag="points",
-                      params={"points": {CLASSES[c]: p.tolist() for c, p in pts.items()}})
+    client.save_label(
+        "case_004",
+        str(tmp_path / "empty.nii.gz"),
+        tag="points",
+        params={"points": {CLASSES[c]: p.tolist() for c, p in pts.items()}},
+    )
 
     # three points for a structure, or a point outside the volume: refused, nothing stored
     before = json.dumps(client.datastore(), sort_keys=True)
-    for bad, message in (({"lv": pts[1][:3].tolist()}, "at least 4 surface points; got 3 for 'lv'"),
-                         ({"lv": pts[1].tolist() + [[500, 0, 0]]}, "outside the")):
+    for bad, message in (
+        ({"lv": pts[1][:3].tolist()}, "at least 4 surface points; got 3 for 'lv'"),
+        ({"lv": pts[1].tolist() + [[500, 0, 0]]}, "outside the"),
+    ):
         with pytest.raises(MONAILabelClientException) as e:
             client.save_label("case_005", str(tmp_path / "empty.nii.gz"), tag="points", params={"points": bad})
         assert http_status(e.value) == 422 and message in e.value.msg

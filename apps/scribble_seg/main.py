@@ -58,27 +58,27 @@ import os
 import threading
 from typing import Dict, Optional
 
-import lib.configs
-from lib.background import DEFAULT_NICENESS, yield_to_server
 import torch
-from lib.activelearning import EpistemicScoring, NextToScribble, Random
-from lib.datastore import ScribbleDatastore
-from lib.errors import RequestError
-from lib.infers import ScribbleRefinement, ScribbleSegmentation
-from lib.infers.parameters import check_infer_request
-from lib.scribbles.refine import METHODS as REFINEMENT_METHODS
-from lib.scribbles.convention import ScribbleConvention
-
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
-from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.config import TaskConfig
+from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.tasks.activelearning.first import First
 from monailabel.utils.others.class_utils import get_class_names
+
+import lib.configs
+from lib.activelearning import EpistemicScoring, NextToScribble, Random
+from lib.background import DEFAULT_NICENESS, yield_to_server
+from lib.datastore import ScribbleDatastore
+from lib.errors import RequestError
+from lib.infers import ScribbleRefinement, ScribbleSegmentation
+from lib.infers.parameters import check_infer_request
+from lib.scribbles.convention import ScribbleConvention
+from lib.scribbles.refine import METHODS as REFINEMENT_METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +100,12 @@ def select_models(requested: str, configs: Dict[str, type]) -> Dict[str, type]:
     names = [m.strip() for m in (requested or "all").split(",") if m.strip()]
     unknown = [m for m in names if m != "all" and m not in configs]
     if unknown:
-        raise ValueError(f"unknown model(s) {unknown} in conf 'models'; available: all, {', '.join(configs) or '(none)'}")
-    return {k: v for k, v in configs.items()
-            if k in names or ("all" in names and not getattr(v, "benchmark_only", False))}
+        raise ValueError(
+            f"unknown model(s) {unknown} in conf 'models'; available: all, {', '.join(configs) or '(none)'}"
+        )
+    return {
+        k: v for k, v in configs.items() if k in names or ("all" in names and not getattr(v, "benchmark_only", False))
+    }
 
 
 def resolve_device(name: str) -> str:
@@ -204,8 +207,9 @@ class ScribbleSegApp(MONAILabelApp):
     def _al_model(self) -> Optional[str]:
         """The model whose uncertainty drives active learning (conf ``al_model``)."""
         segmentation = [k for k, v in self._infers.items() if isinstance(v, ScribbleSegmentation)]
-        name = self.conf.get("al_model") or ("scribble2d5" if "scribble2d5" in segmentation else
-                                             (segmentation[0] if segmentation else None))
+        name = self.conf.get("al_model") or (
+            "scribble2d5" if "scribble2d5" in segmentation else (segmentation[0] if segmentation else None)
+        )
         if name is not None and name not in segmentation:
             raise ValueError(f"conf al_model {name!r} is not a segmentation model; available: {segmentation}")
         return name
@@ -214,9 +218,11 @@ class ScribbleSegApp(MONAILabelApp):
         model = self._al_model()
         strategies: Dict[str, Strategy] = {
             "next_to_scribble": NextToScribble(
-                self._infers.get(model), self.scribble_tag,
+                self._infers.get(model),
+                self.scribble_tag,
                 exclusion_minutes=float(self.conf.get("al_exclusion_minutes", 10)),
-                diversity=float(self.conf.get("al_diversity", 0.5))),
+                diversity=float(self.conf.get("al_diversity", 0.5)),
+            ),
             "random": Random(),
             "first": First(),
         }
@@ -230,10 +236,14 @@ class ScribbleSegApp(MONAILabelApp):
         model = self._al_model()
         if model:
             methods["next_to_scribble"] = EpistemicScoring(
-                self._infers[model], self.scribble_tag, passes=int(self.conf.get("al_passes", 6)),
+                self._infers[model],
+                self.scribble_tag,
+                passes=int(self.conf.get("al_passes", 6)),
                 metric=self.conf.get("al_metric", "mutual_information"),
-                margin_mm=float(self.conf.get("al_margin_mm", 16)), bfloat16=self.conf.get("al_bfloat16", "auto"),
-                device=self.device)
+                margin_mm=float(self.conf.get("al_margin_mm", 16)),
+                bfloat16=self.conf.get("al_bfloat16", "auto"),
+                device=self.device,
+            )
         for name, config in self.models.items():
             s = config.scoring_method()
             methods.update(s if isinstance(s, dict) else ({name: s} if s else {}))
@@ -265,8 +275,9 @@ class ScribbleSegApp(MONAILabelApp):
         (:mod:`lib.routes`: inference off the event loop, training parameters checked)."""
         super().server_mode(mode)
         if mode:
-            from lib.routes import install
             from monailabel.app import app
+
+            from lib.routes import install
 
             in_worker = str(self.conf.get("infer_in_worker", "true")).strip().lower()
             if in_worker not in ("true", "false"):
@@ -307,8 +318,14 @@ class ScribbleSegApp(MONAILabelApp):
             datastore.scribble_saves = 0
             logger.info(f"{pending} new scribble maps: training '{recipe}' started")
             return {"retraining": {"started": recipe, "after_scribbles": pending}}
-        return {"retraining": {"pending_scribbles": pending, "starts_after": every, "recipe": recipe,
-                               "note": "a training is already running; it starts after the next submission"}}
+        return {
+            "retraining": {
+                "pending_scribbles": pending,
+                "starts_after": every,
+                "recipe": recipe,
+                "note": "a training is already running; it starts after the next submission",
+            }
+        }
 
     def train(self, request):
         """MONAI Label's train, then a refresh of the active-learning scores for the new weights
@@ -319,8 +336,12 @@ class ScribbleSegApp(MONAILabelApp):
         # MONAI Label's own train() already refreshes every scoring method when auto-update is on
         # (the default); a second request then meets the running one and logs "Failed To Trigger"
         served = self._server_mode or "MONAI_LABEL_SERVER_PORT" in os.environ
-        if (served and not self._auto_update_scoring and "next_to_scribble" in self._scoring_methods
-                and request.get("model") == self._al_model()):
+        if (
+            served
+            and not self._auto_update_scoring
+            and "next_to_scribble" in self._scoring_methods
+            and request.get("model") == self._al_model()
+        ):
             try:
                 self.async_scoring("next_to_scribble")
             except Exception as e:  # the server went away: scores refresh on its next start

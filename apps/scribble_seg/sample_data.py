@@ -33,8 +33,10 @@ def main(argv=None):
     out = args.out or os.path.join(APP_DIR, "data", "sample" if args.source == "phantoms" else args.source)
     m = build_studies(out, args.source, n=args.n, scribbled=args.scribbled, seed=args.seed, force=args.force)
     n_scribbled = sum(c["scribbled"] for c in m["cases"].values())
-    print(f"{out}/studies: {len(m['cases'])} volumes, {n_scribbled} with scribbles (tag final); "
-          f"ground truth in {out}/groundtruth")
+    print(
+        f"{out}/studies: {len(m['cases'])} volumes, {n_scribbled} with scribbles (tag final); "
+        f"ground truth in {out}/groundtruth"
+    )
     print(f"serve with: make serve STUDIES={out}/studies LABELS='{json.dumps(m['labels'])}'")
 
 

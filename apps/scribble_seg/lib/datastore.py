@@ -29,12 +29,11 @@ from typing import Any, Dict
 
 import numpy as np
 from filelock import FileLock
+from monailabel.datastore.local import LocalDatastore, LocalDatastoreModel
 
 from lib.errors import RequestError
 from lib.scribbles.convention import UNANNOTATED, ScribbleConvention, present_values, to_scribble_map
 from lib.scribbles.points import points_of
-
-from monailabel.datastore.local import LocalDatastore, LocalDatastoreModel
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +43,10 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 def check_name(value: str, what: str) -> str:
     """``value`` if it is a safe file-name stem, else a 422 naming it."""
     if not isinstance(value, str) or not SAFE_NAME.match(value) or ".." in value:
-        raise RequestError(f"{what} {value!r} is not allowed: use letters, digits, '.', '_' and '-' "
-                           f"(no path, no '..', at most 128 characters)")
+        raise RequestError(
+            f"{what} {value!r} is not allowed: use letters, digits, '.', '_' and '-' "
+            f"(no path, no '..', at most 128 characters)"
+        )
     return value
 
 
@@ -100,9 +101,16 @@ class ScribbleDatastore(LocalDatastore):
         (the other arguments are LocalDatastore's)
     """
 
-    def __init__(self, *args, convention: ScribbleConvention, scribble_tag: str = "final",
-                 max_upload_mb: float = 1024.0, points_tag: str = "points", label_info_required: bool = True,
-                 **kwargs):
+    def __init__(
+        self,
+        *args,
+        convention: ScribbleConvention,
+        scribble_tag: str = "final",
+        max_upload_mb: float = 1024.0,
+        points_tag: str = "points",
+        label_info_required: bool = True,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.label_info_required = label_info_required
         self.convention, self.scribble_tag, self.max_upload_mb = convention, scribble_tag, float(max_upload_mb)
@@ -182,8 +190,11 @@ class ScribbleDatastore(LocalDatastore):
     def _check_size(self, path: str, what: str) -> None:
         size_mb = os.path.getsize(path) / 2**20
         if size_mb > self.max_upload_mb:
-            raise RequestError(f"{what} is {size_mb:.1f} MB, above the server's limit of {self.max_upload_mb:g} MB "
-                               f"(conf max_upload_mb)", 413)
+            raise RequestError(
+                f"{what} is {size_mb:.1f} MB, above the server's limit of {self.max_upload_mb:g} MB "
+                f"(conf max_upload_mb)",
+                413,
+            )
 
     def add_image(self, image_id: str, image_filename: str, image_info: Dict[str, Any]) -> str:
         image_id = image_id or self._to_id(os.path.basename(image_filename))[0]
@@ -210,10 +221,12 @@ class ScribbleDatastore(LocalDatastore):
             if not named and self.label_info_required:
                 raise RequestError(
                     f"the scribbles for {image_id!r} carry no label_info, so their values "
-                    f"{[int(v) for v in present_values(label) if v != UNANNOTATED]} could mean any class (this server would read "
+                    f"{[int(v) for v in present_values(label) if v != UNANNOTATED]} could mean any class "
+                    f"(this server would read "
                     f"{self.convention.describe_values()}): send label_info naming each value, e.g. "
-                    f"[{{\"name\": \"{next(iter(self.convention.labels))}\", \"idx\": 1}}] (3D Slicer and OHIF do), "
-                    f"or start the server with --conf scribble_label_info optional to accept maps in this convention")
+                    f'[{{"name": "{next(iter(self.convention.labels))}", "idx": 1}}] (3D Slicer and OHIF do), '
+                    f"or start the server with --conf scribble_label_info optional to accept maps in this convention"
+                )
             try:
                 scribbles = to_scribble_map(label, self.convention, named)
             except ValueError as e:
@@ -229,4 +242,3 @@ class ScribbleDatastore(LocalDatastore):
         if label_tag == self.scribble_tag:
             self.scribble_saves += 1  # read by the app's retraining trigger
         return label_id
-

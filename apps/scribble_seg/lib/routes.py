@@ -23,16 +23,15 @@ from typing import Callable, Optional
 
 from fastapi import BackgroundTasks, Depends, File, Form, HTTPException, UploadFile
 from fastapi.routing import APIRoute
-from starlette.concurrency import run_in_threadpool
-
-from lib.errors import RequestError
-
 from monailabel.config import settings
 from monailabel.endpoints import train as train_endpoints
 from monailabel.endpoints.infer import ResultType, run_inference
 from monailabel.endpoints.user.auth import RBAC, User
 from monailabel.interfaces.utils.app import app_instance
 from monailabel.utils.async_tasks.task import AsyncTask
+from starlette.concurrency import run_in_threadpool
+
+from lib.errors import RequestError
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +67,10 @@ def running_training_message() -> str:
         request = task.get("request") or {}
         run = f" (run {request['name']!r})" if request.get("name") else ""
         what = f"training {request.get('model', '?')!r}{run} is already running since {task.get('start_ts', '?')}"
-    return (f"{what}: wait for it (GET /train/ shows its progress) or stop it (DELETE /train/; "
-            f"3D Slicer: Stop Training), or send enqueue=true to run this one after it")
+    return (
+        f"{what}: wait for it (GET /train/ shows its progress) or stop it (DELETE /train/; "
+        f"3D Slicer: Stop Training), or send enqueue=true to run this one after it"
+    )
 
 
 def checked_training(model: str, params: Optional[dict]) -> Optional[dict]:
@@ -100,8 +101,9 @@ async def train_model(
 ):
     """``POST /train/{model}`` with the parameters checked first."""
     checked = checked_training(model, params)
-    return await run_in_threadpool(_with_busy_message,
-                                   lambda: train_endpoints.run_model(model, checked, run_sync, enqueue))
+    return await run_in_threadpool(
+        _with_busy_message, lambda: train_endpoints.run_model(model, checked, run_sync, enqueue)
+    )
 
 
 async def train_all(
@@ -129,13 +131,20 @@ def _swap(routes: list, prefix: str, replacements) -> int:
     for i, route in enumerate(routes):
         if not isinstance(route, APIRoute):
             continue
-        path = route.path[len(prefix):] if prefix and route.path.startswith(prefix) else route.path
+        path = route.path[len(prefix) :] if prefix and route.path.startswith(prefix) else route.path
         for method in route.methods:
             endpoint = replacements.get((path, method))
             if endpoint is not None:
-                routes[i] = APIRoute(route.path, endpoint, methods=[method], summary=route.summary, tags=route.tags,
-                                     responses=route.responses, include_in_schema=route.include_in_schema,
-                                     deprecated=route.deprecated)
+                routes[i] = APIRoute(
+                    route.path,
+                    endpoint,
+                    methods=[method],
+                    summary=route.summary,
+                    tags=route.tags,
+                    responses=route.responses,
+                    include_in_schema=route.include_in_schema,
+                    deprecated=route.deprecated,
+                )
                 swapped += 1
     return swapped
 

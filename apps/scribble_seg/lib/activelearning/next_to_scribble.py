@@ -20,7 +20,6 @@ import time
 from typing import Any, Dict, List, Optional
 
 import numpy as np
-
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.strategy import Strategy
 
@@ -33,14 +32,20 @@ SERVED_KEY = "next_to_scribble_served"
 
 class NextToScribble(Strategy):
     """Args:
-        segmentation: the infer task whose model the scores belong to (or ``None``: random only).
-        scribble_tag: volumes with a label under it are done.
-        exclusion_minutes: a volume served to any client this recently is skipped.
-        diversity: weight of the similarity discount (0 = off).
+    segmentation: the infer task whose model the scores belong to (or ``None``: random only).
+    scribble_tag: volumes with a label under it are done.
+    exclusion_minutes: a volume served to any client this recently is skipped.
+    diversity: weight of the similarity discount (0 = off).
     """
 
-    def __init__(self, segmentation=None, scribble_tag: str = "final", exclusion_minutes: float = 10.0,
-                 diversity: float = 0.5, seed: Optional[int] = None):
+    def __init__(
+        self,
+        segmentation=None,
+        scribble_tag: str = "final",
+        exclusion_minutes: float = 10.0,
+        diversity: float = 0.5,
+        seed: Optional[int] = None,
+    ):
         super().__init__("Most uncertain volume still to scribble, not being scribbled by someone else")
         self.segmentation, self.scribble_tag = segmentation, scribble_tag
         self.exclusion_s, self.diversity = 60.0 * float(exclusion_minutes), float(diversity)
@@ -70,9 +75,13 @@ class NextToScribble(Strategy):
                 result = {"id": image_id, "score": None, "reason": reason, "fallback": "random"}
             else:
                 image_id, priority, score, similarity = pick
-                result = {"id": image_id, "score": score, "priority": priority,
-                          "reason": f"highest uncertainty ({score:.4g}) of {len(fresh)} volumes not scribbled and not "
-                                    f"being scribbled, similarity to scribbled volumes {similarity:.2f}" + note}
+                result = {
+                    "id": image_id,
+                    "score": score,
+                    "priority": priority,
+                    "reason": f"highest uncertainty ({score:.4g}) of {len(fresh)} volumes not scribbled and not "
+                    f"being scribbled, similarity to scribbled volumes {similarity:.2f}" + note,
+                }
             datastore.update_image_info(image_id, {SERVED_KEY: now})
         logger.info(f"next_to_scribble: {result}")
         return result
@@ -87,12 +96,18 @@ class NextToScribble(Strategy):
         if self.segmentation is None:
             return None
         model_ts = model_timestamp(self.segmentation)
-        scores = {i: infos[i][SCORE_KEY] for i in fresh
-                  if (infos[i].get(SCORE_KEY) or {}).get("model_ts") == model_ts and model_ts}
+        scores = {
+            i: infos[i][SCORE_KEY]
+            for i in fresh
+            if (infos[i].get(SCORE_KEY) or {}).get("model_ts") == model_ts and model_ts
+        }
         if not scores:
             return None
-        labeled = [datastore.get_image_info(i).get(FEATURES_KEY) for i in datastore.list_images()
-                   if datastore.get_label_by_image_id(i, self.scribble_tag)]
+        labeled = [
+            datastore.get_image_info(i).get(FEATURES_KEY)
+            for i in datastore.list_images()
+            if datastore.get_label_by_image_id(i, self.scribble_tag)
+        ]
         labeled = np.asarray([f for f in labeled if f], dtype=np.float64)
         best = None
         for image_id, s in scores.items():

@@ -22,13 +22,12 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 from monai.transforms import LoadImage
-
-from lib.errors import RequestError
-from lib.networks import final_logits, size_divisor
-
 from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.utils.others.generic import name_to_device
+
+from lib.errors import RequestError
+from lib.networks import final_logits, size_divisor
 
 from .uncertainty import foreground_crop_score, intensity_features, passes_per_forward
 
@@ -71,18 +70,26 @@ def unlabeled(datastore: Datastore, tag: str):
 
 class EpistemicScoring(ScoringMethod):
     """Args:
-        segmentation: the ``ScribbleSegmentation`` infer task of the model to score with.
-        scribble_tag: images with a label under it are not scored.
-        passes: ``T``; batch: passes per forward (``None``: by device, :func:`passes_per_forward`);
-            metric: ``mutual_information`` or ``entropy``.
-        margin_mm: context kept around the predicted foreground's box, per side.
-        bfloat16: ``"auto"`` (:func:`scoring_precision`), ``"true"`` or ``"false"``.
-        device: default device (the request's ``device`` wins).
+    segmentation: the ``ScribbleSegmentation`` infer task of the model to score with.
+    scribble_tag: images with a label under it are not scored.
+    passes: ``T``; batch: passes per forward (``None``: by device, :func:`passes_per_forward`);
+        metric: ``mutual_information`` or ``entropy``.
+    margin_mm: context kept around the predicted foreground's box, per side.
+    bfloat16: ``"auto"`` (:func:`scoring_precision`), ``"true"`` or ``"false"``.
+    device: default device (the request's ``device`` wins).
     """
 
-    def __init__(self, segmentation, scribble_tag: str = "final", passes: int = 6, batch: Optional[int] = None,
-                 metric: str = "mutual_information", margin_mm: float = 16.0, bfloat16: str = "auto",
-                 device: str = "cpu"):
+    def __init__(
+        self,
+        segmentation,
+        scribble_tag: str = "final",
+        passes: int = 6,
+        batch: Optional[int] = None,
+        metric: str = "mutual_information",
+        margin_mm: float = 16.0,
+        bfloat16: str = "auto",
+        device: str = "cpu",
+    ):
         super().__init__(f"MC-dropout {metric} of '{segmentation.name}' on the volumes still to scribble")
         if int(passes) < 2:
             raise ValueError(f"al_passes must be at least 2 (MC dropout), got {passes}")
@@ -125,22 +132,36 @@ class EpistemicScoring(ScoringMethod):
             else:
                 todo.append(image_id)
         if not todo:
-            logger.info(f"scores of the {current} unlabelled volumes are current for model "
-                        f"'{self.segmentation.name}': nothing to score")
+            logger.info(
+                f"scores of the {current} unlabelled volumes are current for model "
+                f"'{self.segmentation.name}': nothing to score"
+            )
             return {"scored": 0, "skipped": current, "model": self.segmentation.name}
-        logger.info(f"model '{self.segmentation.name}' changed: scoring {len(todo)} unlabelled volumes "
-                    f"({current} already current), {self.passes} passes, {'bfloat16' if bf16 else 'float32'}")
+        logger.info(
+            f"model '{self.segmentation.name}' changed: scoring {len(todo)} unlabelled volumes "
+            f"({current} already current), {self.passes} passes, {'bfloat16' if bf16 else 'float32'}"
+        )
         for image_id in todo:
             uri = datastore.get_image_uri(image_id)
-            data = self.segmentation.run_pre_transforms({"image": uri, "image_path": uri},
-                                                        self.segmentation.pre_transforms())
+            data = self.segmentation.run_pre_transforms(
+                {"image": uri, "image_path": uri}, self.segmentation.pre_transforms()
+            )
             x = torch.as_tensor(np.asarray(data["image"]), dtype=torch.float32)[None].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                info = foreground_crop_score(network, x, self.passes, passes_per_forward(device, self.batch),
-                                             self.metric, margin, size_divisor(network),
-                                             seed=zlib.crc32(image_id.encode()), logits=final_logits)
-            info.update({"metric": self.metric, "model": self.segmentation.name, "model_ts": model_ts,
-                         "passes": self.passes})
+                info = foreground_crop_score(
+                    network,
+                    x,
+                    self.passes,
+                    passes_per_forward(device, self.batch),
+                    self.metric,
+                    margin,
+                    size_divisor(network),
+                    seed=zlib.crc32(image_id.encode()),
+                    logits=final_logits,
+                )
+            info.update(
+                {"metric": self.metric, "model": self.segmentation.name, "model_ts": model_ts, "passes": self.passes}
+            )
             datastore.update_image_info(image_id, {SCORE_KEY: info})
             logger.info(f"{image_id}: {self.metric} {info['score']:.4f} (box {info['box_fraction']:.0%} of the volume)")
         return {"scored": len(todo), "skipped": current, "model": self.segmentation.name}

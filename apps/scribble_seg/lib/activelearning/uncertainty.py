@@ -53,8 +53,14 @@ def passes_per_forward(device, batch: Optional[int] = None) -> int:
 
 
 @torch.no_grad()
-def mc_dropout_maps(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, passes: int = 20,
-                    batch: int = 4, logit_moments: bool = False, seed: Optional[int] = None) -> Dict[str, torch.Tensor]:
+def mc_dropout_maps(
+    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    passes: int = 20,
+    batch: int = 4,
+    logit_moments: bool = False,
+    seed: Optional[int] = None,
+) -> Dict[str, torch.Tensor]:
     """Mean probabilities, entropy and mutual information maps of ``passes`` stochastic passes.
 
     Args:
@@ -92,8 +98,11 @@ def mc_dropout_maps(logits_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.
             done += n
     p_bar = sums["p"] / passes
     entropy = -(p_bar * torch.log(p_bar.clamp_min(1e-12))).sum(dim=0)
-    out = {"probabilities": p_bar, "entropy": entropy,
-           "mutual_information": (entropy - sums["h"] / passes).clamp_min(0)}
+    out = {
+        "probabilities": p_bar,
+        "entropy": entropy,
+        "mutual_information": (entropy - sums["h"] / passes).clamp_min(0),
+    }
     if logit_moments:
         mean = sums["z"] / passes
         out["logit_mean"] = mean.float()
@@ -113,8 +122,9 @@ def volume_score(maps: Dict[str, torch.Tensor], metric: str = "mutual_informatio
     return out
 
 
-def foreground_box(foreground: torch.Tensor, margin: Sequence[int],
-                   divisor: Sequence[int] = (1, 1, 1)) -> Optional[Tuple[slice, slice, slice]]:
+def foreground_box(
+    foreground: torch.Tensor, margin: Sequence[int], divisor: Sequence[int] = (1, 1, 1)
+) -> Optional[Tuple[slice, slice, slice]]:
     """Bounding box of ``foreground`` ``(H, W, D)`` grown by ``margin`` voxels per axis and side,
     then widened (inside the volume, as evenly as it can) to a multiple of ``divisor`` per axis so
     the network pads nothing; ``None`` when nothing is foreground."""
@@ -137,10 +147,17 @@ def foreground_box(foreground: torch.Tensor, margin: Sequence[int],
 
 
 @torch.no_grad()
-def foreground_crop_score(network: torch.nn.Module, x: torch.Tensor, passes: int = 6, batch: int = 1,
-                          metric: str = "mutual_information", margin: Sequence[int] = (8, 8, 2),
-                          divisor: Sequence[int] = (1, 1, 1), seed: Optional[int] = None,
-                          logits: Callable = lambda output: output) -> Dict[str, float]:
+def foreground_crop_score(
+    network: torch.nn.Module,
+    x: torch.Tensor,
+    passes: int = 6,
+    batch: int = 1,
+    metric: str = "mutual_information",
+    margin: Sequence[int] = (8, 8, 2),
+    divisor: Sequence[int] = (1, 1, 1),
+    seed: Optional[int] = None,
+    logits: Callable = lambda output: output,
+) -> Dict[str, float]:
     """:func:`volume_score` of ``passes`` MC-dropout passes run on the predicted foreground's box.
 
     Args:

@@ -1,13 +1,13 @@
 import json
 
+from monailabel.interfaces.config import TaskConfig
+
 from lib.networks import AttentionUNet2D5
 from lib.scribbles.crf import DenseCRFParams
 from lib.scribbles.random_walk import RandomWalkParams
 from lib.scribbles.relabel import DEFAULT_ALPHA
 from lib.scribbles.seed_areas import DEFAULT_TAU
 from lib.trainers.can_em import CanEMTrainTask
-
-from monailabel.interfaces.config import TaskConfig
 
 from .recipe import RecipeConfig, conf_flag
 

@@ -1,7 +1,7 @@
+from monailabel.interfaces.config import TaskConfig
+
 from lib.networks import ExModUNet
 from lib.trainers.exmod import ExModTrainTask
-
-from monailabel.interfaces.config import TaskConfig
 
 from .recipe import MixRecipeConfig
 
@@ -18,5 +18,7 @@ class Exmod(MixRecipeConfig, TaskConfig):
     network_class = ExModUNet
 
     def recipe_kwargs(self):
-        return {"global_weight": float(self.conf.get("exmod_global_weight", 0.1)),
-                "local_weight": float(self.conf.get("exmod_local_weight", 0.1))}
+        return {
+            "global_weight": float(self.conf.get("exmod_global_weight", 0.1)),
+            "local_weight": float(self.conf.get("exmod_local_weight", 0.1)),
+        }

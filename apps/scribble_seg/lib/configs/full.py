@@ -1,6 +1,6 @@
-from lib.trainers.full import FullTrainTask
-
 from monailabel.interfaces.config import TaskConfig
+
+from lib.trainers.full import FullTrainTask
 
 from .recipe import RecipeConfig
 

@@ -1,6 +1,6 @@
-from lib.trainers.pce import PceTrainTask
-
 from monailabel.interfaces.config import TaskConfig
+
+from lib.trainers.pce import PceTrainTask
 
 from .recipe import RecipeConfig
 

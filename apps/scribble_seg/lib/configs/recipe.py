@@ -42,8 +42,16 @@ class RecipeConfig:
     """Segmentations keep the components bordering the labels' anchor structure (``ANCHOR_STRUCTURES``)
     by default instead of the largest component per structure; set where fresh phantoms showed it."""
 
-    def init(self, name: str, model_dir: str, conf: Dict[str, str], planner: Any, convention: Optional[ScribbleConvention] = None,
-             device: str = "cpu", **kwargs):
+    def init(
+        self,
+        name: str,
+        model_dir: str,
+        conf: Dict[str, str],
+        planner: Any,
+        convention: Optional[ScribbleConvention] = None,
+        device: str = "cpu",
+        **kwargs,
+    ):
         super().init(name, model_dir, conf, planner, **kwargs)
         self.convention = convention or ScribbleConvention.from_conf(conf)
         self.labels = dict(self.convention.labels)
@@ -55,17 +63,24 @@ class RecipeConfig:
         self.network = self.build_network(conf)
 
     def build_network(self, conf: Dict[str, str]) -> torch.nn.Module:
-        return AttentionUNet2D5(in_channels=1, out_channels=self.convention.num_classes,
-                                dropout=float(conf.get("dropout", 0.1)))
+        return AttentionUNet2D5(
+            in_channels=1, out_channels=self.convention.num_classes, dropout=float(conf.get("dropout", 0.1))
+        )
 
     def infer(self):
         explicit = None if isinstance(self.target_spacing, str) else self.target_spacing
-        return ScribbleSegmentation(self.name, self.path, self.network, self.convention, meta_path(self.path[1]),
-                                    target_spacing=explicit, description=self.description,
-                                    config={"device": self.device},
-                                    largest_component=self.conf.get("largest_component",
-                                                                    self.default_largest_component()),
-                                    **self.infer_kwargs())
+        return ScribbleSegmentation(
+            self.name,
+            self.path,
+            self.network,
+            self.convention,
+            meta_path(self.path[1]),
+            target_spacing=explicit,
+            description=self.description,
+            config={"device": self.device},
+            largest_component=self.conf.get("largest_component", self.default_largest_component()),
+            **self.infer_kwargs(),
+        )
 
     def default_largest_component(self) -> str:
         """``largest_component`` when the conf sets none: anchored on the labels' anchor structure
@@ -114,12 +129,18 @@ class MixRecipeConfig(RecipeConfig):
     anchored_components = True
 
     def build_network(self, conf):
-        return self.network_class(out_channels=self.convention.num_classes, dropout=float(conf.get("dropout", 0.1)),
-                                  features=json.loads(conf.get("unet2d_features", "[64, 128, 256, 512, 1024]")))
+        return self.network_class(
+            out_channels=self.convention.num_classes,
+            dropout=float(conf.get("dropout", 0.1)),
+            features=json.loads(conf.get("unet2d_features", "[64, 128, 256, 512, 1024]")),
+        )
 
     def trainer_kwargs(self):
-        return {"occlusion": int(self.conf.get("mix_occlusion", 32)), "mix": self.conf.get("mix", "cutmix"),
-                **self.recipe_kwargs()}
+        return {
+            "occlusion": int(self.conf.get("mix_occlusion", 32)),
+            "mix": self.conf.get("mix", "cutmix"),
+            **self.recipe_kwargs(),
+        }
 
     def recipe_kwargs(self) -> Dict[str, Any]:
         return {}

@@ -1,12 +1,13 @@
 import json
 
+from monailabel.interfaces.config import TaskConfig
+
 from lib.networks import AttentionUNet2D5
 from lib.scribbles.propagation import PropagationParams
 from lib.trainers.scribble2d5 import Scribble2D5TrainTask
 
-from monailabel.interfaces.config import TaskConfig
-
-from .recipe import RecipeConfig, conf_flag as _flag
+from .recipe import RecipeConfig
+from .recipe import conf_flag as _flag
 
 
 class Scribble2D5(RecipeConfig, TaskConfig):
@@ -33,8 +34,13 @@ class Scribble2D5(RecipeConfig, TaskConfig):
 
     def build_network(self, conf):
         boundary = _flag(conf, "scribble2d5_boundary")
-        return AttentionUNet2D5(in_channels=1, out_channels=self.convention.num_classes,
-                                dropout=float(conf.get("dropout", 0.1)), boundary=boundary, refinement=boundary)
+        return AttentionUNet2D5(
+            in_channels=1,
+            out_channels=self.convention.num_classes,
+            dropout=float(conf.get("dropout", 0.1)),
+            boundary=boundary,
+            refinement=boundary,
+        )
 
     def trainer_kwargs(self):
         conf = self.conf
@@ -46,7 +52,8 @@ class Scribble2D5(RecipeConfig, TaskConfig):
             "propagation": PropagationParams(
                 supervoxel_mm=float(conf.get("scribble2d5_supervoxel_mm", PropagationParams.supervoxel_mm)),
                 class_supervoxel_mm=_class_sizes(conf.get("scribble2d5_class_supervoxel_mm"), self.convention),
-                outer_slices_background=_flag(conf, "scribble2d5_outer_slices_background", False)),
+                outer_slices_background=_flag(conf, "scribble2d5_outer_slices_background", False),
+            ),
         }
 
     trainer_class = Scribble2D5TrainTask
@@ -72,7 +79,8 @@ def _class_sizes(text, convention) -> tuple:
             raise ValueError
         params = PropagationParams(class_supervoxel_mm=tuple((str(n), float(mm)) for n, mm in sizes.items()))
     except (TypeError, ValueError):
-        raise ValueError(f"scribble2d5_class_supervoxel_mm must be a JSON object of class name -> mm > 0, "
-                         f"got {text!r}") from None
+        raise ValueError(
+            f"scribble2d5_class_supervoxel_mm must be a JSON object of class name -> mm > 0, got {text!r}"
+        ) from None
     params.sizes(convention)  # unknown class names fail here, at startup
     return params.class_supervoxel_mm

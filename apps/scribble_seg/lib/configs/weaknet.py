@@ -1,6 +1,6 @@
-from lib.trainers.weaknet import WeakNetTrainTask
-
 from monailabel.interfaces.config import TaskConfig
+
+from lib.trainers.weaknet import WeakNetTrainTask
 
 from .recipe import RecipeConfig
 

@@ -71,13 +71,26 @@ def _hippocampus(hemi: str) -> Loader:
 
 
 KINDS: Dict[str, str] = {
-    "right lung": "large", "left lung": "large", "brain": "large",
-    "vertebral column": "elongated", "ribs": "elongated", "spinal cord": "elongated",
-    "vertebra L2": "bone", "vertebra L3": "bone", "vertebra L4": "bone",
-    "vertebra C5": "bone", "vertebra C6": "bone", "vertebra C7": "bone",
-    "intervertebral discs": "small", "hippocampus": "small",
-    "left caudate": "small", "right caudate": "small", "left putamen": "small", "right putamen": "small",
-    "left thalamus": "small", "right thalamus": "small",
+    "right lung": "large",
+    "left lung": "large",
+    "brain": "large",
+    "vertebral column": "elongated",
+    "ribs": "elongated",
+    "spinal cord": "elongated",
+    "vertebra L2": "bone",
+    "vertebra L3": "bone",
+    "vertebra L4": "bone",
+    "vertebra C5": "bone",
+    "vertebra C6": "bone",
+    "vertebra C7": "bone",
+    "intervertebral discs": "small",
+    "hippocampus": "small",
+    "left caudate": "small",
+    "right caudate": "small",
+    "left putamen": "small",
+    "right putamen": "small",
+    "left thalamus": "small",
+    "right thalamus": "small",
 }
 """The kind of every development structure."""
 
@@ -88,8 +101,13 @@ CASES: Dict[str, Tuple[str, Loader]] = {
     "mr_deep_grey": ("MR", lambda cache: load_colin_aal(cache_dir=os.path.join(cache, MRICRON_PACKAGE))),
     "mr_hippocampus_L": ("MR", _hippocampus("L")),
     "mr_hippocampus_R": ("MR", _hippocampus("R")),
-    "mr_head": ("MR", lambda cache: (load_itk_brain(itk_examples_dir(os.path.join(cache, ITK_EXAMPLES_PACKAGE))),
-                                     dict(ITK_BRAIN_LABELS))),
+    "mr_head": (
+        "MR",
+        lambda cache: (
+            load_itk_brain(itk_examples_dir(os.path.join(cache, ITK_EXAMPLES_PACKAGE))),
+            dict(ITK_BRAIN_LABELS),
+        ),
+    ),
 }
 """``{case: (modality, loader)}``."""
 
@@ -111,10 +129,18 @@ def load_case(name: str, cache_dir: Optional[str] = None) -> DevelopmentCase:
         volume, labels = loader(root)
         os.makedirs(cache, exist_ok=True)
         tmp = path + ".tmp.npz"
-        np.savez_compressed(tmp, image=volume.image, label=volume.label, spacing=np.asarray(volume.spacing),
-                            names=np.asarray(list(labels)), ids=np.asarray(list(labels.values())))
+        np.savez_compressed(
+            tmp,
+            image=volume.image,
+            label=volume.label,
+            spacing=np.asarray(volume.spacing),
+            names=np.asarray(list(labels)),
+            ids=np.asarray(list(labels.values())),
+        )
         os.replace(tmp, path)
-    return DevelopmentCase(name=name, modality=modality, volume=volume, labels=labels, kinds={n: KINDS[n] for n in labels})
+    return DevelopmentCase(
+        name=name, modality=modality, volume=volume, labels=labels, kinds={n: KINDS[n] for n in labels}
+    )
 
 
 def development_set(names: Optional[Sequence[str]] = None, cache_dir: Optional[str] = None) -> List[DevelopmentCase]:

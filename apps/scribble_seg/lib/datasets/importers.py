@@ -128,8 +128,12 @@ def _relabel(groups: Dict[str, Tuple[np.ndarray, Sequence[int]]]) -> Tuple[np.nd
     return out, {name: k for k, name in enumerate(groups, start=1)}
 
 
-CT_CHEST_GROUPS: Dict[str, Sequence[int]] = {"right lung": (5,), "left lung": (6,), "vertebral column": (2, 3, 4),
-                                             "ribs": (1,)}
+CT_CHEST_GROUPS: Dict[str, Sequence[int]] = {
+    "right lung": (5,),
+    "left lung": (6,),
+    "vertebral column": (2, 3, 4),
+    "ribs": (1,),
+}
 """CTChest4's segments (``Segment*_LabelValue``) grouped into the structures we score."""
 
 
@@ -142,8 +146,11 @@ def load_ct_chest() -> Tuple[LabelledVolume, Dict[str, int]]:
     seg, seg_header = nrrd.read(os.path.join(root, "Segmentation.seg.nrrd"))
     if seg.shape != image.shape or not np.allclose(seg_header["space origin"], header["space origin"]):
         raise ValueError("CTChest4's segmentation is not on the image grid")
-    names = {int(v): seg_header[k.replace("_LabelValue", "_Name")] for k, v in seg_header.items()
-             if k.startswith("Segment") and k.endswith("_LabelValue")}
+    names = {
+        int(v): seg_header[k.replace("_LabelValue", "_Name")]
+        for k, v in seg_header.items()
+        if k.startswith("Segment") and k.endswith("_LabelValue")
+    }
     if names.get(5) != "right lung" or names.get(1) != "ribs":
         raise ValueError(f"CTChest4's segments are not the expected ones: {names}")
     directions = np.asarray(header["space directions"], dtype=float)
@@ -153,25 +160,41 @@ def load_ct_chest() -> Tuple[LabelledVolume, Dict[str, int]]:
     flips = tuple(ax for ax, sign in enumerate(np.sign(np.diag(directions)) * (-1, -1, 1)) if sign < 0)  # to RAS
     label, labels = _relabel({name: (seg, values) for name, values in CT_CHEST_GROUPS.items()})
     image, label = np.flip(image, flips), np.flip(label, flips)
-    return LabelledVolume(image=np.ascontiguousarray(image, np.float32), label=np.ascontiguousarray(label),
-                          spacing=spacing), labels
+    return LabelledVolume(
+        image=np.ascontiguousarray(image, np.float32), label=np.ascontiguousarray(label), spacing=spacing
+    ), labels
 
 
 TPTBOX_CASES = {
-    "ct": ("sample_ct", "sub-ct_label-22_ct.nii.gz", "sub-ct_seg-vert_label-22_msk.nii.gz",
-           "sub-ct_seg-subreg_label-22_msk.nii.gz"),
-    "mr": ("sample_mri", "sub-mri_label-6_T2w.nii.gz", "sub-mri_seg-vert_label-6_msk.nii.gz",
-           "sub-mri_seg-subreg_label-6_msk.nii.gz"),
+    "ct": (
+        "sample_ct",
+        "sub-ct_label-22_ct.nii.gz",
+        "sub-ct_seg-vert_label-22_msk.nii.gz",
+        "sub-ct_seg-subreg_label-22_msk.nii.gz",
+    ),
+    "mr": (
+        "sample_mri",
+        "sub-mri_label-6_T2w.nii.gz",
+        "sub-mri_seg-vert_label-6_msk.nii.gz",
+        "sub-mri_seg-subreg_label-6_msk.nii.gz",
+    ),
 }
 TPTBOX_GROUPS = {
     "ct": {"vertebra L2": ("vert", (21,)), "vertebra L3": ("vert", (22,)), "vertebra L4": ("vert", (23,))},
-    "mr": {"vertebra C5": ("vert", (5,)), "vertebra C6": ("vert", (6,)), "vertebra C7": ("vert", (7,)),
-           "intervertebral discs": ("vert", (105, 106)), "spinal cord": ("subreg", (60,))},
+    "mr": {
+        "vertebra C5": ("vert", (5,)),
+        "vertebra C6": ("vert", (6,)),
+        "vertebra C7": ("vert", (7,)),
+        "intervertebral discs": ("vert", (105, 106)),
+        "spinal cord": ("subreg", (60,)),
+    },
 }
 """TPTBox's vertebra numbering: 1-7 cervical, 8-19 thoracic, 20-25 lumbar; discs 100 + the vertebra above."""
 
 
-def load_tptbox_spine(modality: str, spacing: Sequence[float] = (1.5, 1.5, 3.0)) -> Tuple[LabelledVolume, Dict[str, int]]:
+def load_tptbox_spine(
+    modality: str, spacing: Sequence[float] = (1.5, 1.5, 3.0)
+) -> Tuple[LabelledVolume, Dict[str, int]]:
     """The TPTBox lumbar CT (``modality="ct"``) or cervical T2w MR (``"mr"``) crop, in RAS order,
     resampled to ``spacing`` (3 mm axial slices by default, as clinical spine series)."""
     if modality not in TPTBOX_CASES:
@@ -179,22 +202,32 @@ def load_tptbox_spine(modality: str, spacing: Sequence[float] = (1.5, 1.5, 3.0))
     folder, image_file, vert_file, subreg_file = TPTBOX_CASES[modality]
     root = wheel_dir("TPTBox", "tests", folder, requirement="tptbox==1.1.0")
     image, native = _load(os.path.join(root, image_file), canonical=True)
-    masks = {"vert": _load(os.path.join(root, vert_file), canonical=True)[0],
-             "subreg": _load(os.path.join(root, subreg_file), canonical=True)[0]}
-    label, labels = _relabel({name: (masks[source], values)
-                              for name, (source, values) in TPTBOX_GROUPS[modality].items()})
+    masks = {
+        "vert": _load(os.path.join(root, vert_file), canonical=True)[0],
+        "subreg": _load(os.path.join(root, subreg_file), canonical=True)[0],
+    }
+    label, labels = _relabel(
+        {name: (masks[source], values) for name, (source, values) in TPTBOX_GROUPS[modality].items()}
+    )
     volume = LabelledVolume(image=image.astype(np.float32), label=label, spacing=native)
     return resample(volume, spacing), labels
 
 
-AAL_GROUPS: Dict[str, Sequence[int]] = {"left caudate": (71,), "right caudate": (72,), "left putamen": (73,),
-                                        "right putamen": (74,), "left thalamus": (77,), "right thalamus": (78,)}
+AAL_GROUPS: Dict[str, Sequence[int]] = {
+    "left caudate": (71,),
+    "right caudate": (72,),
+    "left putamen": (73,),
+    "right putamen": (74,),
+    "left thalamus": (77,),
+    "right thalamus": (78,),
+}
 """AAL indices (``aal.nii.txt``) of the deep grey nuclei we score: they have T1 contrast, unlike the
 gyral AAL regions, whose borders are drawn on sulci rather than intensity edges."""
 
 
-def load_colin_aal(spacing: Sequence[float] = (1.0, 1.0, 3.0), margin_mm: float = 15.0,
-                   cache_dir: Optional[str] = None) -> Tuple[LabelledVolume, Dict[str, int]]:
+def load_colin_aal(
+    spacing: Sequence[float] = (1.0, 1.0, 3.0), margin_mm: float = 15.0, cache_dir: Optional[str] = None
+) -> Tuple[LabelledVolume, Dict[str, int]]:
     """colin27's T1 (``ch2``) with the AAL deep grey nuclei, cropped to them plus ``margin_mm`` and
     resampled to ``spacing`` (3 mm axial slices by default, as a clinical T1 series)."""
     root = debian_data_dir(MRICRON_PACKAGE, _MRICRON_DATA, cache_dir)

@@ -111,8 +111,16 @@ def make_cardiac_phantom(
         endo = _cap(t, 0.9) * r_lv
         epi = _cap(t, 1.0) * r_epi0
         rv_scale = _cap(t, t_rv)
-        lv = _ellipse(x, y, hx, hy, endo * (1 + lv_ecc), endo * (1 - lv_ecc), lv_angle) if endo > 0 else np.zeros_like(x, bool)
-        epi_m = _ellipse(x, y, hx, hy, epi * (1 + lv_ecc), epi * (1 - lv_ecc), lv_angle) if epi > 0 else np.zeros_like(x, bool)
+        lv = (
+            _ellipse(x, y, hx, hy, endo * (1 + lv_ecc), endo * (1 - lv_ecc), lv_angle)
+            if endo > 0
+            else np.zeros_like(x, bool)
+        )
+        epi_m = (
+            _ellipse(x, y, hx, hy, epi * (1 + lv_ecc), epi * (1 - lv_ecc), lv_angle)
+            if epi > 0
+            else np.zeros_like(x, bool)
+        )
         myo = epi_m & ~lv
         if rv_scale > 0:
             rx, ry = hx + rv_dist * np.cos(rv_dir), hy + rv_dist * np.sin(rv_dir)

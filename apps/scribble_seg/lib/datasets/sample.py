@@ -71,8 +71,14 @@ def build_studies(
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; choose one of {sorted(SOURCES)}")
     labels, make_cases = SOURCES[source]
-    key = {"version": GENERATOR_VERSION, "source": source, "n": n, "scribbled": scribbled, "seed": seed,
-           "simulation": repr(simulation)}
+    key = {
+        "version": GENERATOR_VERSION,
+        "source": source,
+        "n": n,
+        "scribbled": scribbled,
+        "seed": seed,
+        "simulation": repr(simulation),
+    }
     manifest_path = os.path.join(root, "sample.json")
     if not force and os.path.exists(manifest_path):
         with open(manifest_path) as f:
@@ -90,8 +96,11 @@ def build_studies(
     for i, (case_id, volume) in enumerate(cases):
         write_case(root, case_id, volume)
         written.append((case_id, volume))
-        manifest["cases"][case_id] = {"shape": list(volume.image.shape), "spacing": list(volume.spacing),
-                                      "scribbled": i < n_scribbled}
+        manifest["cases"][case_id] = {
+            "shape": list(volume.image.shape),
+            "spacing": list(volume.spacing),
+            "scribbled": i < n_scribbled,
+        }
 
     datastore = LocalDatastore(studies, extensions=("*.nii.gz", "*.nii", "*.nrrd"), auto_reload=False)
     with tempfile.TemporaryDirectory() as tmp:

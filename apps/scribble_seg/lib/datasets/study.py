@@ -93,5 +93,7 @@ def write_nifti(path: str, array: np.ndarray, affine: np.ndarray) -> str:
 def write_case(root: str, case_id: str, volume: LabelledVolume) -> Tuple[str, str]:
     """Write ``studies/<case_id>.nii.gz`` and ``groundtruth/<case_id>.nii.gz`` under ``root``."""
     image = write_nifti(os.path.join(root, "studies", f"{case_id}.nii.gz"), volume.image, volume.affine)
-    truth = write_nifti(os.path.join(root, "groundtruth", f"{case_id}.nii.gz"), volume.label.astype(np.uint8), volume.affine)
+    truth = write_nifti(
+        os.path.join(root, "groundtruth", f"{case_id}.nii.gz"), volume.label.astype(np.uint8), volume.affine
+    )
     return image, truth

@@ -1,3 +1,3 @@
 from .inferer import SegmentationInferer
-from .segmentation import ScribbleSegmentation
 from .refine import ScribbleRefinement
+from .segmentation import ScribbleSegmentation

@@ -24,8 +24,13 @@ class SegmentationInferer(Inferer):
         overlap: window overlap.
     """
 
-    def __init__(self, roi_size: Sequence[int] = (192, 192, 32), max_voxels: int = 256 * 256 * 64,
-                 sw_batch_size: int = 1, overlap: float = 0.25):
+    def __init__(
+        self,
+        roi_size: Sequence[int] = (192, 192, 32),
+        max_voxels: int = 256 * 256 * 64,
+        sw_batch_size: int = 1,
+        overlap: float = 0.25,
+    ):
         super().__init__()
         self.roi_size, self.max_voxels = tuple(roi_size), int(max_voxels)
         self.sw_batch_size, self.overlap = sw_batch_size, overlap
@@ -38,5 +43,6 @@ class SegmentationInferer(Inferer):
             inputs = inputs.as_tensor()  # no MetaTensor bookkeeping in every layer
         if int(np.prod(inputs.shape[2:])) <= self.max_voxels:
             return run(inputs)
-        return sliding_window_inference(inputs, self.roi_size, self.sw_batch_size, run, overlap=self.overlap,
-                                        mode="gaussian")
+        return sliding_window_inference(
+            inputs, self.roi_size, self.sw_batch_size, run, overlap=self.overlap, mode="gaussian"
+        )

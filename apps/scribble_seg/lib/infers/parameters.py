@@ -31,8 +31,10 @@ def _device(value: Any) -> None:
             raise RequestError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {value!r}")
         index = int(name.split(":")[1]) if ":" in name else 0
         if name.startswith("cuda") and torch.cuda.is_available() and index >= torch.cuda.device_count():
-            raise RequestError(f"device {name!r}: this server has {torch.cuda.device_count()} GPU(s), "
-                               f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+            raise RequestError(
+                f"device {name!r}: this server has {torch.cuda.device_count()} GPU(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            )
 
 
 def check_infer_request(request: Mapping[str, Any], max_label: int = 255) -> None:

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+from monailabel.interfaces.tasks.infer_v2 import InferType
+from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from lib.errors import RequestError
 from lib.scribbles.convention import (
@@ -51,9 +53,6 @@ from lib.scribbles.prior import segmentation_prior
 from lib.scribbles.random_walk import RandomWalkParams
 from lib.scribbles.refine import DEFAULT_MARGIN_MM, from_strokes, refine
 from lib.transforms.loaded_images import LoadedImaged, LoadedImages
-
-from monailabel.interfaces.tasks.infer_v2 import InferType
-from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +72,15 @@ def _client_error(exc: BaseException) -> Optional[RequestError]:
     return None
 
 
-def _number(data: Mapping[str, Any], key: str, default: float, what: str, low: Optional[float] = None,
-            high: Optional[float] = None, inclusive: bool = True) -> float:
+def _number(
+    data: Mapping[str, Any],
+    key: str,
+    default: float,
+    what: str,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    inclusive: bool = True,
+) -> float:
     """A numeric request parameter, refused with its name and what to send."""
     value = data.get(key, default)
     try:
@@ -99,15 +105,33 @@ class ScribbleRefinement(BasicInferTask):
         description: shown in ``/info``.
     """
 
-    def __init__(self, method: str, convention: ScribbleConvention, segmentation: Mapping[str, Any],
-                 margin_mm: Optional[float] = None, description: str = "", device: str = "cpu"):
+    def __init__(
+        self,
+        method: str,
+        convention: ScribbleConvention,
+        segmentation: Mapping[str, Any],
+        margin_mm: Optional[float] = None,
+        description: str = "",
+        device: str = "cpu",
+    ):
         defaults = PARAMS[method]()
         margin_mm = DEFAULT_MARGIN_MM[method] if margin_mm is None else margin_mm
-        config = {"prior_model": "", "margin_mm": margin_mm, "prior_confidence_segmentation": 0.9,
-                  "device": device,
-                  **{k: getattr(defaults, k) for k in defaults.__dataclass_fields__}}
-        super().__init__(path=None, network=None, type=InferType.SCRIBBLES, labels=dict(convention.labels),
-                         dimension=3, description=description or f"Scribble refinement: {method}", config=config)
+        config = {
+            "prior_model": "",
+            "margin_mm": margin_mm,
+            "prior_confidence_segmentation": 0.9,
+            "device": device,
+            **{k: getattr(defaults, k) for k in defaults.__dataclass_fields__},
+        }
+        super().__init__(
+            path=None,
+            network=None,
+            type=InferType.SCRIBBLES,
+            labels=dict(convention.labels),
+            dimension=3,
+            description=description or f"Scribble refinement: {method}",
+            config=config,
+        )
         self.method, self.convention, self.segmentation = method, convention, dict(segmentation)
 
     def is_valid(self) -> bool:
@@ -166,14 +190,20 @@ class ScribbleRefinement(BasicInferTask):
         margin = _number(data, "margin_mm", DEFAULT_MARGIN_MM[self.method], "a length in mm, at least 0", low=0.0)
         roi = data.get("roi") or None
         if prior is None:
-            pred = from_strokes(self.method, image, seeds, spacing, num_classes, params, margin_mm=margin, roi=roi,
-                                labels=True)
+            pred = from_strokes(
+                self.method, image, seeds, spacing, num_classes, params, margin_mm=margin, roi=roi, labels=True
+            )
         else:
-            pred = refine(self.method, image, seeds, spacing, prior, params, region=region, margin_mm=margin, roi=roi,
-                          labels=True)
+            pred = refine(
+                self.method, image, seeds, spacing, prior, params, region=region, margin_mm=margin, roi=roi, labels=True
+            )
         data["pred"] = MetaTensor(torch.as_tensor(pred), meta=dict(image_t.meta))
-        data["result"] = {"method": self.method, "mode": mode, "prior": source,
-                          "refine_seconds": round(time.time() - start, 3)}
+        data["result"] = {
+            "method": self.method,
+            "mode": mode,
+            "prior": source,
+            "refine_seconds": round(time.time() - start, 3),
+        }
         return data
 
     @staticmethod
@@ -191,8 +221,11 @@ class ScribbleRefinement(BasicInferTask):
         if not name:
             return None
         if name not in self.segmentation:
-            raise RequestError(f"prior_model {name!r} is not a segmentation model of this app; "
-                               f"choose one of {sorted(self.segmentation)}", 404)
+            raise RequestError(
+                f"prior_model {name!r} is not a segmentation model of this app; "
+                f"choose one of {sorted(self.segmentation)}",
+                404,
+            )
         return self.segmentation[name].probabilities(data["image_path"], data.get("device", "cpu"))
 
     def _binary_prior(self, data, binary, seeds):
@@ -205,11 +238,20 @@ class ScribbleRefinement(BasicInferTask):
             p = model[labels[selected.lower()]]
             return np.stack([1.0 - p, p]), p > 0.5, f"model:{data['prior_model']}"
         if binary.prior.any():
-            conf = _number(data, "prior_confidence_segmentation", 0.9,
-                           "the probability the current segment gets, above 1/2 (two classes) and below 1",
-                           low=0.5, high=1.0, inclusive=False)
-            return (segmentation_prior(binary.prior.astype(np.int64), 2, conf, seeds=seeds), binary.prior,
-                    "segmentation")
+            conf = _number(
+                data,
+                "prior_confidence_segmentation",
+                0.9,
+                "the probability the current segment gets, above 1/2 (two classes) and below 1",
+                low=0.5,
+                high=1.0,
+                inclusive=False,
+            )
+            return (
+                segmentation_prior(binary.prior.astype(np.int64), 2, conf, seeds=seeds),
+                binary.prior,
+                "segmentation",
+            )
         self._check_two_classes(seeds)
         return None, None, "strokes"
 
@@ -226,5 +268,7 @@ class ScribbleRefinement(BasicInferTask):
         if len(classes) == 0:
             raise ValueError("no scribbles in the label: draw at least one stroke")
         if len(classes) < 2:
-            raise ValueError("strokes of a single class and no prior to refine: add background strokes "
-                             "(or name a trained prior_model)")
+            raise ValueError(
+                "strokes of a single class and no prior to refine: add background strokes "
+                "(or name a trained prior_model)"
+            )

@@ -37,16 +37,14 @@ from monai.transforms import (
     NormalizeIntensityd,
     SqueezeDimd,
 )
+from monailabel.interfaces.tasks.infer_v2 import InferType
+from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from lib.errors import RequestError
 from lib.infers.inferer import SegmentationInferer
 from lib.scribbles.convention import BACKGROUND_CLASS, ScribbleConvention
 from lib.trainers.publish import label_set_mismatch
 from lib.transforms import KeepAnchoredComponentsd, KeepLargestObjectd, Spacingd
-
-from monailabel.interfaces.tasks.infer_v2 import InferType
-from monailabel.tasks.infer.basic_infer import BasicInferTask
-
 
 PROBABILITIES = "return_probabilities"
 """Request flag: return the softmax at the input geometry instead of the label map."""
@@ -67,8 +65,11 @@ def component_mode(value: Any, labels: Optional[Dict[str, int]] = None) -> Union
     names = {str(k).lower(): int(v) for k, v in (labels or {}).items()}
     if key in names:
         return names[key]
-    raise ValueError(f"largest_component must be one of true, class, object, false"
-                     + "".join(f", {n}" for n in sorted(names)) + f" (a structure: the anchor); got {value!r}")
+    raise ValueError(
+        "largest_component must be one of true, class, object, false"
+        + "".join(f", {n}" for n in sorted(names))
+        + f" (a structure: the anchor); got {value!r}"
+    )
 
 
 def threshold_foreground(probabilities: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -96,15 +97,31 @@ class ScribbleSegmentation(BasicInferTask):
         config: extra request defaults shown in ``/info``.
     """
 
-    def __init__(self, name: str, path: Sequence[str], network: torch.nn.Module, convention: ScribbleConvention,
-                 meta_path: str, target_spacing: Optional[Sequence[float]] = None, description: str = "",
-                 config: Optional[Dict[str, Any]] = None, foreground_threshold: Optional[float] = None,
-                 largest_component: Any = "class", **kwargs):
-        super().__init__(path=list(path), network=network, type=InferType.SEGMENTATION,
-                         labels=dict(convention.labels), dimension=3,
-                         description=description or f"Segmentation by the '{name}' recipe",
-                         config={"result_dtype": "uint8", "largest_component": str(largest_component), **(config or {})},
-                         load_strict=True, **kwargs)
+    def __init__(
+        self,
+        name: str,
+        path: Sequence[str],
+        network: torch.nn.Module,
+        convention: ScribbleConvention,
+        meta_path: str,
+        target_spacing: Optional[Sequence[float]] = None,
+        description: str = "",
+        config: Optional[Dict[str, Any]] = None,
+        foreground_threshold: Optional[float] = None,
+        largest_component: Any = "class",
+        **kwargs,
+    ):
+        super().__init__(
+            path=list(path),
+            network=network,
+            type=InferType.SEGMENTATION,
+            labels=dict(convention.labels),
+            dimension=3,
+            description=description or f"Segmentation by the '{name}' recipe",
+            config={"result_dtype": "uint8", "largest_component": str(largest_component), **(config or {})},
+            load_strict=True,
+            **kwargs,
+        )
         self.name, self.convention = name, convention
         self.meta_path, self.default_spacing = meta_path, target_spacing
         if foreground_threshold is not None and not 0.0 < float(foreground_threshold) < 1.0:
@@ -123,16 +140,22 @@ class ScribbleSegmentation(BasicInferTask):
         """409 when the published model was trained for another label set than this server's."""
         reason = label_set_mismatch(self.meta_path, self.convention.labels)
         if reason:
-            raise RequestError(f"model '{self.name}' was {reason}; POST /train/{self.name} (3D Slicer: Train) "
-                               f"trains it for these labels from fresh weights", 409)
+            raise RequestError(
+                f"model '{self.name}' was {reason}; POST /train/{self.name} (3D Slicer: Train) "
+                f"trains it for these labels from fresh weights",
+                409,
+            )
 
     def target_spacing(self) -> Sequence[float]:
         if os.path.exists(self.meta_path):
             with open(self.meta_path) as f:
                 return json.load(f)["target_spacing"]
         if self.default_spacing is None:
-            raise RequestError(f"model '{self.name}' has weights but no {os.path.basename(self.meta_path)} "
-                               f"recording its training spacing; set --conf target_spacing or retrain", 409)
+            raise RequestError(
+                f"model '{self.name}' has weights but no {os.path.basename(self.meta_path)} "
+                f"recording its training spacing; set --conf target_spacing or retrain",
+                409,
+            )
         return self.default_spacing
 
     def _get_network(self, device, data):
@@ -142,14 +165,20 @@ class ScribbleSegmentation(BasicInferTask):
             return super()._get_network(device, data)
         except Exception as e:
             reason = (str(e).strip().splitlines() or [""])[0][:200]
-            raise RequestError(f"the weights of model '{self.name}' ({self.get_path()}) cannot be loaded "
-                               f"({type(e).__name__}: {reason}); retrain it (POST /train/{self.name}) or restore "
-                               f"the file", 409) from None
+            raise RequestError(
+                f"the weights of model '{self.name}' ({self.get_path()}) cannot be loaded "
+                f"({type(e).__name__}: {reason}); retrain it (POST /train/{self.name}) or restore "
+                f"the file",
+                409,
+            ) from None
 
     def __call__(self, request, callbacks: Optional[Dict[Any, Callable]] = None):
         if not self.is_trained():
-            raise RequestError(f"model '{self.name}' has not been trained yet: run POST /train/{self.name} "
-                               f"(3D Slicer: Train) once scribbles are submitted", 409)
+            raise RequestError(
+                f"model '{self.name}' has not been trained yet: run POST /train/{self.name} "
+                f"(3D Slicer: Train) once scribbles are submitted",
+                409,
+            )
         self.check_label_set()
         try:
             component_mode(request.get("largest_component", self.largest_component), self.convention.labels)
@@ -161,13 +190,16 @@ class ScribbleSegmentation(BasicInferTask):
         """Built once per training geometry: ``Invertd`` must invert with the very instances that ran."""
         spacing = tuple(self.target_spacing())
         if self._pre is None or self._pre[0] != spacing:
-            self._pre = (spacing, [
-                LoadImaged("image", image_only=True),
-                EnsureChannelFirstd("image"),
-                Spacingd("image", pixdim=spacing, mode="bilinear"),
-                NormalizeIntensityd("image"),
-                EnsureTyped("image", dtype=torch.float32),
-            ])
+            self._pre = (
+                spacing,
+                [
+                    LoadImaged("image", image_only=True),
+                    EnsureChannelFirstd("image"),
+                    Spacingd("image", pixdim=spacing, mode="bilinear"),
+                    NormalizeIntensityd("image"),
+                    EnsureTyped("image", dtype=torch.float32),
+                ],
+            )
         return self._pre[1]
 
     def inferer(self, data=None):
@@ -191,8 +223,11 @@ class ScribbleSegmentation(BasicInferTask):
             discrete = [AsDiscreted("pred", argmax=True)]
         mode = component_mode((data or {}).get("largest_component", self.largest_component), self.convention.labels)
         if mode == "class":  # one connected blob per structure: stray islands become background
-            discrete.append(KeepLargestConnectedComponentd("pred", applied_labels=list(self.convention.labels.values()),
-                                                          is_onehot=False, independent=True))
+            discrete.append(
+                KeepLargestConnectedComponentd(
+                    "pred", applied_labels=list(self.convention.labels.values()), is_onehot=False, independent=True
+                )
+            )
         elif mode == "object":  # the largest organ blob, then one blob per structure in it
             discrete.append(KeepLargestObjectd("pred"))
         elif mode is not None:  # the anchor's largest blob, then per structure the blob bordering it most
@@ -202,8 +237,12 @@ class ScribbleSegmentation(BasicInferTask):
     def probabilities(self, image_path: str, device: str) -> np.ndarray:
         """Softmax ``(C, H, W, D)`` at the input's geometry, cached per image file and model weights
         (a second scribble round on the same image does not rerun the network)."""
-        key = (os.path.abspath(image_path), os.stat(image_path).st_mtime_ns, self.get_path(),
-               os.stat(self.get_path()).st_mtime_ns if self.get_path() else 0)
+        key = (
+            os.path.abspath(image_path),
+            os.stat(image_path).st_mtime_ns,
+            self.get_path(),
+            os.stat(self.get_path()).st_mtime_ns if self.get_path() else 0,
+        )
         with self._cache_lock:
             if key in self._prob_cache:
                 self._prob_cache.move_to_end(key)

@@ -26,9 +26,9 @@ from lib.scribbles.convention import BACKGROUND_CLASS
 
 class ActiveBoundaryLoss(nn.Module):
     """Args:
-        spacing: voxel size in mm per spatial axis ``(s_x, s_y, s_z)``.
-        lambda_in: ``lambda1``; lambda_out: ``lambda2``.
-        eps: inside the square root of the surface term.
+    spacing: voxel size in mm per spatial axis ``(s_x, s_y, s_z)``.
+    lambda_in: ``lambda1``; lambda_out: ``lambda2``.
+    eps: inside the square root of the surface term.
     """
 
     def __init__(self, spacing: Sequence[float], lambda_in: float = 1.0, lambda_out: float = 0.1, eps: float = 1e-8):
@@ -45,9 +45,15 @@ class ActiveBoundaryLoss(nn.Module):
             probabilities: ``(B, C, H, W, D)`` softmax output.
             image: ``(B, 1, H, W, D)`` intensities.
         """
-        if probabilities.ndim != 5 or image.shape[0] != probabilities.shape[0] or image.shape[2:] != probabilities.shape[2:]:
-            raise ValueError(f"need (B, C, H, W, D) probabilities and a (B, 1, H, W, D) image, got "
-                             f"{tuple(probabilities.shape)} and {tuple(image.shape)}")
+        if (
+            probabilities.ndim != 5
+            or image.shape[0] != probabilities.shape[0]
+            or image.shape[2:] != probabilities.shape[2:]
+        ):
+            raise ValueError(
+                f"need (B, C, H, W, D) probabilities and a (B, 1, H, W, D) image, got "
+                f"{tuple(probabilities.shape)} and {tuple(image.shape)}"
+            )
         u = probabilities[:, [k for k in range(probabilities.shape[1]) if k != BACKGROUND_CLASS]].float()
         v = image.float()
         dims = tuple(range(2, 5))

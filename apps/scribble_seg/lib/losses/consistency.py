@@ -31,8 +31,9 @@ def largest_component_labels(probabilities: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(out, device=probabilities.device)
 
 
-def global_consistency(p_mix: torch.Tensor, p_a: torch.Tensor, p_b: torch.Tensor, mix_mask: torch.Tensor,
-                       kept: torch.Tensor) -> torch.Tensor:
+def global_consistency(
+    p_mix: torch.Tensor, p_a: torch.Tensor, p_b: torch.Tensor, mix_mask: torch.Tensor, kept: torch.Tensor
+) -> torch.Tensor:
     """``L_global`` (see the module docstring); masks ``(B, 1, H, W)``."""
     target = mix_mask * p_a + (1.0 - mix_mask) * p_b
     cos = F.cosine_similarity(p_mix, target, dim=1, eps=1e-8)

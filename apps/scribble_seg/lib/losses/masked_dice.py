@@ -29,8 +29,13 @@ class MaskedDiceLoss(nn.Module):
         smooth_nr: ``eps_nr``; smooth_dr: ``eps_dr``.
     """
 
-    def __init__(self, convention: ScribbleConvention, include_background: bool = True, smooth_nr: float = 1e-5,
-                 smooth_dr: float = 1e-5):
+    def __init__(
+        self,
+        convention: ScribbleConvention,
+        include_background: bool = True,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+    ):
         super().__init__()
         self.convention = convention
         self.include_background = include_background

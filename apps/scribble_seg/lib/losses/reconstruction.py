@@ -44,6 +44,8 @@ class WeightedReconstructionLoss(nn.Module):
 
     def forward(self, reconstruction: torch.Tensor, image: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         if reconstruction.shape != image.shape or weights.shape != image.shape:
-            raise ValueError(f"reconstruction {tuple(reconstruction.shape)}, image {tuple(image.shape)} and weights "
-                             f"{tuple(weights.shape)} must have the same shape")
+            raise ValueError(
+                f"reconstruction {tuple(reconstruction.shape)}, image {tuple(image.shape)} and weights "
+                f"{tuple(weights.shape)} must have the same shape"
+            )
         return (weights * (image.float() - reconstruction.float()) ** 2).mean()

@@ -52,8 +52,9 @@ def scribble_priors(targets: torch.Tensor, annotated: torch.Tensor, num_classes:
     return torch.bincount(t.long().flatten(), minlength=num_classes).float() / t.numel()
 
 
-def em_mixture_ratios(probabilities: torch.Tensor, pi0: torch.Tensor, tol: float = 1e-3,
-                      max_iterations: int = 100) -> torch.Tensor:
+def em_mixture_ratios(
+    probabilities: torch.Tensor, pi0: torch.Tensor, tol: float = 1e-3, max_iterations: int = 100
+) -> torch.Tensor:
     """Saerens EM on posteriors ``(N, C)`` of unannotated voxels; returns ``pi`` ``(C,)``."""
     p = probabilities.detach().double()
     pi0 = pi0.double().to(p.device)
@@ -81,8 +82,14 @@ def plausible_mixture_ratios(pi: torch.Tensor, pi0: torch.Tensor, max_ratio: flo
     return (pi, True) if ok else (pi0, False)
 
 
-def spatial_affinity(probabilities: torch.Tensor, image: torch.Tensor, spacing: Sequence[float],
-                     sigma_xy_mm: float = 6.0, sigma_intensity: float = 0.1, radius: int = 8) -> torch.Tensor:
+def spatial_affinity(
+    probabilities: torch.Tensor,
+    image: torch.Tensor,
+    spacing: Sequence[float],
+    sigma_xy_mm: float = 6.0,
+    sigma_intensity: float = 0.1,
+    radius: int = 8,
+) -> torch.Tensor:
     """``s_k(i)`` ``(B, C, H, W)`` of probabilities ``(B, C, H, W)`` and image ``(B, 1, H, W)``."""
     B, C, H, W = probabilities.shape
     p = F.pad(probabilities, (radius,) * 4)
@@ -94,14 +101,20 @@ def spatial_affinity(probabilities: torch.Tensor, image: torch.Tensor, spacing: 
             if dy == 0 and dx == 0:
                 continue
             ys, xs = slice(radius + dy, radius + dy + H), slice(radius + dx, radius + dx + W)
-            spatial = ((dy * sy) ** 2 + (dx * sx) ** 2) / (2 * sigma_xy_mm ** 2)
-            gate = torch.exp(-spatial - (image - img[..., ys, xs]) ** 2 / (2 * sigma_intensity ** 2))
+            spatial = ((dy * sy) ** 2 + (dx * sx) ** 2) / (2 * sigma_xy_mm**2)
+            gate = torch.exp(-spatial - (image - img[..., ys, xs]) ** 2 / (2 * sigma_intensity**2))
             acc = acc + gate * p[..., ys, xs]
     return probabilities * acc
 
 
-def spatial_prior_loss(probabilities: torch.Tensor, image: torch.Tensor, unannotated: torch.Tensor,
-                       pi: torch.Tensor, spacing: Sequence[float], **kernel) -> torch.Tensor:
+def spatial_prior_loss(
+    probabilities: torch.Tensor,
+    image: torch.Tensor,
+    unannotated: torch.Tensor,
+    pi: torch.Tensor,
+    spacing: Sequence[float],
+    **kernel,
+) -> torch.Tensor:
     """``L_prior`` for probabilities ``(B, C, H, W)``, image ``(B, 1, H, W)``, the unannotated mask
     ``(B, H, W)`` and mixture ratios ``pi`` ``(C,)``; differentiable in ``probabilities``."""
     s = spatial_affinity(probabilities, image, spacing, **kernel).detach()

@@ -3,7 +3,9 @@ import torch
 from lib.scribbles.convention import ScribbleConvention
 
 
-def check_logits_and_scribbles(logits: torch.Tensor, scribbles: torch.Tensor, convention: ScribbleConvention) -> torch.Tensor:
+def check_logits_and_scribbles(
+    logits: torch.Tensor, scribbles: torch.Tensor, convention: ScribbleConvention
+) -> torch.Tensor:
     """Validate shapes; return the scribble map as ``(B, *spatial)`` int64."""
     if logits.ndim < 3:
         raise ValueError(f"logits must be (B, C, *spatial), got shape {tuple(logits.shape)}")

@@ -19,8 +19,9 @@ from monai.utils import MetricReduction
 from lib.scribbles.convention import ScribbleConvention
 
 
-def dice_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
-                   evaluated: Optional[torch.Tensor] = None) -> torch.Tensor:
+def dice_per_class(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, evaluated: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Dice of classes ``1..num_classes-1`` between two class-index maps of the same shape.
 
     Returns ``(num_classes - 1,)`` float64 with NaN where a class is in neither map.
@@ -56,7 +57,9 @@ def hd95_per_class(pred, target, num_classes: int, spacing: Sequence[float]) -> 
     for k in range(1, num_classes):
         p, t = pred == k, target == k
         if p.any() and t.any():
-            d = compute_hausdorff_distance(p[None, None], t[None, None], percentile=95, spacing=[float(s) for s in spacing])
+            d = compute_hausdorff_distance(
+                p[None, None], t[None, None], percentile=95, spacing=[float(s) for s in spacing]
+            )
             out[k - 1] = float(d.item())
     return out
 
@@ -67,8 +70,10 @@ def evaluate(pred, target, convention: ScribbleConvention, spacing: Sequence[flo
     dice = dice_per_class(torch.as_tensor(np.asarray(pred)), torch.as_tensor(np.asarray(target)), k).numpy()
     hd = hd95_per_class(pred, target, k, spacing)
     prec = precision_per_class(pred, target, k)
-    return {name: {"dice": float(dice[i]), "hd95": float(hd[i]), "precision": float(prec[i])}
-            for i, name in enumerate(convention.labels)}
+    return {
+        name: {"dice": float(dice[i]), "hd95": float(hd[i]), "precision": float(prec[i])}
+        for i, name in enumerate(convention.labels)
+    }
 
 
 class DiceMetric(CumulativeIterationMetric):

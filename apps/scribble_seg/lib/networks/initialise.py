@@ -45,6 +45,8 @@ def seeded_copy(network: nn.Module, seed: int) -> nn.Module:
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
             elif any(True for _ in module.parameters(recurse=False)):
-                raise TypeError(f"module {name or type(net).__name__} ({type(module).__name__}) has parameters "
-                                f"but no reset_parameters(): it cannot be re-initialised from a seed")
+                raise TypeError(
+                    f"module {name or type(net).__name__} ({type(module).__name__}) has parameters "
+                    f"but no reset_parameters(): it cannot be re-initialised from a seed"
+                )
     return net

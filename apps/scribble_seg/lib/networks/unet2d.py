@@ -62,7 +62,10 @@ class UNet2DBN(nn.Module):
             raise ValueError(f"convs_per_level must be >= 1, got {convs_per_level}")
         self.divisor = 2 ** (len(features) - 1)
         self.down = nn.ModuleList(
-            [_block(in_channels if i == 0 else features[i - 1], f, convs_per_level, dropout) for i, f in enumerate(features)]
+            [
+                _block(in_channels if i == 0 else features[i - 1], f, convs_per_level, dropout)
+                for i, f in enumerate(features)
+            ]
         )
         self.up_conv = nn.ModuleList()
         self.up_block = nn.ModuleList()
@@ -100,6 +103,12 @@ class UNet2DBN(nn.Module):
 class ExModUNet(UNet2DBN):
     """ExMod's expanded UNet: :class:`UNet2DBN` with 4 Conv-ReLU-BN layers per level."""
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 4, features: Sequence[int] = (64, 128, 256, 512, 1024),
-                 convs_per_level: int = 4, dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 4,
+        features: Sequence[int] = (64, 128, 256, 512, 1024),
+        convs_per_level: int = 4,
+        dropout: float = 0.0,
+    ):
         super().__init__(in_channels, out_channels, features, convs_per_level, dropout)

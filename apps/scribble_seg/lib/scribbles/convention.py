@@ -273,8 +273,10 @@ class ScribbleConvention:
         s = np.asarray(seeds)
         bad = np.setdiff1d(present_values(s), [NO_SEED, *range(self.num_classes)])
         if bad.size:
-            raise ValueError(f"seed map holds values {bad.tolist()} that are neither class indices 0..{len(self.labels)} "
-                             f"nor NO_SEED ({NO_SEED})")
+            raise ValueError(
+                f"seed map holds values {bad.tolist()} that are neither class indices 0..{len(self.labels)} "
+                f"nor NO_SEED ({NO_SEED})"
+            )
         return np.where(s == NO_SEED, UNANNOTATED, self.from_dense(np.where(s == NO_SEED, BACKGROUND_CLASS, s)))
 
     def from_dense(self, mask: np.ndarray) -> np.ndarray:

@@ -75,8 +75,13 @@ class DenseCRFParams:
         return replace(base, **updates)
 
 
-def dense_crf(image: np.ndarray, prior: np.ndarray, spacing: Sequence[float], seeds: np.ndarray = None,
-              params: DenseCRFParams = DenseCRFParams()) -> np.ndarray:
+def dense_crf(
+    image: np.ndarray,
+    prior: np.ndarray,
+    spacing: Sequence[float],
+    seeds: np.ndarray = None,
+    params: DenseCRFParams = DenseCRFParams(),
+) -> np.ndarray:
     """Refine ``prior`` with a 3D dense CRF.
 
     Args:
@@ -125,9 +130,12 @@ def dense_crf(image: np.ndarray, prior: np.ndarray, spacing: Sequence[float], se
         feats = create_pairwise_gaussian(sdims=tuple(params.gaussian_spatial_mm / spacing), shape=image.shape)
         crf.addPairwiseEnergy(np.ascontiguousarray(feats, dtype=np.float32), compat=params.gaussian_weight)
     if params.bilateral_weight > 0:
-        feats = create_pairwise_bilateral(sdims=tuple(params.bilateral_spatial_mm / spacing),
-                                          schan=(params.bilateral_intensity,),
-                                          img=normalise_intensity(image)[..., None], chdim=3)
+        feats = create_pairwise_bilateral(
+            sdims=tuple(params.bilateral_spatial_mm / spacing),
+            schan=(params.bilateral_intensity,),
+            img=normalise_intensity(image)[..., None],
+            chdim=3,
+        )
         crf.addPairwiseEnergy(np.ascontiguousarray(feats, dtype=np.float32), compat=params.bilateral_weight)
     q = np.asarray(crf.inference(int(params.iterations)), dtype=np.float32).reshape(prior.shape)
     if seeded is not None:

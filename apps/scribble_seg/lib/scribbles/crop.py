@@ -6,8 +6,9 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 
-def roi_box(masks: Sequence[np.ndarray], spacing: Sequence[float], margin_mm: float,
-            roi: Optional[Sequence[int]] = None) -> Tuple[slice, ...]:
+def roi_box(
+    masks: Sequence[np.ndarray], spacing: Sequence[float], margin_mm: float, roi: Optional[Sequence[int]] = None
+) -> Tuple[slice, ...]:
     """Slices of the bounding box of the union of ``masks`` grown by ``margin_mm`` (per-axis voxels
     from ``spacing``), intersected with a Slicer ROI ``[x0, x1, y0, y1, z0, z1]`` when given.
 

@@ -39,8 +39,14 @@ def _best_box(saliency: torch.Tensor, bh: int, bw: int) -> Tuple[int, int]:
     return idx // sums.shape[1], idx % sums.shape[1]
 
 
-def saliency_cutmix(image_a: torch.Tensor, scribbles_a: torch.Tensor, image_b: torch.Tensor,
-                    scribbles_b: torch.Tensor, saliency_b: Optional[torch.Tensor] = None, alpha: float = 0.5):
+def saliency_cutmix(
+    image_a: torch.Tensor,
+    scribbles_a: torch.Tensor,
+    image_b: torch.Tensor,
+    scribbles_b: torch.Tensor,
+    saliency_b: Optional[torch.Tensor] = None,
+    alpha: float = 0.5,
+):
     """Mix ``b``'s most salient box into ``a`` (see the module docstring).
 
     Returns:
@@ -56,10 +62,10 @@ def saliency_cutmix(image_a: torch.Tensor, scribbles_a: torch.Tensor, image_b: t
     mask = torch.ones_like(image_a, dtype=torch.float32)
     for n in range(B):
         area = float(1.0 - lam[n]) * H * W  # the box is b's share
-        bh = int(min(H, max(1, round(area ** 0.5 * (H / W) ** 0.5))))
+        bh = int(min(H, max(1, round(area**0.5 * (H / W) ** 0.5))))
         bw = int(min(W, max(1, round(area / bh))))
         y, x = _best_box(sal[n, 0], bh, bw)
-        mask[n, :, y:y + bh, x:x + bw] = 0.0
+        mask[n, :, y : y + bh, x : x + bw] = 0.0
     m = mask.bool()
     return (torch.where(m, image_a, image_b), torch.where(m, scribbles_a, scribbles_b), mask)
 
@@ -72,8 +78,7 @@ def mixup(image_a: torch.Tensor, image_b: torch.Tensor, alpha: float = 0.5):
     return mask * image_a + (1 - mask) * image_b, mask
 
 
-def occlude(image: torch.Tensor, scribbles: torch.Tensor, size: int = 32,
-            generator: Optional[torch.Generator] = None):
+def occlude(image: torch.Tensor, scribbles: torch.Tensor, size: int = 32, generator: Optional[torch.Generator] = None):
     """Cutout one ``size x size`` square per slice (centre uniform over the slice, clipped).
 
     Returns:
@@ -84,6 +89,6 @@ def occlude(image: torch.Tensor, scribbles: torch.Tensor, size: int = 32,
     for n in range(B):
         cy = int(torch.randint(0, H, (1,), generator=generator))
         cx = int(torch.randint(0, W, (1,), generator=generator))
-        kept[n, :, max(0, cy - size // 2):cy + size - size // 2, max(0, cx - size // 2):cx + size - size // 2] = 0.0
+        kept[n, :, max(0, cy - size // 2) : cy + size - size // 2, max(0, cx - size // 2) : cx + size - size // 2] = 0.0
     hole = ~kept.bool()
     return image.masked_fill(hole, 0.0), scribbles.masked_fill(hole, UNANNOTATED), kept

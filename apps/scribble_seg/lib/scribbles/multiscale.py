@@ -70,8 +70,9 @@ def coarse_index(index: np.ndarray, shape: Sequence[int], ratio: Sequence[int]) 
     return np.ravel_multi_index(tuple(c // r for c, r in zip(coords, ratio)), up)
 
 
-def coarse_seeds(index: np.ndarray, classes: np.ndarray, shape: Sequence[int],
-                 ratio: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
+def coarse_seeds(
+    index: np.ndarray, classes: np.ndarray, shape: Sequence[int], ratio: Sequence[int]
+) -> Tuple[np.ndarray, np.ndarray]:
     """Strokes on the grid above: a block takes the class of its stroke voxels, and stays unseeded
     when it holds strokes of two classes (the finer level decides there).
 

@@ -19,7 +19,7 @@ from typing import Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from .convention import BACKGROUND_CLASS, ScribbleConvention, UNANNOTATED
+from .convention import BACKGROUND_CLASS, UNANNOTATED, ScribbleConvention
 from .template import MIN_POINTS, fit_template, rasterise
 
 Points = Dict[int, np.ndarray]
@@ -32,8 +32,10 @@ def _check_counts(points: Points, convention: ScribbleConvention) -> Points:
     names = {v: k for k, v in convention.labels.items()}
     few = {names[c]: len(p) for c, p in points.items() if len(p) < MIN_POINTS}
     if few:
-        raise ValueError(f"each structure needs at least {MIN_POINTS} surface points; got " +
-                         ", ".join(f"{n} for '{k}'" for k, n in few.items()))
+        raise ValueError(
+            f"each structure needs at least {MIN_POINTS} surface points; got "
+            + ", ".join(f"{n} for '{k}'" for k, n in few.items())
+        )
     return points
 
 
@@ -45,13 +47,16 @@ def points_from_labelmap(label: np.ndarray, convention: ScribbleConvention) -> P
     values = np.setdiff1d(np.unique(label), [UNANNOTATED])
     unknown = np.setdiff1d(values, list(convention.labels.values()))
     if unknown.size:
-        raise ValueError(f"points label map holds values {unknown.tolist()} that are not class ids "
-                         f"{sorted(convention.labels.values())}")
+        raise ValueError(
+            f"points label map holds values {unknown.tolist()} that are not class ids "
+            f"{sorted(convention.labels.values())}"
+        )
     return _check_counts({int(v): np.argwhere(label == v) for v in values}, convention)
 
 
-def points_from_json(points: Mapping[str, Sequence[Sequence[float]]], convention: ScribbleConvention,
-                     shape: Tuple[int, int, int]) -> Points:
+def points_from_json(
+    points: Mapping[str, Sequence[Sequence[float]]], convention: ScribbleConvention, shape: Tuple[int, int, int]
+) -> Points:
     """``{"<label name>": [[x, y, z], ...]}`` in voxel coordinates (rounded to the nearest voxel)."""
     if not isinstance(points, Mapping):
         raise ValueError('points must be {"<label name>": [[x, y, z], ...]}')

@@ -72,8 +72,9 @@ def sharpened(probs: np.ndarray, power: float) -> np.ndarray:
     return (out / out.sum(axis=0, keepdims=True)).astype(np.float32)
 
 
-def segmentation_prior(segmentation: np.ndarray, num_classes: int, confidence: float = 0.8,
-                       seeds: Optional[np.ndarray] = None) -> np.ndarray:
+def segmentation_prior(
+    segmentation: np.ndarray, num_classes: int, confidence: float = 0.8, seeds: Optional[np.ndarray] = None
+) -> np.ndarray:
     """One-hot of a class-index map, softened: ``confidence`` for its class, the rest shared.
 
     With ``seeds`` (``(H, W, D)`` class index at strokes, ``NO_SEED`` elsewhere), a connected piece
@@ -116,8 +117,14 @@ def contradicted(segmentation: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     return out
 
 
-def likelihood_prior(image01: np.ndarray, seeds: np.ndarray, num_classes: int, bins: int = 64,
-                     spacing: Optional[Sequence[float]] = None, proximity_mm: Optional[float] = 5.0) -> np.ndarray:
+def likelihood_prior(
+    image01: np.ndarray,
+    seeds: np.ndarray,
+    num_classes: int,
+    bins: int = 64,
+    spacing: Optional[Sequence[float]] = None,
+    proximity_mm: Optional[float] = 5.0,
+) -> np.ndarray:
     """Stroke intensity histograms (uniform class prior) times a proximity term (see the module doc).
 
     Args:
@@ -152,4 +159,3 @@ def likelihood_prior(image01: np.ndarray, seeds: np.ndarray, num_classes: int, b
             prob[c][box] = inside
     prob /= np.maximum(prob.sum(axis=0, keepdims=True), 1e-12)
     return prob
-

@@ -6,9 +6,9 @@ positions in mm through ``spacing`` so thick slices are handled) over the volume
 crossed by the strokes of exactly one class (background strokes included) becomes that class,
 one crossed by several classes is left out (``M_voxel = 0`` in the paper), one crossed by none
 stays unannotated. The strokes themselves always keep their class. Optionally a class is
-propagated through supervoxels of its own size (:func:`propagate_multiscale`; not in the paper). The result is returned as a
-**scribble map of the same convention** -- a denser one -- so the partial cross-entropy restricted
-to ``M_voxel`` is just :class:`lib.losses.PartialCrossEntropyLoss` on it.
+propagated through supervoxels of its own size (:func:`propagate_multiscale`; not in the paper).
+The result is returned as a **scribble map of the same convention** -- a denser one -- so the
+partial cross-entropy restricted to ``M_voxel`` is just :class:`lib.losses.PartialCrossEntropyLoss` on it.
 
 **Static boundary.** Per-slice edge maps of the intensity-normalised image, stacked into a 3D
 pseudo boundary in [0, 1] (the paper uses HED, whose weights cannot be downloaded here; its own
@@ -87,13 +87,21 @@ class PropagationParams:
         return out
 
 
-def supervoxels(image: np.ndarray, spacing: Sequence[float], params: PropagationParams = PropagationParams()) -> np.ndarray:
+def supervoxels(
+    image: np.ndarray, spacing: Sequence[float], params: PropagationParams = PropagationParams()
+) -> np.ndarray:
     """SLIC supervoxel ids ``(H, W, D)`` (from 1), about ``supervoxel_mm`` across."""
     img01 = normalise_intensity(image)
     volume_mm3 = float(np.prod(np.asarray(img01.shape) * np.asarray(spacing, dtype=float)))
     n_segments = max(2, int(round(volume_mm3 / params.supervoxel_mm**3)))
-    return slic(img01, n_segments=n_segments, compactness=params.compactness, channel_axis=None,
-                spacing=np.asarray(spacing, dtype=float), start_label=1)
+    return slic(
+        img01,
+        n_segments=n_segments,
+        compactness=params.compactness,
+        channel_axis=None,
+        spacing=np.asarray(spacing, dtype=float),
+        start_label=1,
+    )
 
 
 def propagate_labels(scribbles: np.ndarray, segments: np.ndarray, convention: ScribbleConvention) -> np.ndarray:
@@ -123,8 +131,13 @@ def propagate_labels(scribbles: np.ndarray, segments: np.ndarray, convention: Sc
     return pseudo
 
 
-def propagate_multiscale(image: np.ndarray, scribbles: np.ndarray, spacing: Sequence[float],
-                         convention: ScribbleConvention, params: PropagationParams = PropagationParams()) -> np.ndarray:
+def propagate_multiscale(
+    image: np.ndarray,
+    scribbles: np.ndarray,
+    spacing: Sequence[float],
+    convention: ScribbleConvention,
+    params: PropagationParams = PropagationParams(),
+) -> np.ndarray:
     """Pseudo scribble map with a supervoxel size per class (:meth:`PropagationParams.sizes`).
 
     Class ``k`` takes the voxels that :func:`propagate_labels` gives it on supervoxels of its own
@@ -148,8 +161,9 @@ def propagate_multiscale(image: np.ndarray, scribbles: np.ndarray, spacing: Sequ
     return out
 
 
-def background_beyond_strokes(pseudo: np.ndarray, scribbles: np.ndarray, convention: ScribbleConvention,
-                              slice_axis: int = -1) -> np.ndarray:
+def background_beyond_strokes(
+    pseudo: np.ndarray, scribbles: np.ndarray, convention: ScribbleConvention, slice_axis: int = -1
+) -> np.ndarray:
     """Pseudo scribble map whose slices outside the stroked range are background strokes.
 
     With strokes in slices ``z0..z1`` along ``slice_axis`` (any stroke, background included),
@@ -174,12 +188,13 @@ def background_beyond_strokes(pseudo: np.ndarray, scribbles: np.ndarray, convent
     if stroked.size == 0:
         return out
     moved[..., : stroked[0]] = convention.background_scribble_id
-    moved[..., stroked[-1] + 1:] = convention.background_scribble_id
+    moved[..., stroked[-1] + 1 :] = convention.background_scribble_id
     return out
 
 
-def static_boundary(image: np.ndarray, spacing: Sequence[float], params: PropagationParams = PropagationParams(),
-                    slice_axis: int = -1) -> np.ndarray:
+def static_boundary(
+    image: np.ndarray, spacing: Sequence[float], params: PropagationParams = PropagationParams(), slice_axis: int = -1
+) -> np.ndarray:
     """Per-slice edge map stacked into ``(H, W, D)`` float32 in [0, 1] (Canny: binary; Sobel: magnitude)."""
     img01 = np.moveaxis(normalise_intensity(image), slice_axis, -1)
     axis = slice_axis % 3
@@ -197,8 +212,13 @@ def static_boundary(image: np.ndarray, spacing: Sequence[float], params: Propaga
     return np.moveaxis(out, -1, slice_axis)
 
 
-def propagate(image: np.ndarray, scribbles: np.ndarray, spacing: Sequence[float], convention: ScribbleConvention,
-              params: PropagationParams = PropagationParams()) -> Tuple[np.ndarray, np.ndarray]:
+def propagate(
+    image: np.ndarray,
+    scribbles: np.ndarray,
+    spacing: Sequence[float],
+    convention: ScribbleConvention,
+    params: PropagationParams = PropagationParams(),
+) -> Tuple[np.ndarray, np.ndarray]:
     """``(pseudo scribble map, static boundary)`` of one volume (slices along the last axis)."""
     pseudo = propagate_multiscale(image, scribbles, spacing, convention, params)
     if params.outer_slices_background:

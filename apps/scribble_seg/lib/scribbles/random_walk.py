@@ -78,7 +78,9 @@ class RandomWalkParams:
                 try:
                     updates[f.name] = type(getattr(cls(), f.name))(float(request[f.name]))
                 except (TypeError, ValueError):
-                    raise ValueError(f"random-walk parameter {f.name} must be a number, got {request[f.name]!r}") from None
+                    raise ValueError(
+                        f"random-walk parameter {f.name} must be a number, got {request[f.name]!r}"
+                    ) from None
         return replace(cls(), **updates)
 
 
@@ -103,9 +105,14 @@ def edge_weights(step: np.ndarray, spacing_mm: float, finest_mm: float, beta: fl
     return conductance * (np.exp(-beta * step.astype(np.float64) ** 2 / (10.0 * sigma)) + 1e-10)
 
 
-def free_system(image01: np.ndarray, free: np.ndarray, spacing: Sequence[float], beta: float,
-                sigma: Optional[float] = None, window: Optional[Tuple[float, float]] = None
-                ) -> Tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray]:
+def free_system(
+    image01: np.ndarray,
+    free: np.ndarray,
+    spacing: Sequence[float],
+    beta: float,
+    sigma: Optional[float] = None,
+    window: Optional[Tuple[float, float]] = None,
+) -> Tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray]:
     """The random walker's system on the free voxels only: ``L_UU`` and the edges to fixed voxels.
 
     Only the edges that touch a free voxel are built, so the cost grows with the free set, not with
@@ -154,9 +161,15 @@ def free_system(image01: np.ndarray, free: np.ndarray, spacing: Sequence[float],
     return A, np.concatenate(fixed_rows), np.concatenate(fixed_index), np.concatenate(fixed_weights)
 
 
-def random_walk(image: np.ndarray, seeds: np.ndarray, spacing: Sequence[float], num_classes: int,
-                prior: Optional[np.ndarray] = None, params: RandomWalkParams = RandomWalkParams(),
-                fixed: Optional[np.ndarray] = None) -> np.ndarray:
+def random_walk(
+    image: np.ndarray,
+    seeds: np.ndarray,
+    spacing: Sequence[float],
+    num_classes: int,
+    prior: Optional[np.ndarray] = None,
+    params: RandomWalkParams = RandomWalkParams(),
+    fixed: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """Random walk with strokes as seeds and ``prior`` as a data term.
 
     Args:
@@ -194,15 +207,22 @@ def random_walk(image: np.ndarray, seeds: np.ndarray, spacing: Sequence[float], 
     out[flat[seeded], seeded] = 1.0
     if free.any():
         p = prior.reshape(num_classes, -1)[:, free] if prior is not None else None
-        out[:, free] = walk_free(normalise_intensity(image), free.reshape(image.shape), spacing, flat.__getitem__,
-                                 num_classes, p, params)
+        out[:, free] = walk_free(
+            normalise_intensity(image), free.reshape(image.shape), spacing, flat.__getitem__, num_classes, p, params
+        )
     return out.reshape((num_classes,) + image.shape)
 
 
-def walk_free(image01: np.ndarray, free: np.ndarray, spacing: Sequence[float],
-              fixed_class: Callable[[np.ndarray], np.ndarray], num_classes: int,
-              prior: Optional[np.ndarray], params: RandomWalkParams,
-              window: Optional[Tuple[float, float]] = None) -> np.ndarray:
+def walk_free(
+    image01: np.ndarray,
+    free: np.ndarray,
+    spacing: Sequence[float],
+    fixed_class: Callable[[np.ndarray], np.ndarray],
+    num_classes: int,
+    prior: Optional[np.ndarray],
+    params: RandomWalkParams,
+    window: Optional[Tuple[float, float]] = None,
+) -> np.ndarray:
     """The random walk's probabilities on the free voxels, every other voxel fixed to one class.
 
     Args:
@@ -236,8 +256,9 @@ def walk_free(image01: np.ndarray, free: np.ndarray, spacing: Sequence[float],
             rhs += gamma * p[c]
         if not rhs.any() and (p is None or not p[c].any()):
             continue  # a class with neither seeds nor prior mass stays 0
-        x, _ = cg(A, rhs, x0=p[c] if p is not None else None, rtol=params.tol, maxiter=int(params.max_iterations),
-                  M=jacobi)
+        x, _ = cg(
+            A, rhs, x0=p[c] if p is not None else None, rtol=params.tol, maxiter=int(params.max_iterations), M=jacobi
+        )
         out[c] = x
         solved.append(c)
     out[num_classes - 1] = 1.0 - out[solved].sum(axis=0) if solved else 1.0

@@ -14,7 +14,7 @@ Returns probabilities ``(C, H, W, D)``, or with ``labels=True`` their class map 
 answers; on the pyramid it never builds full-size probabilities).
 """
 
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -49,10 +49,20 @@ Dice from 25 mm down to 20 mm (0.921) at 27 % less time; the random walk loses D
 without a spatial prior (0.58 at 15 mm vs 0.62)."""
 
 
-def refine(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Sequence[float], prior: np.ndarray,
-           params: Union[DenseCRFParams, RandomWalkParams], region: Optional[np.ndarray] = None,
-           margin_mm: Optional[float] = None, roi: Optional[Sequence[int]] = None,
-           max_voxels: int = MAX_SOLVE_VOXELS, labels: bool = False, crf_on_walk: bool = True) -> np.ndarray:
+def refine(
+    method: str,
+    image: np.ndarray,
+    seeds: np.ndarray,
+    spacing: Sequence[float],
+    prior: np.ndarray,
+    params: Union[DenseCRFParams, RandomWalkParams],
+    region: Optional[np.ndarray] = None,
+    margin_mm: Optional[float] = None,
+    roi: Optional[Sequence[int]] = None,
+    max_voxels: int = MAX_SOLVE_VOXELS,
+    labels: bool = False,
+    crf_on_walk: bool = True,
+) -> np.ndarray:
     """Refine ``prior`` (``(C, H, W, D)``) from ``seeds`` with ``method`` (``crf`` or ``random_walk``);
     ``margin_mm`` defaults to :data:`DEFAULT_MARGIN_MM` of the method. Returns the probabilities,
     or with ``labels`` their ``(H, W, D)`` uint8 class map (:func:`class_map`).
@@ -73,17 +83,27 @@ def refine(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Sequence[
     masks = [foreground if foreground.any() else stroked] + ([np.asarray(region, bool)] if region is not None else [])
     box = roi_box(masks, spacing, margin_mm, roi)
     band = params if isinstance(params, RandomWalkParams) else RandomWalkParams()
-    solved = _solve_box(_solver(method, params, crf_on_walk), image, seeds, spacing, prior, box, max_voxels, band,
-                        labels)
+    solved = _solve_box(
+        _solver(method, params, crf_on_walk), image, seeds, spacing, prior, box, max_voxels, band, labels
+    )
     out = class_map(prior) if labels else prior.copy()
     out[(Ellipsis,) + box] = solved
     return out
 
 
-def from_strokes(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Sequence[float], num_classes: int,
-                 params: Union[DenseCRFParams, RandomWalkParams], margin_mm: Optional[float] = None,
-                 roi: Optional[Sequence[int]] = None, max_voxels: int = MAX_SOLVE_VOXELS,
-                 reach_mm: float = STROKE_WALK_REACH_MM, labels: bool = False) -> np.ndarray:
+def from_strokes(
+    method: str,
+    image: np.ndarray,
+    seeds: np.ndarray,
+    spacing: Sequence[float],
+    num_classes: int,
+    params: Union[DenseCRFParams, RandomWalkParams],
+    margin_mm: Optional[float] = None,
+    roi: Optional[Sequence[int]] = None,
+    max_voxels: int = MAX_SOLVE_VOXELS,
+    reach_mm: float = STROKE_WALK_REACH_MM,
+    labels: bool = False,
+) -> np.ndarray:
     """Segment from strokes alone (no model, no current segment): ``(C, H, W, D)`` probabilities,
     or with ``labels`` their ``(H, W, D)`` uint8 class map.
 
@@ -107,8 +127,9 @@ def from_strokes(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Seq
     rw = params if isinstance(params, RandomWalkParams) else RandomWalkParams()
 
     def walk_params(sp):
-        return RandomWalkParams(beta=rw.beta, gamma=absorption(sp, reach_mm), tol=rw.tol,
-                                max_iterations=rw.max_iterations)
+        return RandomWalkParams(
+            beta=rw.beta, gamma=absorption(sp, reach_mm), tol=rw.tol, max_iterations=rw.max_iterations
+        )
 
     def flat(shape):
         uniform = np.zeros((num_classes,) + tuple(shape), dtype=np.float32)
@@ -119,9 +140,18 @@ def from_strokes(method: str, image: np.ndarray, seeds: np.ndarray, spacing: Seq
         walk = _solve("random_walk", img, sd, sp, flat(img.shape), walk_params(sp), faces)
         if method == "random_walk":
             return walk
-        return refine(method, img, sd, sp, sharpened(walk, WALK_SHARPNESS), params,
-                      region=class_map(walk) != BACKGROUND_CLASS,
-                      margin_mm=margin_mm, max_voxels=np.iinfo(np.int64).max, crf_on_walk=False)
+        return refine(
+            method,
+            img,
+            sd,
+            sp,
+            sharpened(walk, WALK_SHARPNESS),
+            params,
+            region=class_map(walk) != BACKGROUND_CLASS,
+            margin_mm=margin_mm,
+            max_voxels=np.iinfo(np.int64).max,
+            crf_on_walk=False,
+        )
 
     whole = roi_box([seeds != NO_SEED], spacing, np.inf, roi)  # the whole volume, within the ROI
     solved = _solve_box(solve, image, seeds, spacing, None, whole, max_voxels, walk_params(spacing), labels)
@@ -177,6 +207,7 @@ def _solver(method, params, crf_on_walk: bool = True) -> Callable:
             walk = _solve("random_walk", image, seeds, spacing, prior, RandomWalkParams(), faces)
             prior = sharpened(walk, WALK_SHARPNESS)
         return _solve(method, image, seeds, spacing, prior, params, faces)
+
     return solve
 
 
@@ -191,17 +222,35 @@ def _coarse_to_fine(solve, image, seeds, spacing, prior, sides, ratios, band_par
     time, the band along the boundary re-solved by a random walk (``band_params``) pulled toward
     the level above, every other voxel fixed to its parent's class."""
     strokes = np.flatnonzero(seeds != NO_SEED)
-    levels = [dict(image=image, shape=image.shape, spacing=list(spacing), prior=prior,
-                   strokes=(strokes, seeds.ravel()[strokes].astype(np.int64)))]
+    levels = [
+        dict(
+            image=image,
+            shape=image.shape,
+            spacing=list(spacing),
+            prior=prior,
+            strokes=(strokes, seeds.ravel()[strokes].astype(np.int64)),
+        )
+    ]
     for r in ratios:
         below = levels[-1]
         img = block_mean(below["image"], r)
-        levels.append(dict(image=img, shape=img.shape, spacing=[s * k for s, k in zip(below["spacing"], r)],
-                           prior=block_mean(below["prior"], r) if below["prior"] is not None else None,
-                           strokes=coarse_seeds(*below["strokes"], below["shape"], r)))
+        levels.append(
+            dict(
+                image=img,
+                shape=img.shape,
+                spacing=[s * k for s, k in zip(below["spacing"], r)],
+                prior=block_mean(below["prior"], r) if below["prior"] is not None else None,
+                strokes=coarse_seeds(*below["strokes"], below["shape"], r),
+            )
+        )
     top = levels[-1]
-    probs = solve(top["image"], _seed_grid(top["strokes"], top["shape"]), top["spacing"], top["prior"],
-                  _open_faces(top["shape"], sides))
+    probs = solve(
+        top["image"],
+        _seed_grid(top["strokes"], top["shape"]),
+        top["spacing"],
+        top["prior"],
+        _open_faces(top["shape"], sides),
+    )
     for level, r in reversed(list(enumerate(ratios))):
         probs = _walk_down(probs, levels[level], r, band_params, labels=labels and level == 0)
     return probs
@@ -232,8 +281,16 @@ def _walk_down(coarse: np.ndarray, level: dict, ratio, params: RandomWalkParams,
             return cls
 
         pulled_to = coarse.reshape(num_classes, -1)[:, coarse_index(band, shape, ratio)]
-        solved = walk_free(level["image"], band, level["spacing"], fixed_class, num_classes, pulled_to, params,
-                           window=intensity_window(level["image"]))
+        solved = walk_free(
+            level["image"],
+            band,
+            level["spacing"],
+            fixed_class,
+            num_classes,
+            pulled_to,
+            params,
+            window=intensity_window(level["image"]),
+        )
     if labels:
         out = expand(parent, ratio, shape)
         flat = out.reshape(-1)

@@ -46,8 +46,9 @@ def welch_p_value(mean_a, var_a, mean_b, var_b, n: int) -> np.ndarray:
     return np.where(degenerate, np.where(diff > 0, 0.0, 1.0), p)
 
 
-def uncertain_voxels(label: np.ndarray, logit_mean: np.ndarray, logit_var: np.ndarray, passes: int,
-                     alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+def uncertain_voxels(
+    label: np.ndarray, logit_mean: np.ndarray, logit_var: np.ndarray, passes: int, alpha: float = DEFAULT_ALPHA
+) -> np.ndarray:
     """``(H, W, D)`` mask of voxels whose label and runner-up class are not significantly apart.
 
     Args:
@@ -64,15 +65,23 @@ def uncertain_voxels(label: np.ndarray, logit_mean: np.ndarray, logit_var: np.nd
     np.put_along_axis(others, label, -np.inf, axis=0)
     runner_up = others.argmax(axis=0)[None]
     take = lambda a, idx: np.take_along_axis(a, idx, axis=0)[0]  # noqa: E731
-    p = welch_p_value(take(logit_mean, label), take(logit_var, label), take(logit_mean, runner_up),
-                      take(logit_var, runner_up), passes)
+    p = welch_p_value(
+        take(logit_mean, label), take(logit_var, label), take(logit_mean, runner_up), take(logit_var, runner_up), passes
+    )
     return p >= alpha
 
 
-def relabel(probabilities: np.ndarray, seeds: np.ndarray, image: Optional[np.ndarray] = None,
-            spacing: Optional[Sequence[float]] = None, crf: Optional[DenseCRFParams] = None,
-            logit_mean: Optional[np.ndarray] = None, logit_var: Optional[np.ndarray] = None,
-            passes: int = 0, alpha: float = DEFAULT_ALPHA) -> np.ndarray:
+def relabel(
+    probabilities: np.ndarray,
+    seeds: np.ndarray,
+    image: Optional[np.ndarray] = None,
+    spacing: Optional[Sequence[float]] = None,
+    crf: Optional[DenseCRFParams] = None,
+    logit_mean: Optional[np.ndarray] = None,
+    logit_var: Optional[np.ndarray] = None,
+    passes: int = 0,
+    alpha: float = DEFAULT_ALPHA,
+) -> np.ndarray:
     """New training labels of one volume (see the module docstring).
 
     Args:

@@ -28,8 +28,14 @@ DEFAULT_TAU = 0.99
 """Can et al.'s threshold for cardiac MR (``rw_threshold`` in their configs)."""
 
 
-def seed_areas(image: np.ndarray, seeds: np.ndarray, spacing: Sequence[float], num_classes: int,
-               tau: float = DEFAULT_TAU, beta: float = RandomWalkParams.beta) -> np.ndarray:
+def seed_areas(
+    image: np.ndarray,
+    seeds: np.ndarray,
+    spacing: Sequence[float],
+    num_classes: int,
+    tau: float = DEFAULT_TAU,
+    beta: float = RandomWalkParams.beta,
+) -> np.ndarray:
     """Grow strokes into confident seed areas.
 
     Args:
@@ -49,7 +55,8 @@ def seed_areas(image: np.ndarray, seeds: np.ndarray, spacing: Sequence[float], n
     # walkers absorbed at a small rate (a flat prior, as the strokes-only refinement): far from every
     # stroke the walk stays undecided rather than handing the voxel to whichever stroke it reaches
     flat = np.full((num_classes,) + seeds.shape, 1.0 / num_classes, dtype=np.float32)
-    probabilities = random_walk(image, seeds, spacing, num_classes, flat,
-                                params=RandomWalkParams(beta=beta, gamma=ABSORPTION))
+    probabilities = random_walk(
+        image, seeds, spacing, num_classes, flat, params=RandomWalkParams(beta=beta, gamma=ABSORPTION)
+    )
     grown = np.where(probabilities.max(axis=0) > tau, probabilities.argmax(axis=0), NO_SEED)
     return np.where(seeds != NO_SEED, seeds, grown).astype(np.int64)

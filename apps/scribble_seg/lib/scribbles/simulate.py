@@ -255,8 +255,9 @@ def slicer_protocol(slices: Optional[int]) -> ScribbleSimulation:
     """How a radiologist scribbles in Slicer: an interior stroke of each structure on ``slices``
     axial slices spread over it (``None``: every slice that shows a structure), and two background
     arcs 3-8 mm outside the structures on the same slices."""
-    return ScribbleSimulation(slices=slices, background_strokes=2, background_distance_mm=(3.0, 8.0),
-                              far_background_distance_mm=(3.0, 8.0))
+    return ScribbleSimulation(
+        slices=slices, background_strokes=2, background_distance_mm=(3.0, 8.0), far_background_distance_mm=(3.0, 8.0)
+    )
 
 
 def _background_stroke(sl, spacing2d, distance_mm: Tuple[float, float], fraction, thicken, rng) -> np.ndarray:

@@ -39,7 +39,7 @@ class RadialTemplate:
     def radius_towards(self, u: np.ndarray) -> np.ndarray:
         """``r(u)`` (mm) for unit vectors ``u`` ``(M, 3)``."""
         angle = np.arccos(np.clip(u @ self.directions.T, -1.0, 1.0))
-        return self.radius + np.exp(-angle**2 / (2 * self.sigma**2)) @ self.weights
+        return self.radius + np.exp(-(angle**2) / (2 * self.sigma**2)) @ self.weights
 
 
 def fit_template(points_mm: np.ndarray, sigma_factor: float = 1.0, smoothness: float = 0.05) -> RadialTemplate:
@@ -68,13 +68,14 @@ def fit_template(points_mm: np.ndarray, sigma_factor: float = 1.0, smoothness: f
     u = offsets / r[:, None]
     sigma = sigma_factor * np.sqrt(4 * np.pi / len(p))
     template = RadialTemplate(centre, u, np.zeros(len(p)), float(r.mean()), float(sigma))
-    kernel = np.exp(-np.arccos(np.clip(u @ u.T, -1.0, 1.0))**2 / (2 * sigma**2))
+    kernel = np.exp(-(np.arccos(np.clip(u @ u.T, -1.0, 1.0)) ** 2) / (2 * sigma**2))
     weights = np.linalg.solve(kernel + smoothness * np.eye(len(p)), r - template.radius)
     return RadialTemplate(centre, u, weights, template.radius, template.sigma)
 
 
-def rasterise(template: RadialTemplate, shape: Tuple[int, int, int], spacing: Sequence[float],
-              chunk: int = 65536) -> np.ndarray:
+def rasterise(
+    template: RadialTemplate, shape: Tuple[int, int, int], spacing: Sequence[float], chunk: int = 65536
+) -> np.ndarray:
     """Boolean ``shape`` mask of the template, voxel ``(i, j, k)`` at ``(i, j, k) * spacing`` mm."""
     spacing = np.asarray(spacing, dtype=np.float64)
     mask = np.zeros(int(np.prod(shape)), dtype=bool)
@@ -87,10 +88,10 @@ def rasterise(template: RadialTemplate, shape: Tuple[int, int, int], spacing: Se
     grid = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), -1).reshape(-1, 3)
     flat = np.ravel_multi_index(grid.T, shape)
     for start in range(0, len(grid), chunk):
-        x = grid[start:start + chunk] * spacing - template.centre
+        x = grid[start : start + chunk] * spacing - template.centre
         d = np.linalg.norm(x, axis=1)
         u = x / np.maximum(d, 1e-12)[:, None]
-        mask[flat[start:start + chunk]] = d <= template.radius_towards(u)
+        mask[flat[start : start + chunk]] = d <= template.radius_towards(u)
     return mask.reshape(shape)
 
 

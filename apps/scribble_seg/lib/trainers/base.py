@@ -40,7 +40,6 @@ from monai.data import ThreadDataLoader
 from monai.engines.utils import IterationEvents
 from monai.handlers import IgniteMetricHandler, LrScheduleHandler, from_engine, stopping_fn_from_metric
 from monai.transforms import (
-    DeleteItemsd,
     EnsureChannelFirstd,
     EnsureTyped,
     FgBgToIndicesd,
@@ -56,6 +55,8 @@ from monai.transforms import (
 )
 from monai.utils import set_determinism
 from monai.utils.enums import CommonKeys as Keys
+from monailabel.interfaces.datastore import Datastore
+from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 from torch.utils.data import RandomSampler
 
 from lib.datasets.study import read_spacing
@@ -69,9 +70,6 @@ from lib.transforms import AnnotatedMaskd, ScribbleMapd, Spacingd
 from .parameters import TRAINING_PARAMETERS, Parser, check_parameters
 from .precise_bn import PreciseBatchNormHandler
 from .publish import AtomicPublisher, label_set_mismatch
-
-from monailabel.interfaces.datastore import Datastore
-from monailabel.tasks.train.basic_train import BasicTrainTask, Context
 
 logger = logging.getLogger(__name__)
 
@@ -149,9 +147,18 @@ class ScribbleTrainTask(BasicTrainTask):
             "seed": 0,
         }
         defaults.update(config or {})
-        super().__init__(model_dir, description, config=defaults, amp=True, load_path=load_path,
-                         publish_path=publish_path, labels=dict(convention.labels), disable_meta_tracking=True,
-                         tracking=None, **kwargs)
+        super().__init__(
+            model_dir,
+            description,
+            config=defaults,
+            amp=True,
+            load_path=load_path,
+            publish_path=publish_path,
+            labels=dict(convention.labels),
+            disable_meta_tracking=True,
+            tracking=None,
+            **kwargs,
+        )
         self._network = network
         self.convention = convention
         self.scribble_tag, self.gt_tag = scribble_tag, gt_tag
@@ -198,8 +205,11 @@ class ScribbleTrainTask(BasicTrainTask):
         return True
 
     def missing_targets_message(self) -> str:
-        what = f"dense ground truth (tag '{self.gt_tag}' or gt_dir)" if self.dense_targets else \
-            f"scribbles under tag '{self.scribble_tag}'"
+        what = (
+            f"dense ground truth (tag '{self.gt_tag}' or gt_dir)"
+            if self.dense_targets
+            else f"scribbles under tag '{self.scribble_tag}'"
+        )
         return f"no volume in the datastore has {what}: submit labels first"
 
     def _gt_path(self, datastore: Datastore, image_id: str, gt_dir: Optional[str]) -> Optional[str]:
@@ -244,20 +254,31 @@ class ScribbleTrainTask(BasicTrainTask):
         patch = [int(p) for p in context.request["patch_size"]]
         pos = float(context.request.get("pos_fraction", 0.75))
         keys = ["image", "label"] + self.extra_batch_keys(context)
-        return self.load_transforms(context, with_gt=False) + self.recipe_transforms(context) + [
-            AnnotatedMaskd("label", self.convention),
-            SpatialPadd(keys + ["annotated"], spatial_size=patch),
-            FgBgToIndicesd("annotated"),
-            RandCropByPosNegLabeld(keys, label_key="annotated", spatial_size=patch, pos=pos, neg=1.0 - pos,
-                                   num_samples=1, fg_indices_key="annotated_fg_indices",
-                                   bg_indices_key="annotated_bg_indices"),
-            RandFlipd(keys, prob=0.5, spatial_axis=0),
-            RandFlipd(keys, prob=0.5, spatial_axis=1),
-            RandRotate90d(keys, prob=0.5, spatial_axes=(0, 1)),
-            RandScaleIntensityd("image", factors=0.1, prob=0.5),
-            RandShiftIntensityd("image", offsets=0.1, prob=0.5),
-            SelectItemsd(keys),
-        ]
+        return (
+            self.load_transforms(context, with_gt=False)
+            + self.recipe_transforms(context)
+            + [
+                AnnotatedMaskd("label", self.convention),
+                SpatialPadd(keys + ["annotated"], spatial_size=patch),
+                FgBgToIndicesd("annotated"),
+                RandCropByPosNegLabeld(
+                    keys,
+                    label_key="annotated",
+                    spatial_size=patch,
+                    pos=pos,
+                    neg=1.0 - pos,
+                    num_samples=1,
+                    fg_indices_key="annotated_fg_indices",
+                    bg_indices_key="annotated_bg_indices",
+                ),
+                RandFlipd(keys, prob=0.5, spatial_axis=0),
+                RandFlipd(keys, prob=0.5, spatial_axis=1),
+                RandRotate90d(keys, prob=0.5, spatial_axes=(0, 1)),
+                RandScaleIntensityd("image", factors=0.1, prob=0.5),
+                RandShiftIntensityd("image", offsets=0.1, prob=0.5),
+                SelectItemsd(keys),
+            ]
+        )
 
     def recipe_transforms(self, context: Context) -> list:
         """Deterministic per-volume steps of a recipe (cached with the volume), after loading."""
@@ -296,13 +317,15 @@ class ScribbleTrainTask(BasicTrainTask):
 
     def optimizer(self, context: Context):
         r = context.request
-        return torch.optim.AdamW(context.network.parameters(), lr=float(r["learning_rate"]),
-                                 weight_decay=float(r.get("weight_decay", 1e-4)))
+        return torch.optim.AdamW(
+            context.network.parameters(), lr=float(r["learning_rate"]), weight_decay=float(r.get("weight_decay", 1e-4))
+        )
 
     def lr_scheduler_handler(self, context: Context):
         """Polynomial decay (power 0.9) over the run's epochs."""
-        scheduler = torch.optim.lr_scheduler.PolynomialLR(context.optimizer, total_iters=max(1, context.max_epochs),
-                                                          power=0.9)
+        scheduler = torch.optim.lr_scheduler.PolynomialLR(
+            context.optimizer, total_iters=max(1, context.max_epochs), power=0.9
+        )
         return LrScheduleHandler(scheduler, print_lr=False)
 
     def train_handlers(self, context: Context):
@@ -342,8 +365,11 @@ class ScribbleTrainTask(BasicTrainTask):
 
         def step(engine, batchdata):
             device = engine.state.device
-            batch = {k: (v.as_tensor() if hasattr(v, "as_tensor") else v).to(device, non_blocking=True)
-                     for k, v in batchdata.items() if torch.is_tensor(v)}
+            batch = {
+                k: (v.as_tensor() if hasattr(v, "as_tensor") else v).to(device, non_blocking=True)
+                for k, v in batchdata.items()
+                if torch.is_tensor(v)
+            }
             engine.state.output = {Keys.IMAGE: batch["image"], Keys.LABEL: batch["label"]}
             engine.network.train()
             engine.optimizer.zero_grad(set_to_none=True)
@@ -374,8 +400,11 @@ class ScribbleTrainTask(BasicTrainTask):
     def val_iteration_update(self, context: Context):
         def step(engine, batchdata):
             device = engine.state.device
-            batch = {k: (v.as_tensor() if hasattr(v, "as_tensor") else v).to(device)
-                     for k, v in batchdata.items() if torch.is_tensor(v)}
+            batch = {
+                k: (v.as_tensor() if hasattr(v, "as_tensor") else v).to(device)
+                for k, v in batchdata.items()
+                if torch.is_tensor(v)
+            }
             engine.network.eval()
             with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
                 pred = engine.inferer(batch["image"], engine.network)
@@ -389,17 +418,26 @@ class ScribbleTrainTask(BasicTrainTask):
 
     # ------------------------------------------------------------------------------- metrics
     def train_key_metric(self, context: Context):
-        return {"train_scribble_dice": IgniteMetricHandler(DiceMetric(self.convention, scribbles=True),
-                                                           output_transform=from_engine([Keys.PRED, Keys.LABEL]))}
+        return {
+            "train_scribble_dice": IgniteMetricHandler(
+                DiceMetric(self.convention, scribbles=True), output_transform=from_engine([Keys.PRED, Keys.LABEL])
+            )
+        }
 
     def val_key_metric(self, context: Context):
-        return {"val_scribble_dice": IgniteMetricHandler(DiceMetric(self.convention, scribbles=True),
-                                                         output_transform=from_engine([Keys.PRED, Keys.LABEL]))}
+        return {
+            "val_scribble_dice": IgniteMetricHandler(
+                DiceMetric(self.convention, scribbles=True), output_transform=from_engine([Keys.PRED, Keys.LABEL])
+            )
+        }
 
     def val_additional_metrics(self, context: Context):
         if context.val_datalist and all(GT_KEY in d for d in context.val_datalist):
-            return {"val_dice": IgniteMetricHandler(DiceMetric(self.convention, scribbles=False),
-                                                    output_transform=from_engine([Keys.PRED, GT_KEY]))}
+            return {
+                "val_dice": IgniteMetricHandler(
+                    DiceMetric(self.convention, scribbles=False), output_transform=from_engine([Keys.PRED, GT_KEY])
+                )
+            }
         return None
 
     # ------------------------------------------------------------------------ run/publish
@@ -408,7 +446,9 @@ class ScribbleTrainTask(BasicTrainTask):
         published model was trained for another label set: then fresh weights, whatever
         ``pretrained`` says (the heads' shapes differ; loading would fail mid-training)."""
         path = super().load_path(output_dir, pretrained)
-        reason = label_set_mismatch(meta_path(self._publish_path), self.convention.labels) if self._publish_path else None
+        reason = (
+            label_set_mismatch(meta_path(self._publish_path), self.convention.labels) if self._publish_path else None
+        )
         if path and reason:
             logger.warning(f"the published model was {reason}: training starts from fresh weights")
             return None
@@ -427,25 +467,41 @@ class ScribbleTrainTask(BasicTrainTask):
         if context.local_rank == 0:
             run_meta = os.path.join(context.output_dir, "meta.json")
             with open(run_meta, "w") as f:
-                json.dump({
-                    "target_spacing": context.request["target_spacing"],
-                    "patch_size": context.request["patch_size"],
-                    "labels": dict(self.convention.labels),
-                    "background_scribble_id": self.convention.background_scribble_id,
-                    "run_id": context.run_id,
-                }, f, indent=1)
+                json.dump(
+                    {
+                        "target_spacing": context.request["target_spacing"],
+                        "patch_size": context.request["patch_size"],
+                        "labels": dict(self.convention.labels),
+                        "background_scribble_id": self.convention.background_scribble_id,
+                        "run_id": context.run_id,
+                    },
+                    f,
+                    indent=1,
+                )
             publisher = AtomicPublisher(
-                self._stats_path, self._publish_path, self._key_metric_filename, context.start_ts, context.run_id,
-                context.output_dir, context.trainer, context.evaluator, meta_file=run_meta,
+                self._stats_path,
+                self._publish_path,
+                self._key_metric_filename,
+                context.start_ts,
+                context.run_id,
+                context.output_dir,
+                context.trainer,
+                context.evaluator,
+                meta_file=run_meta,
                 meta_publish_path=meta_path(self._publish_path) if self._publish_path else None,
-                extra_stats=self._extra_stats)
+                extra_stats=self._extra_stats,
+            )
             (context.evaluator or context.trainer).add_event_handler(Events.EPOCH_COMPLETED, publisher)
 
         patience = int(context.request.get("early_stop_patience", 0))
         if patience > 0 and context.evaluator:
             metric = next(iter(self.val_key_metric(context)))
-            context.evaluator.add_event_handler(Events.EPOCH_COMPLETED, EarlyStopping(
-                patience=patience, score_function=stopping_fn_from_metric(metric), trainer=context.trainer))
+            context.evaluator.add_event_handler(
+                Events.EPOCH_COMPLETED,
+                EarlyStopping(
+                    patience=patience, score_function=stopping_fn_from_metric(metric), trainer=context.trainer
+                ),
+            )
 
     def record_stats(self, key: str, value: Any) -> None:
         """Adds ``key`` to the published training stats (``GET /train/``, ``/info`` ``train_stats``)

@@ -69,13 +69,25 @@ class CanEMTrainTask(ScribbleTrainTask):
 
     parameters = {"recursions": integer(1), "epochs_per_recursion": integer(0), "mc_passes": integer(1)}
 
-    def __init__(self, *args, recursions: int = 3, epochs_per_recursion: int = 0, tau: float = DEFAULT_TAU,
-                 beta: float = RandomWalkParams.beta, crf: Optional[DenseCRFParams] = DenseCRFParams.can_et_al(),
-                 uncertainty: bool = True, passes: int = 50, mc_batch: Optional[int] = None,
-                 alpha: float = DEFAULT_ALPHA, relabel_tag: str = "can_em", **kwargs):
+    def __init__(
+        self,
+        *args,
+        recursions: int = 3,
+        epochs_per_recursion: int = 0,
+        tau: float = DEFAULT_TAU,
+        beta: float = RandomWalkParams.beta,
+        crf: Optional[DenseCRFParams] = DenseCRFParams.can_et_al(),
+        uncertainty: bool = True,
+        passes: int = 50,
+        mc_batch: Optional[int] = None,
+        alpha: float = DEFAULT_ALPHA,
+        relabel_tag: str = "can_em",
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
-        self._config.update({"recursions": int(recursions), "epochs_per_recursion": int(epochs_per_recursion),
-                             "mc_passes": int(passes)})
+        self._config.update(
+            {"recursions": int(recursions), "epochs_per_recursion": int(epochs_per_recursion), "mc_passes": int(passes)}
+        )
         self.tau, self.beta, self.crf, self.uncertainty = tau, beta, crf, uncertainty
         self.mc_batch, self.alpha, self.relabel_tag = mc_batch, float(alpha), relabel_tag
         self._datastore = None
@@ -87,8 +99,13 @@ class CanEMTrainTask(ScribbleTrainTask):
 
     # ------------------------------------------------------------------------ data / loss
     def _seed_areas_transform(self, request) -> SeedAreasd:
-        return SeedAreasd(self.convention, request["target_spacing"], self.tau, self.beta,
-                          cache_dir=os.path.join(self._model_dir, "seed_area_cache"))
+        return SeedAreasd(
+            self.convention,
+            request["target_spacing"],
+            self.tau,
+            self.beta,
+            cache_dir=os.path.join(self._model_dir, "seed_area_cache"),
+        )
 
     def recipe_transforms(self, context):
         return [self._seed_areas_transform(context.request), CurrentLabelsd(self._relabelled)]
@@ -113,9 +130,12 @@ class CanEMTrainTask(ScribbleTrainTask):
             # what CurrentLabelsd hands this M step: the last E step's map, else the seed areas
             labels = {i: self._relabelled.get(i, m) for i, m in seed_maps.items()}
             stats = super().train(rank, world_size, {**request, "max_epochs": per_recursion}, datalist)
-            entry = {"recursion": r + 1, "epochs": per_recursion,
-                     "labelled_fraction": float(np.mean([np.mean(self.convention.annotated(v)) for v in labels.values()])),
-                     "best_metric": stats.get("best_metric")}
+            entry = {
+                "recursion": r + 1,
+                "epochs": per_recursion,
+                "labelled_fraction": float(np.mean([np.mean(self.convention.annotated(v)) for v in labels.values()])),
+                "best_metric": stats.get("best_metric"),
+            }
             if rank == 0 and r + 1 < recursions:
                 entry.update(self._e_step(request, train_items, seed_maps, labels, r + 1))
             history.append(entry)
@@ -128,8 +148,10 @@ class CanEMTrainTask(ScribbleTrainTask):
     def _seed_area_maps(self, request, items) -> Dict[str, np.ndarray]:
         """Seed areas (scribble maps at the training spacing) of the training volumes, computed
         once per run (and cached on disk for the M steps' data pipeline)."""
-        pipeline = Compose(self.load_transforms(SimpleNamespace(request=request), with_gt=False)
-                           + [self._seed_areas_transform(request)])
+        pipeline = Compose(
+            self.load_transforms(SimpleNamespace(request=request), with_gt=False)
+            + [self._seed_areas_transform(request)]
+        )
         return {item["id"]: np.asarray(pipeline(dict(item))["label"][0]) for item in items}
 
     def _trained_network(self, request, device) -> torch.nn.Module:
@@ -140,8 +162,9 @@ class CanEMTrainTask(ScribbleTrainTask):
         network.load_state_dict(state.get(self._model_dict_key, state))
         return enable_mc_dropout(network) if self.uncertainty else network.eval()
 
-    def _e_step(self, request, items, seed_maps: Dict[str, np.ndarray], previous: Dict[str, np.ndarray],
-                recursion: int) -> Dict[str, Any]:
+    def _e_step(
+        self, request, items, seed_maps: Dict[str, np.ndarray], previous: Dict[str, np.ndarray], recursion: int
+    ) -> Dict[str, Any]:
         device = request["device"] if isinstance(request["device"], torch.device) else torch.device(request["device"])
         network, inferer = self._trained_network(request, device), SegmentationInferer()
         passes = int(request.get("mc_passes", 50))
@@ -154,25 +177,42 @@ class CanEMTrainTask(ScribbleTrainTask):
             seeds = self.convention.seeds(seed_maps[item["id"]])
             with torch.no_grad():
                 if self.uncertainty:
-                    maps = mc_dropout_maps(lambda b: inferer(b, network), image, passes,
-                                           passes_per_forward(device, self.mc_batch),
-                                           logit_moments=True)
-                    moments = {"logit_mean": maps["logit_mean"].cpu().numpy(),
-                               "logit_var": maps["logit_var"].cpu().numpy(), "passes": passes}
+                    maps = mc_dropout_maps(
+                        lambda b: inferer(b, network),
+                        image,
+                        passes,
+                        passes_per_forward(device, self.mc_batch),
+                        logit_moments=True,
+                    )
+                    moments = {
+                        "logit_mean": maps["logit_mean"].cpu().numpy(),
+                        "logit_var": maps["logit_var"].cpu().numpy(),
+                        "passes": passes,
+                    }
                     probabilities = maps["probabilities"].cpu().numpy()
                 else:
                     moments = {}
                     probabilities = torch.softmax(inferer(image, network).float(), 1)[0].cpu().numpy()
-            label = relabel(probabilities, seeds, image=d["image"][0].numpy(), spacing=spacing, crf=self.crf,
-                            alpha=self.alpha, **moments)
+            label = relabel(
+                probabilities,
+                seeds,
+                image=d["image"][0].numpy(),
+                spacing=spacing,
+                crf=self.crf,
+                alpha=self.alpha,
+                **moments,
+            )
             new = self.convention.from_seeds(label)
             changed.append(float(np.mean(new != previous[item["id"]])))
             labelled.append(float(np.mean(label != NO_SEED)))
             self._relabelled[item["id"]] = new.astype(np.int16)
             self._save(item, new, spacing, recursion)
         seconds = (time.time() - start) / max(1, len(items))
-        return {"relabelled_fraction": float(np.mean(labelled)), "changed_fraction": float(np.mean(changed)),
-                "relabel_seconds_per_volume": round(seconds, 2)}
+        return {
+            "relabelled_fraction": float(np.mean(labelled)),
+            "changed_fraction": float(np.mean(changed)),
+            "relabel_seconds_per_volume": round(seconds, 2),
+        }
 
     def _save(self, item, scribble_map: np.ndarray, spacing, recursion: int) -> None:
         """The relabelled map at the image's grid, under the datastore tag ``relabel_tag``."""
@@ -183,8 +223,16 @@ class CanEMTrainTask(ScribbleTrainTask):
         label = MetaTensor(torch.as_tensor(scribble_map, dtype=torch.float32)[None], affine=working.affine)
         back = ResampleToMatch(mode="nearest")(label, img_dst=image)
         with tempfile.TemporaryDirectory() as tmp:
-            SaveImage(output_dir=tmp, output_postfix="", output_ext=".nii.gz", separate_folder=False,
-                      output_dtype=np.uint8, resample=False, print_log=False)(back.to(torch.uint8), image.meta)
+            SaveImage(
+                output_dir=tmp,
+                output_postfix="",
+                output_ext=".nii.gz",
+                separate_folder=False,
+                output_dtype=np.uint8,
+                resample=False,
+                print_log=False,
+            )(back.to(torch.uint8), image.meta)
             path = next(os.path.join(tmp, f) for f in os.listdir(tmp))
-            self._datastore.save_label(item["id"], path, self.relabel_tag,
-                                       {"label_info": label_info(self.convention), "recursion": recursion})
+            self._datastore.save_label(
+                item["id"], path, self.relabel_tag, {"label_info": label_info(self.convention), "recursion": recursion}
+            )

@@ -50,8 +50,16 @@ class ExModTrainTask(ScribbleTrainTask):
             ``none`` (ablation: no mixed branch, no mix consistency).
     """
 
-    def __init__(self, *args, global_weight: float = 0.1, local_weight: float = 0.1, occlusion: int = 32,
-                 mix_alpha: float = 0.5, mix: str = "cutmix", **kwargs):
+    def __init__(
+        self,
+        *args,
+        global_weight: float = 0.1,
+        local_weight: float = 0.1,
+        occlusion: int = 32,
+        mix_alpha: float = 0.5,
+        mix: str = "cutmix",
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         if mix not in ("cutmix", "mixup", "none"):
             raise ValueError(f"mix must be 'cutmix' (saliency-guided), 'mixup' or 'none', got {mix!r}")
@@ -99,6 +107,11 @@ class ExModTrainTask(ScribbleTrainTask):
         terms["local"] = self.local_term(p, annotated) if self.local_weight > 0 else zero
         extra = self.extra_terms(engine, p, x, s)
         terms.update(extra)
-        terms["loss"] = (terms["sup"] + terms["mix"] + self.global_weight * terms["global"]
-                         + self.local_weight * terms["local"] + sum(extra.values(), zero))
+        terms["loss"] = (
+            terms["sup"]
+            + terms["mix"]
+            + self.global_weight * terms["global"]
+            + self.local_weight * terms["local"]
+            + sum(extra.values(), zero)
+        )
         return terms

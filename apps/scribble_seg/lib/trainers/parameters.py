@@ -115,8 +115,11 @@ def size3() -> Parser:
 
     def parse(value):
         value = _as_json(value)
-        if (not isinstance(value, (list, tuple)) or len(value) != 3
-                or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != 3
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)
+        ):
             raise ValueError(what)
         return [int(v) for v in value]
 
@@ -131,8 +134,11 @@ def spacing() -> Parser:
         if isinstance(value, str) and value.strip().lower() == "auto":
             return "auto"
         value = _as_json(value)
-        if (not isinstance(value, (list, tuple)) or len(value) != 3
-                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in value)):
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != 3
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in value)
+        ):
             raise ValueError(what)
         return [float(v) for v in value]
 
@@ -188,8 +194,9 @@ IGNORED_KEYS = ("model", "client_id")
 """Keys MONAI Label itself puts in a request (the route's model name; its client's id)."""
 
 
-def check_parameters(model: str, params: Optional[Mapping[str, Any]], known: Mapping[str, Parser],
-                     divisor: Sequence[int] = (1, 1, 1)) -> Dict[str, Any]:
+def check_parameters(
+    model: str, params: Optional[Mapping[str, Any]], known: Mapping[str, Parser], divisor: Sequence[int] = (1, 1, 1)
+) -> Dict[str, Any]:
     """The request's parameters, converted; :class:`RequestError` (422) for the first problem.
 
     Args:
@@ -217,7 +224,9 @@ def check_parameters(model: str, params: Optional[Mapping[str, Any]], known: Map
             raise RequestError(f"training parameter {key!r} of {model!r} must be {e}, got {value!r}") from None
     patch = checked.get("patch_size")
     if patch is not None and any(p % d for p, d in zip(patch, divisor)):
-        raise RequestError(f"training parameter 'patch_size' of {model!r} must be a multiple of the network's "
-                           f"down-sampling {list(divisor)} per axis, got {patch}; e.g. "
-                           f"{[max(d, p - p % d) for p, d in zip(patch, divisor)]}")
+        raise RequestError(
+            f"training parameter 'patch_size' of {model!r} must be a multiple of the network's "
+            f"down-sampling {list(divisor)} per axis, got {patch}; e.g. "
+            f"{[max(d, p - p % d) for p, d in zip(patch, divisor)]}"
+        )
     return checked

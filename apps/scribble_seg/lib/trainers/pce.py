@@ -17,8 +17,9 @@ class PceTrainTask(ScribbleTrainTask):
     """Partial cross-entropy + masked Dice."""
 
     def loss_function(self, context):
-        return torch.nn.ModuleDict({"pce": PartialCrossEntropyLoss(self.convention),
-                                    "dice": MaskedDiceLoss(self.convention)})
+        return torch.nn.ModuleDict(
+            {"pce": PartialCrossEntropyLoss(self.convention), "dice": MaskedDiceLoss(self.convention)}
+        )
 
     def compute_loss(self, engine, outputs, batch):
         logits = final_logits(outputs)

@@ -39,8 +39,14 @@ def atomic_copy(src: str, dst: str) -> None:
 class AtomicPublisher(PublishStatsAndModel):
     """``PublishStatsAndModel`` with atomic copies, publishing ``meta_file`` next to the weights."""
 
-    def __init__(self, *args, meta_file: Optional[str] = None, meta_publish_path: Optional[str] = None,
-                 extra_stats: Optional[Dict[str, Any]] = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        meta_file: Optional[str] = None,
+        meta_publish_path: Optional[str] = None,
+        extra_stats: Optional[Dict[str, Any]] = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.meta_file, self.meta_publish_path = meta_file, meta_publish_path
         self.extra_stats = extra_stats if extra_stats is not None else {}

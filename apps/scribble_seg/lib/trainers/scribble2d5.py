@@ -42,9 +42,18 @@ class Scribble2D5TrainTask(ScribbleTrainTask):
         propagation: supervoxel / edge parameters.
     """
 
-    def __init__(self, *args, lpm: bool = True, boundary: bool = True, abl: bool = True, beta_boundary: float = 0.3,
-                 beta_abl: float = 0.3, attention_supervision: float = 0.0,
-                 propagation: PropagationParams = PropagationParams(), **kwargs):
+    def __init__(
+        self,
+        *args,
+        lpm: bool = True,
+        boundary: bool = True,
+        abl: bool = True,
+        beta_boundary: float = 0.3,
+        beta_abl: float = 0.3,
+        attention_supervision: float = 0.0,
+        propagation: PropagationParams = PropagationParams(),
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.lpm, self.boundary, self.abl = lpm, boundary, abl
         self.beta_boundary, self.beta_abl, self.attention_supervision = beta_boundary, beta_abl, attention_supervision
@@ -60,17 +69,21 @@ class Scribble2D5TrainTask(ScribbleTrainTask):
         return (["pseudo"] if self.lpm else []) + (["boundary"] if self.boundary else [])
 
     def loss_function(self, context):
-        return torch.nn.ModuleDict({
-            "pce": PartialCrossEntropyLoss(self.convention),
-            "boundary": BoundaryLoss(),
-            "abl": ActiveBoundaryLoss(context.request["target_spacing"]),
-        })
+        return torch.nn.ModuleDict(
+            {
+                "pce": PartialCrossEntropyLoss(self.convention),
+                "boundary": BoundaryLoss(),
+                "abl": ActiveBoundaryLoss(context.request["target_spacing"]),
+            }
+        )
 
     def compute_loss(self, engine, outputs, batch):
         losses = engine.loss_function
         target = batch["pseudo"] if self.lpm else batch["label"]
-        terms = {"seg_initial": losses["pce"](outputs["initial"], target),
-                 "seg_final": losses["pce"](outputs["final"], target)}
+        terms = {
+            "seg_initial": losses["pce"](outputs["initial"], target),
+            "seg_final": losses["pce"](outputs["final"], target),
+        }
         total = terms["seg_initial"] + terms["seg_final"]
         if self.boundary:
             terms["boundary"] = losses["boundary"](outputs["boundary"], batch["boundary"])

@@ -50,8 +50,16 @@ class WeakNetTrainTask(ScribbleTrainTask):
 
     dense_targets = True  # the templates are dense masks
 
-    def __init__(self, *args, points_tag: str = "points", reconstruction_weight: float = 1.0, boundary_mm: float = 5.0,
-                 low_weight: float = 0.1, reconstructor_features=(8, 8, 16, 32, 64, 8), **kwargs):
+    def __init__(
+        self,
+        *args,
+        points_tag: str = "points",
+        reconstruction_weight: float = 1.0,
+        boundary_mm: float = 5.0,
+        low_weight: float = 0.1,
+        reconstructor_features=(8, 8, 16, 32, 64, 8),
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.points_tag = points_tag
         self.reconstruction_weight, self.boundary_mm, self.low_weight = reconstruction_weight, boundary_mm, low_weight
@@ -71,13 +79,18 @@ class WeakNetTrainTask(ScribbleTrainTask):
         except ValueError as e:
             raise RequestError(f"surface points of {image_id!r}: {e}") from None
         template = template_labels(points, tuple(label.shape), read_spacing(item["image"]))
-        item["label"] = write_nifti(os.path.join(self._model_dir, "templates", f"{image_id}.nii.gz"),
-                                    template.astype(np.uint8), np.asarray(label.affine))
+        item["label"] = write_nifti(
+            os.path.join(self._model_dir, "templates", f"{image_id}.nii.gz"),
+            template.astype(np.uint8),
+            np.asarray(label.affine),
+        )
         return True
 
     def missing_targets_message(self) -> str:
-        return (f"no volume in the datastore has surface points under tag '{self.points_tag}': "
-                f"click at least 4 points per structure and save them first")
+        return (
+            f"no volume in the datastore has surface points under tag '{self.points_tag}': "
+            f"click at least 4 points per structure and save them first"
+        )
 
     def recipe_transforms(self, context):
         return [TemplateWeightsd(self.convention, context.request["target_spacing"], self.boundary_mm, self.low_weight)]
@@ -87,15 +100,20 @@ class WeakNetTrainTask(ScribbleTrainTask):
 
     def optimizer(self, context):
         """One optimiser for the segmenter and the reconstructor ``g`` (created here, per run)."""
-        self._reconstructor = BasicUNet(spatial_dims=3, in_channels=self.convention.num_classes, out_channels=1,
-                                        features=self.reconstructor_features).to(context.device)
+        self._reconstructor = BasicUNet(
+            spatial_dims=3,
+            in_channels=self.convention.num_classes,
+            out_channels=1,
+            features=self.reconstructor_features,
+        ).to(context.device)
         r = context.request
         params = list(context.network.parameters()) + list(self._reconstructor.parameters())
         return torch.optim.AdamW(params, lr=float(r["learning_rate"]), weight_decay=float(r.get("weight_decay", 1e-4)))
 
     def loss_function(self, context):
-        return torch.nn.ModuleDict({"ce": PartialCrossEntropyLoss(self.convention),
-                                    "mse": WeightedReconstructionLoss()})
+        return torch.nn.ModuleDict(
+            {"ce": PartialCrossEntropyLoss(self.convention), "mse": WeightedReconstructionLoss()}
+        )
 
     def compute_loss(self, engine, outputs, batch):
         logits = final_logits(outputs)

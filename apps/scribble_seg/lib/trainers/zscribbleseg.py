@@ -34,14 +34,27 @@ class ZScribbleSegTrainTask(ExModTrainTask):
         max_ratio: an EM estimate is used only within this factor of ``pi^0`` (per class).
     """
 
-    def __init__(self, *args, prior_start_epoch: int = 5, prior_weight: float = 1.0, sigma_xy_mm: float = 6.0,
-                 sigma_intensity: float = 0.1, radius: int = 8, global_weight: float = 0.05, local_weight: float = 1.0,
-                 max_ratio: float = 4.0, **kwargs):
+    def __init__(
+        self,
+        *args,
+        prior_start_epoch: int = 5,
+        prior_weight: float = 1.0,
+        sigma_xy_mm: float = 6.0,
+        sigma_intensity: float = 0.1,
+        radius: int = 8,
+        global_weight: float = 0.05,
+        local_weight: float = 1.0,
+        max_ratio: float = 4.0,
+        **kwargs,
+    ):
         super().__init__(*args, global_weight=global_weight, local_weight=local_weight, **kwargs)
         self.prior_start_epoch, self.prior_weight = int(prior_start_epoch), float(prior_weight)
         self.max_ratio = float(max_ratio)
-        self.kernel = {"sigma_xy_mm": float(sigma_xy_mm), "sigma_intensity": float(sigma_intensity),
-                       "radius": int(radius)}
+        self.kernel = {
+            "sigma_xy_mm": float(sigma_xy_mm),
+            "sigma_intensity": float(sigma_intensity),
+            "radius": int(radius),
+        }
         self._in_plane = None  # mm, set per run from the training spacing
         self._pi: Dict[str, Any] = {}
 
@@ -52,11 +65,14 @@ class ZScribbleSegTrainTask(ExModTrainTask):
         self._pi = {}
         stats = super().train(rank, world_size, request, datalist)
         if self._pi.get("n"):
-            ratios = {"estimated": (self._pi["sum"] / self._pi["n"]).tolist(),
-                      "used": (self._pi["sum_used"] / self._pi["n"]).tolist(),
-                      "scribbles": (self._pi["sum0"] / self._pi["n"]).tolist(), "epoch": self._pi["epoch"],
-                      "fallback_fraction": self._pi["fallbacks"] / self._pi["n"],
-                      "classes": ["background"] + list(self.convention.labels)}
+            ratios = {
+                "estimated": (self._pi["sum"] / self._pi["n"]).tolist(),
+                "used": (self._pi["sum_used"] / self._pi["n"]).tolist(),
+                "scribbles": (self._pi["sum0"] / self._pi["n"]).tolist(),
+                "epoch": self._pi["epoch"],
+                "fallback_fraction": self._pi["fallbacks"] / self._pi["n"],
+                "classes": ["background"] + list(self.convention.labels),
+            }
             stats["mixture_ratios"] = ratios
             if rank == 0:
                 self.record_stats("mixture_ratios", ratios)
@@ -75,15 +91,22 @@ class ZScribbleSegTrainTask(ExModTrainTask):
         pi, used = plausible_mixture_ratios(estimate, pi0, self.max_ratio)
         if self._pi.get("epoch") != engine.state.epoch:
             zero = torch.zeros_like(pi.cpu())
-            self._pi = {"epoch": engine.state.epoch, "sum": zero.clone(), "sum_used": zero.clone(), "sum0": zero.clone(),
-                        "n": 0, "fallbacks": 0}
+            self._pi = {
+                "epoch": engine.state.epoch,
+                "sum": zero.clone(),
+                "sum_used": zero.clone(),
+                "sum0": zero.clone(),
+                "n": 0,
+                "fallbacks": 0,
+            }
         self._pi["sum"] += estimate.cpu()
         self._pi["sum_used"] += pi.cpu()
         self._pi["sum0"] += pi0.cpu()
         self._pi["n"] += 1
         self._pi["fallbacks"] += int(not used)
-        prior = spatial_prior_loss(probabilities, image, unannotated, pi.to(probabilities.device), self._in_plane,
-                                   **self.kernel)
+        prior = spatial_prior_loss(
+            probabilities, image, unannotated, pi.to(probabilities.device), self._in_plane, **self.kernel
+        )
         return {"prior": self.prior_weight * prior}
 
     def train_pre_transforms(self, context):

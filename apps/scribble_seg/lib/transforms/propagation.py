@@ -22,12 +22,25 @@ class PropagateScribblesd(Transform):
     retraining after new scribbles on other volumes reuses it. ``hits`` / ``misses`` count lookups.
     """
 
-    def __init__(self, convention: ScribbleConvention, spacing: Sequence[float], params: PropagationParams,
-                 cache_dir: Optional[str] = None, image_key: str = "image", label_key: str = "label",
-                 pseudo_key: str = "pseudo", boundary_key: str = "boundary"):
+    def __init__(
+        self,
+        convention: ScribbleConvention,
+        spacing: Sequence[float],
+        params: PropagationParams,
+        cache_dir: Optional[str] = None,
+        image_key: str = "image",
+        label_key: str = "label",
+        pseudo_key: str = "pseudo",
+        boundary_key: str = "boundary",
+    ):
         self.convention, self.spacing, self.params = convention, [float(s) for s in spacing], params
         self.cache = ContentCache(cache_dir)
-        self.image_key, self.label_key, self.pseudo_key, self.boundary_key = image_key, label_key, pseudo_key, boundary_key
+        self.image_key, self.label_key, self.pseudo_key, self.boundary_key = (
+            image_key,
+            label_key,
+            pseudo_key,
+            boundary_key,
+        )
 
     @property
     def hits(self) -> int:
@@ -41,8 +54,9 @@ class PropagateScribblesd(Transform):
         d = dict(data)
         image = np.asarray(d[self.image_key], dtype=np.float32)[0]
         label = np.asarray(d[self.label_key], dtype=np.int64)[0]
-        key = self.cache.key([image, label], repr((self.spacing, sorted(asdict(self.params).items()),
-                                                   self.convention.values)))
+        key = self.cache.key(
+            [image, label], repr((self.spacing, sorted(asdict(self.params).items()), self.convention.values))
+        )
         cached = self.cache.load(key)
         if cached is not None:
             return self._put(d, cached["pseudo"], cached["boundary"])

@@ -30,8 +30,15 @@ class ScribbleMapd(MapTransform):
         ValueError: naming the label and what is wrong with it.
     """
 
-    def __init__(self, keys: KeysCollection, convention: ScribbleConvention, label_info_key: str = "label_info",
-                 dense: bool = False, image_key: Optional[str] = "image", allow_missing_keys: bool = False):
+    def __init__(
+        self,
+        keys: KeysCollection,
+        convention: ScribbleConvention,
+        label_info_key: str = "label_info",
+        dense: bool = False,
+        image_key: Optional[str] = "image",
+        allow_missing_keys: bool = False,
+    ):
         super().__init__(keys, allow_missing_keys)
         self.convention, self.label_info_key, self.dense, self.image_key = convention, label_info_key, dense, image_key
 
@@ -41,8 +48,9 @@ class ScribbleMapd(MapTransform):
             label = d[key]
             name = getattr(label, "meta", {}).get("filename_or_obj", key)
             if self.image_key in d and tuple(d[self.image_key].shape[1:]) != tuple(label.shape[1:]):
-                raise ValueError(f"label {name} has shape {tuple(label.shape[1:])}, "
-                                 f"its image {tuple(d[self.image_key].shape[1:])}")
+                raise ValueError(
+                    f"label {name} has shape {tuple(label.shape[1:])}, its image {tuple(d[self.image_key].shape[1:])}"
+                )
             array = np.asarray(label)
             try:
                 if self.dense:

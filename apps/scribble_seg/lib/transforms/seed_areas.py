@@ -17,8 +17,16 @@ class SeedAreasd(Transform):
     strokes grown by the random walk where it is sure, :func:`lib.scribbles.seed_areas.seed_areas`),
     cached on disk by image/scribble content and parameters."""
 
-    def __init__(self, convention: ScribbleConvention, spacing: Sequence[float], tau: float, beta: float,
-                 cache_dir: Optional[str] = None, image_key: str = "image", label_key: str = "label"):
+    def __init__(
+        self,
+        convention: ScribbleConvention,
+        spacing: Sequence[float],
+        tau: float,
+        beta: float,
+        cache_dir: Optional[str] = None,
+        image_key: str = "image",
+        label_key: str = "label",
+    ):
         self.convention, self.spacing = convention, [float(s) for s in spacing]
         self.tau, self.beta = float(tau), float(beta)
         self.cache = ContentCache(cache_dir)
@@ -31,8 +39,14 @@ class SeedAreasd(Transform):
         key = self.cache.key([image, scribbles], repr((self.spacing, self.tau, self.beta, self.convention.values)))
         cached = self.cache.load(key)
         if cached is None:
-            grown = seed_areas(image, self.convention.seeds(scribbles), self.spacing, self.convention.num_classes,
-                               tau=self.tau, beta=self.beta)
+            grown = seed_areas(
+                image,
+                self.convention.seeds(scribbles),
+                self.spacing,
+                self.convention.num_classes,
+                tau=self.tau,
+                beta=self.beta,
+            )
             cached = {"label": self.convention.from_seeds(grown).astype(np.int16)}
             self.cache.save(key, **cached)
         d[self.label_key] = torch.as_tensor(cached["label"].astype(np.int64))[None]
@@ -51,7 +65,9 @@ class CurrentLabelsd(Transform):
         current = self.labels.get(d.get(self.id_key))
         if current is not None:
             if tuple(current.shape) != tuple(d[self.label_key].shape[1:]):
-                raise ValueError(f"relabelled map of {d.get(self.id_key)} is {current.shape}, "
-                                 f"the volume {tuple(d[self.label_key].shape[1:])}")
+                raise ValueError(
+                    f"relabelled map of {d.get(self.id_key)} is {current.shape}, "
+                    f"the volume {tuple(d[self.label_key].shape[1:])}"
+                )
             d[self.label_key] = torch.as_tensor(np.asarray(current, dtype=np.int64))[None]
         return d

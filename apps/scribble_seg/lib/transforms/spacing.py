@@ -22,9 +22,7 @@ class Spacingd(monai.transforms.Spacingd):
         d = dict(data)
         prefixes = tuple(f"{k}_" for k in self.keys)
         hidden = {
-            k: d.pop(k)
-            for k in list(d)
-            if isinstance(k, str) and k.startswith(prefixes) and not isinstance(d[k], dict)
+            k: d.pop(k) for k in list(d) if isinstance(k, str) and k.startswith(prefixes) and not isinstance(d[k], dict)
         }
         out = super().__call__(d, lazy=lazy)
         out.update(hidden)

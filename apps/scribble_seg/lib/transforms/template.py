@@ -14,8 +14,15 @@ class TemplateWeightsd(Transform):
     """Adds ``weight`` ``(1, H, W, D)``: :func:`lib.losses.reconstruction.boundary_weights` of the
     dense template in ``label`` (a fully annotated scribble map) at ``spacing``."""
 
-    def __init__(self, convention: ScribbleConvention, spacing: Sequence[float], distance_mm: float, low: float,
-                 label_key: str = "label", weight_key: str = "weight"):
+    def __init__(
+        self,
+        convention: ScribbleConvention,
+        spacing: Sequence[float],
+        distance_mm: float,
+        low: float,
+        label_key: str = "label",
+        weight_key: str = "weight",
+    ):
         self.convention, self.spacing = convention, [float(s) for s in spacing]
         self.distance_mm, self.low = float(distance_mm), float(low)
         self.label_key, self.weight_key = label_key, weight_key
