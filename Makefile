@@ -2,6 +2,7 @@
 #   make serve   install if needed, build the sample studies if needed, start the server on 127.0.0.1:8000
 #                (your own data: make serve STUDIES=/path/to/folder LABELS='{"left lung": 1, "spine": 2}')
 #   make test    install if needed, run the whole test suite
+#   make lint    ruff check and format check (CI runs it before the tests)
 # Both only need python3 (3.11), pip's registries, g++ and the Python headers (pydensecrf2 compiles).
 
 PYTHON ?= python3
@@ -18,7 +19,7 @@ BIN    := $(CURDIR)/$(VENV)/bin
 # rejects MLflow's default file store (the train request would fail with a 500).
 export MONAI_LABEL_TRACKING_ENABLED ?= false
 
-.PHONY: serve test sample install clean
+.PHONY: serve test lint sample install clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,11 @@ serve: $(if $(filter $(SAMPLE)/studies,$(STUDIES)),sample,install)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest
+
+# ruff's settings are in pyproject.toml (120 columns); `ruff format .` fixes the layout
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) $(SAMPLE) apps/scribble_seg/model apps/scribble_seg/logs apps/scribble_seg/bin
