@@ -38,9 +38,8 @@ logger = logging.getLogger(__name__)
 
 INFER_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infer")
 """The one thread every inference runs on: the app runs one inference at a time anyway, and
-PyTorch keeps its CPU thread team per calling thread. Spread over Starlette's pool of threads,
-inferences under a mixed load ran the whole load about 1.3x slower than on this one thread
-(``benchmarks/README.md``, load)."""
+PyTorch keeps its CPU thread team per calling thread, so inferences spread over Starlette's pool
+of threads run slower under a mixed load than on one thread."""
 
 
 async def run_inference_in_worker(

@@ -10,9 +10,9 @@ MONAI Label 0.8.5's ``Random`` draws an unlabeled image with weight ``now - last
 * it reports ``weights[0]`` (the first candidate's) instead of the weight of the image it chose.
 
 It also draws from its own generator, not Python's global one: MONAI's ``set_determinism`` (every
-seeded training) resets the global state, so in a process that trains between draws -- the
-in-process annotation-loop benchmark -- each draw repeated nearly the same number, and the
-"random" picks were the same quantile of the sorted candidates round after round.
+seeded training) resets the global state, so in a process that trains between draws each draw
+would repeat nearly the same number, and the "random" picks would be the same quantile of the
+sorted candidates round after round.
 """
 
 import logging

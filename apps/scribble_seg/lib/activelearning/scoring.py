@@ -48,8 +48,7 @@ def model_timestamp(segmentation) -> int:
 def scoring_precision(device) -> bool:
     """Whether scoring runs under bfloat16 autocast on ``device``: on a GPU that supports it, and on
     a CPU with native bfloat16 instructions (AVX512-BF16 or AMX), where a forward of the 2.5D UNet
-    takes about half the float32 time (``benchmarks/scoring.py``); elsewhere bfloat16 is emulated
-    and slower, so float32."""
+    takes about half the float32 time; elsewhere bfloat16 is emulated and slower, so float32."""
     device = torch.device(device)
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())

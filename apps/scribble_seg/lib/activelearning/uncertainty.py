@@ -46,7 +46,7 @@ def enable_mc_dropout(network: torch.nn.Module) -> torch.nn.Module:
 
 def passes_per_forward(device, batch: Optional[int] = None) -> int:
     """Copies of the volume per MC-dropout forward: ``batch`` when given, else 4 on a GPU and 1 on
-    the CPU, where 4 copies per forward ran at 0.6x the speed of one (``benchmarks/relabel.py``)."""
+    the CPU, where batching copies is slower than one copy at a time."""
     if batch is not None:
         return max(1, int(batch))
     return 4 if torch.device(device).type == "cuda" else 1

@@ -120,10 +120,7 @@ class MixRecipeConfig(RecipeConfig):
 
     Components anchored on the myocardium by default: slice by slice, the 2D networks also paint
     structures into slices that hold none and carry no stroke (above and below the heart), blobs
-    that the per-class rule often keeps instead of the heart's. On fresh phantoms never trained on
-    (``benchmarks/results/components_2d.md``, seeds 400 and 500) the anchored rule lifts ExMod's
-    quarter-width row from 0.652 / 0.709 to 0.781 / 0.896 mean Dice and leaves ZScribbleSeg's
-    unchanged (0.917 / 0.927); on the test set 0.465 -> 0.802 and 0.853 -> 0.933."""
+    that the per-class rule often keeps instead of the heart's; they do not border the anchor."""
 
     network_class = None
     anchored_components = True

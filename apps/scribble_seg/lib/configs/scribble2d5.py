@@ -21,14 +21,11 @@ class Scribble2D5(RecipeConfig, TaskConfig):
     ``scribble2d5_attention_supervision`` (0), ``scribble2d5_outer_slices_background`` (``false``;
     ``true`` when every slice showing a structure is scribbled: the slices beyond the stroked
     range become background in the pseudo mask (so only with LPM on), see
-    :func:`lib.scribbles.propagation.background_beyond_strokes`; on the accuracy benchmark, where
-    every slice showing a structure is scribbled, 96.7 +- 0.3 % of ``full``'s mean Dice over three
-    seeds against 93.4 +- 1.0 % without, ``benchmarks/results/accuracy.md``).
+    :func:`lib.scribbles.propagation.background_beyond_strokes`).
 
-    The per-class default: on the accuracy benchmark's phantoms, 6 mm myocardium supervoxels scored
-    0.922 mean Dice vs 0.893 with 12 mm for all (myocardium 0.887 vs 0.803), and on fresh phantoms
-    never trained on 0.908 vs 0.892 (seeds 400..) and 0.896 vs 0.884 (seeds 300..), one training
-    each (``benchmarks/results/accuracy.md``, ``components.md``)."""
+    The per-class default: a 12 mm supervoxel crossed by a stroke on a thin wall spills into the
+    tissue around it; smaller supervoxels keep that class's pseudo labels precise while the other
+    classes keep the coverage of the larger ones."""
 
     description = "Scribble2D5: 2.5D attention UNet + label propagation + static boundary + active boundary loss"
 
@@ -59,11 +56,10 @@ class Scribble2D5(RecipeConfig, TaskConfig):
     trainer_class = Scribble2D5TrainTask
 
     anchored_components = True
-    """Anchored on the myocardium where the labels have one (``ANCHOR_STRUCTURES``): on 8 phantoms
-    generated after the rule was written, every one of six trained Scribble2D5 rows scored at
-    least as high as with the per-class rule (w/o ABL 0.836 -> 0.916) and no RV was lost (5 with
-    the per-class rule) -- ``benchmarks/results/components.md``. Not so for ``can_em``'s networks
-    (mixed), which keep the per-class default."""
+    """Anchored on the myocardium where the labels have one (``ANCHOR_STRUCTURES``): a false blob
+    of one class can outgrow the true structure, but it does not border the anchor as much
+    (:func:`lib.transforms.components.anchored_labels`). ``can_em``'s networks keep the per-class
+    default, where the anchored rule did not help consistently."""
 
 
 def _class_sizes(text, convention) -> tuple:

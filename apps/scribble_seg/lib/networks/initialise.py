@@ -3,8 +3,8 @@ weights (:func:`seeded_copy`), and a seed decides MC-dropout masks (:func:`seede
 
 A MONAI Label app builds every network once, when its configs are initialised, from torch's
 global random state at that moment: which other models the conf lists, how many trainings the
-process already ran (MONAI's ``set_determinism(None)`` re-seeds from the OS after each) or what a
-benchmark did before all change it. Trainings from those weights are not reproducible from their
+process already ran (MONAI's ``set_determinism(None)`` re-seeds from the OS after each) or what the
+calling code drew before all change it. Trainings from those weights are not reproducible from their
 ``seed``. :func:`seeded_copy` gives each training a copy re-drawn by every module's own default
 initialiser (``reset_parameters``: convolutions, batch norm and its running statistics, PReLU,
 ...) under a private generator seeded with ``seed``; the global random state is left untouched.

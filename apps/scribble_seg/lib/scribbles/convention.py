@@ -57,9 +57,8 @@ components bordering it (``largest_component=<name>``, :mod:`lib.transforms.comp
 THIN_STRUCTURES: Dict[str, float] = {"myocardium": 6.0}
 """Structures thinner than Scribble2D5's default 12 mm supervoxels, with the supervoxel edge (mm)
 their labels are propagated through instead (the myocardial wall is 7-11 mm thick: a 12 mm
-supervoxel crossed by a myocardium stroke spills into the tissue around the ring). 6 mm was chosen
-on phantoms held out from the accuracy benchmark (``benchmarks/results/propagation.md``: myocardium
-pseudo-label precision 0.77 -> 0.95, every other class unchanged); see
+supervoxel crossed by a myocardium stroke spills into the tissue around the ring; 6 mm keeps its
+pseudo labels on the wall and leaves every other class as it is); see
 :meth:`ScribbleConvention.thin_structure_supervoxels`."""
 
 FOREGROUND_SCRIBBLES = "foreground_scribbles"

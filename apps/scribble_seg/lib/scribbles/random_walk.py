@@ -46,9 +46,8 @@ from .prior import normalise_intensity, to_window
 class RandomWalkParams:
     """Random-walk parameters (request keys: the field names).
 
-    ``beta`` is the best of 1000-30000 for the walk without a data term on the real development
-    set (:mod:`lib.datasets.development`) scribbled on 3 axial slices; ``gamma`` was chosen on
-    phantoms held out from the benchmark.
+    ``beta`` is tuned for the walk without a data term on the real development set
+    (:mod:`lib.datasets.development`) scribbled on a few axial slices; ``gamma`` on phantoms.
 
     Attributes:
         beta: edge sensitivity to intensity steps (intensities in [0, 1]).

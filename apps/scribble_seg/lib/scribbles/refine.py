@@ -27,26 +27,25 @@ from .random_walk import RandomWalkParams, absorption, random_walk, walk_free
 
 METHODS = ("crf", "random_walk")
 MAX_SOLVE_VOXELS = 250_000
-"""Boxes larger than this are solved coarse-to-fine (:mod:`lib.scribbles.multiscale`). On the
-phantom benchmark this keeps the Dice of the direct solve within 0.01 at 1/7 of its time; on the
-real development set the mean Dice stays the same."""
+"""Boxes larger than this are solved coarse-to-fine (:mod:`lib.scribbles.multiscale`): the
+direct solve's cost grows faster than the box, the pyramid's close to linearly, at about the
+same Dice."""
 WALK_SHARPNESS = 16.0
 """The dense CRF refines the random walk's answer, taken to this power as its unary
 (:func:`lib.scribbles.prior.sharpened`). Far from the strokes a walk leans toward a class by a few
-percent only, and the CRF's pairwise terms would outvote what it decided. Chosen among 1 / 4 / 8 /
-16 / 32 / 64 on the real development set scribbled on 3 axial slices with no prior (the plateau
-starts at 8)."""
+percent only, and the CRF's pairwise terms would outvote what it decided; sharpened, the walk's
+decision stands where the image gives the CRF no reason to change it. Tuned on the real
+development set (:mod:`lib.datasets.development`)."""
 STROKE_WALK_REACH_MM = 200.0
 """How far walkers from the strokes travel before they are absorbed (:func:`from_strokes`,
 :func:`lib.scribbles.random_walk.absorption`): the shorter, the less of the slices nobody
 scribbled is claimed, but on a coarse grid of the pyramid a short walk leaves a large organ's far
-slices undecided and the coarse guess there stands. Chosen among 100 / 200 / 300 mm: on the real
-development set scribbled on 3 axial slices, mean Dice 0.680 / 0.680 / 0.681 (large structures
-0.937 / 0.951 / 0.959); on a multi-class phantom scribbled on every slice, 0.65 / 0.89 / 0.62."""
+slices undecided and the coarse guess there stands; the longer, the more one class's walkers
+cross into another's structure when every slice is scribbled. Tuned on the real development set
+and on multi-class phantoms."""
 DEFAULT_MARGIN_MM = {"crf": 20.0, "random_walk": 25.0}
-"""Margin of the solved box. Held-out phantoms (256 x 256 x 32, binary mode): the CRF keeps its
-Dice from 25 mm down to 20 mm (0.921) at 27 % less time; the random walk loses Dice below 25 mm
-without a spatial prior (0.58 at 15 mm vs 0.62)."""
+"""Margin of the solved box: the smallest at which each method keeps its Dice. The random walk,
+which has no spatial prior, needs more room around the strokes than the CRF."""
 
 
 def refine(

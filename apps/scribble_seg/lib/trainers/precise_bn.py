@@ -3,9 +3,8 @@
 
 BatchNorm's running mean/variance are an exponential average (momentum 0.1) of batch statistics
 taken while the weights move; after a short run -- an annotation loop retrains often and
-briefly -- they lag the weights and eval-mode predictions are much worse than train-mode ones
-(measured here on a phantom after 100 iterations: Dice 0.03-0.43 in eval mode, 0.73-0.84 in
-train mode, 0.73-0.80 in eval mode after recalibration). Recalibration re-estimates them as the
+briefly -- they lag the weights and eval-mode predictions can be much worse than train-mode
+ones. Recalibration re-estimates them as the
 plain average over ``n`` training batches with frozen weights.
 """
 

@@ -6,11 +6,9 @@ Two rules beside MONAI's largest component per class (``KeepLargestConnectedComp
 structures together: the organ, e.g. the heart), then within it the largest component of each
 class; everything else becomes background. Unlike the largest component per class on its own
 (MONAI's ``KeepLargestConnectedComponent(independent=True)``), a false blob of one class away from
-the organ cannot win over the true, smaller structure attached to it -- measured on the phantoms:
-the per-class rule keeps a ~4000-voxel false RV below the heart and drops the true RV on some
-test volumes. The price: when the largest foreground object is not the organ, the organ goes.
-On fresh phantoms that happened (``benchmarks/results/components.md``), so inference keeps the
-per-class rule by default and offers this one as ``largest_component=object``.
+the organ cannot win over the true, smaller structure attached to it. The price: when the largest
+foreground object is not the organ, the organ goes, so inference keeps the per-class rule by
+default and offers this one as ``largest_component=object``.
 
 ``anchored_labels``: keep the largest component of one *anchor* structure (the myocardium of a
 heart: the wall every other cardiac structure borders) and, of every other class, the component
@@ -19,8 +17,7 @@ blob can be larger than the true structure and even share a foreground object wi
 (the phantoms' liver below the apex, labelled RV and LV, touches the heart's myocardium with a
 few dozen voxels; the true RV with hundreds); it does not border the anchor as much. A class
 with no component touching the anchor keeps its largest component; without the anchor the rule
-is the per-class one. Offered as ``largest_component=<anchor name>``
-(``benchmarks/results/components.md``).
+is the per-class one. Offered as ``largest_component=<anchor name>``.
 
 All functions take class-index maps of any dimension (background ``BACKGROUND_CLASS``) and use
 face connectivity (``scipy.ndimage.label``'s default).
