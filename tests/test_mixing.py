@@ -82,9 +82,9 @@ def test_local_losses_penalise_stray_islands_only():
     q.requires_grad_(True)
     loss = local_cross_entropy(q, annotated)
     loss.backward()
-    assert float(loss) > 0 and float(q.grad[0, 0, 16, 16]) < 0  # pushes the island toward background
+    assert float(loss.detach()) > 0 and float(q.grad[0, 0, 16, 16]) < 0  # pushes the island toward background
     annotated[0, 16:18, 16:18] = True
-    assert float(local_cross_entropy(q, annotated)) < float(loss)
+    assert float(local_cross_entropy(q, annotated).detach()) < float(loss.detach())
 
 
 def test_largest_object_keeps_the_structure_on_the_organ_not_a_larger_false_blob():

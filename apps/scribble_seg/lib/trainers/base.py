@@ -151,7 +151,7 @@ class ScribbleTrainTask(BasicTrainTask):
             model_dir,
             description,
             config=defaults,
-            amp=True,
+            amp=torch.cuda.is_available(),  # mixed precision on CUDA only: on the CPU MONAI's GradScaler only warns
             load_path=load_path,
             publish_path=publish_path,
             labels=dict(convention.labels),
