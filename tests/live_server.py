@@ -39,6 +39,17 @@ def http_status(exc) -> int:
     return int(m.group(1)) if m else -1
 
 
+TINY_TRAINING = {
+    "max_epochs": 1,
+    "epoch_length": 3,
+    "train_batch_size": 1,
+    "patch_size": [64, 64, 16],
+    "bn_recalibration_batches": 2,
+    "val_split": 0.0,
+}
+"""A training request small enough for a test: one epoch of 3 iterations on 64 x 64 x 16 patches."""
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -16,17 +16,10 @@ import pytest
 
 from lib.datasets.sample import label_info
 from lib.scribbles.simulate import simulate_scribbles
-from live_server import LiveServer, copy_app
+from live_server import TINY_TRAINING, LiveServer, copy_app
 
 K = 2
-TRAIN = {
-    "max_epochs": 1,
-    "epoch_length": 3,
-    "train_batch_size": 1,
-    "patch_size": [64, 64, 16],
-    "bn_recalibration_batches": 2,
-    "val_split": 0.0,
-}
+TRAIN = TINY_TRAINING
 
 
 @pytest.fixture(scope="module")

@@ -17,19 +17,11 @@ import numpy as np
 
 from lib.scribbles.convention import ScribbleConvention
 from lib.scribbles.simulate import simulate_scribbles
-from live_server import LiveServer, copy_app, wait_for_training
+from live_server import TINY_TRAINING, LiveServer, copy_app, wait_for_training
 
 LABELS = {"liver": 1, "spleen": 2}
 SPACING = (1.5, 1.5, 4.0)
 SHAPE = (64, 64, 16)
-TINY = {
-    "max_epochs": 1,
-    "epoch_length": 3,
-    "train_batch_size": 1,
-    "patch_size": [64, 64, 16],
-    "bn_recalibration_batches": 2,
-    "val_split": 0.0,
-}
 # Slicer numbers segments in the order they were added: the ids say nothing, the names say everything
 SLICER_IDS = {"spleen": 1, "liver": 2, "background": 3}
 
@@ -98,7 +90,7 @@ def test_first_hour_on_a_fresh_folder_of_ones_own(tmp_path):
         assert client.info()["datastore"]["completed"] == 3
 
         # train with a small budget; the published model records its labels and spacing
-        client.train_start("pce", TINY)
+        client.train_start("pce", TINY_TRAINING)
         status = wait_for_training(client)
         assert status["status"] == "DONE", status
         record = json.load(open(os.path.join(app, "model", "pce.json")))

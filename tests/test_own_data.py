@@ -94,16 +94,9 @@ def test_a_model_trained_for_other_labels_is_refused_and_retrained_from_fresh_we
 
     from monailabel.client.client import MONAILabelClientException
 
-    from live_server import LiveServer, copy_app, http_status
+    from live_server import TINY_TRAINING, LiveServer, copy_app, http_status
 
-    tiny = {
-        "max_epochs": 1,
-        "epoch_length": 3,
-        "train_batch_size": 1,
-        "patch_size": [64, 64, 16],
-        "bn_recalibration_batches": 2,
-        "val_split": 0.0,
-    }
+    tiny = TINY_TRAINING
     app = copy_app(str(tmp_path / "app"))
     first = shutil.copytree(os.path.join(sample_root, "studies"), str(tmp_path / "sample"))
     with LiveServer(app, first, conf={"models": "pce"}, workdir=str(tmp_path)) as server:

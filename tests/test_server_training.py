@@ -11,16 +11,9 @@ import pytest
 from monailabel.client.client import MONAILabelClientException
 from scipy import ndimage
 
-from live_server import http_status, wait_for_training
+from live_server import TINY_TRAINING, http_status, wait_for_training
 
-TINY = {
-    "max_epochs": 1,
-    "epoch_length": 3,
-    "train_batch_size": 1,
-    "patch_size": [64, 64, 16],
-    "bn_recalibration_batches": 2,
-    "val_split": 0.34,
-}
+TINY = {**TINY_TRAINING, "val_split": 0.34}
 
 
 def test_info_lists_the_recipes_but_not_the_benchmark_only_full(server):
