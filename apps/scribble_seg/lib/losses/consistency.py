@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lib.transforms.components import largest_object_labels
+from lib.scribbles.components import largest_object_labels
 
 
 def largest_component_labels(probabilities: torch.Tensor) -> torch.Tensor:
