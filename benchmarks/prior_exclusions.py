@@ -83,7 +83,7 @@ def diagnose(work, row, n_batches, seed):
     app = ScribbleSegApp(
         os.path.join(work, "app"), os.path.join(work, "studies"), {"models": row["base_recipe"], **row["conf"]}
     )
-    network = app._infers[row["base_recipe"]]._get_network(torch.device("cpu"), None).eval()
+    network = app._infers[row["base_recipe"]].loaded_network(torch.device("cpu")).eval()
     data = os.path.join(os.path.dirname(os.path.normpath(work)), "data")
     first = sorted(glob.glob(os.path.join(data, "studies", "*.nii.gz")))[0]
     spacing = [float(v) for v in nib.load(first).header.get_zooms()[:2]]  # in-plane mm (the phantoms: one grid)

@@ -79,7 +79,7 @@ def main():
     train_s = time.time() - t
     task = app._infers["pce"]
     device = torch.device(args.device)
-    network = task._get_network(device, None)
+    network = task.loaded_network(device)
     defaults = EpistemicScoring(task)
     spacing = [float(s) for s in task.target_spacing()]
     margin = defaults.margin_voxels(spacing)

@@ -117,7 +117,7 @@ def main():
     pipeline = median_time(
         lambda: os.unlink(app.infer({"model": "pce", "image": "big_0", "device": "cpu"})["file"]), args.repeats
     )
-    net = infer_task._get_network("cpu", None)
+    net = infer_task.loaded_network("cpu")
     x = torch.as_tensor((volumes[0][0].image - volumes[0][0].image.mean()) / volumes[0][0].image.std())[
         None, None
     ].float()

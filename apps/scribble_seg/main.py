@@ -23,7 +23,7 @@ Conf options (``--conf key value``; every value is a string):
 ``patch_size``             training patch, JSON list (default ``[96, 96, 16]``)
 ``dropout``                dropout of the networks (default 0.1; MC dropout needs it > 0)
 ``largest_component``      ``true``: segmentations keep one connected component per structure (default;
-                           ``scribble2d5``'s: ``myocardium`` where the labels have it)
+                           ``scribble2d5``, ``exmod`` and ``zscribbleseg``: ``myocardium`` where the labels have it)
                            (``object``: the largest foreground object first; a structure name, e.g.
                            ``myocardium``: that structure's largest component and, of every other, the
                            component bordering it most; ``false``: off). Also an infer request parameter
@@ -73,7 +73,7 @@ from monailabel.utils.others.class_utils import get_class_names
 import lib.configs
 from lib.activelearning import EpistemicScoring, NextToScribble, Random
 from lib.background import DEFAULT_NICENESS, yield_to_server
-from lib.datastore import ScribbleDatastore
+from lib.datastore import ScribbleDatastore, scribble_tag
 from lib.errors import RequestError
 from lib.infers import ScribbleRefinement, ScribbleSegmentation
 from lib.infers.parameters import check_infer_request
@@ -139,7 +139,7 @@ class ScribbleSegApp(MONAILabelApp):
         self.model_dir = os.path.join(app_dir, "model")
         os.makedirs(self.model_dir, exist_ok=True)  # start_server makes it; in-process use (benchmarks) too
         self.convention = ScribbleConvention.from_conf(conf)
-        self.scribble_tag = conf.get("scribble_tag", "final").strip() or "final"
+        self.scribble_tag = scribble_tag(conf)
         self.device = resolve_device(conf.get("device", ""))
 
         self.models: Dict[str, TaskConfig] = {}

@@ -40,6 +40,15 @@ logger = logging.getLogger(__name__)
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+SCRIBBLE_TAG = "final"
+"""The datastore tag whose labels are training scribbles (MONAI Label's "final" label tag)."""
+
+
+def scribble_tag(conf: Dict[str, str]) -> str:
+    """Conf ``scribble_tag`` (default :data:`SCRIBBLE_TAG`)."""
+    return str(conf.get("scribble_tag", SCRIBBLE_TAG)).strip() or SCRIBBLE_TAG
+
+
 def check_name(value: str, what: str) -> str:
     """``value`` if it is a safe file-name stem, else a 422 naming it."""
     if not isinstance(value, str) or not SAFE_NAME.match(value) or ".." in value:

@@ -116,7 +116,7 @@ class EpistemicScoring(ScoringMethod):
         except RequestError as e:  # trained for other labels: nothing to score until it is retrained
             return {"scored": 0, "reason": e.detail}
         device = torch.device(name_to_device(request.get("device", self.device)))
-        network = copy.deepcopy(self.segmentation._get_network(device, None))
+        network = copy.deepcopy(self.segmentation.loaded_network(device))
         margin = self.margin_voxels(self.segmentation.target_spacing())
         bf16 = self.autocast(device)
         for image_id in datastore.list_images():

@@ -7,7 +7,7 @@ from lib.scribbles.crf import DenseCRFParams
 from lib.scribbles.random_walk import RandomWalkParams
 from lib.scribbles.relabel import DEFAULT_ALPHA
 from lib.scribbles.seed_areas import DEFAULT_TAU
-from lib.trainers.can_em import CanEMTrainTask
+from lib.trainers.can_em import MC_PASSES, CanEMTrainTask
 
 from .recipe import RecipeConfig, conf_flag
 
@@ -46,7 +46,7 @@ class CanEm(RecipeConfig, TaskConfig):
             "beta": float(conf.get("can_em_beta", RandomWalkParams.beta)),
             "crf": DenseCRFParams.can_et_al() if conf_flag(conf, "can_em_crf") else None,
             "uncertainty": conf_flag(conf, "can_em_uncertainty"),
-            "passes": int(conf.get("can_em_passes", 50)),
+            "passes": int(conf.get("can_em_passes", MC_PASSES)),
             "alpha": float(conf.get("can_em_alpha", DEFAULT_ALPHA)),
             "relabel_tag": conf.get("can_em_relabel_tag", "can_em"),
         }

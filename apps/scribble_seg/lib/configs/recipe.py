@@ -17,10 +17,19 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from lib.datastore import scribble_tag
 from lib.infers import ScribbleSegmentation
 from lib.networks import AttentionUNet2D5
 from lib.scribbles.convention import ScribbleConvention
 from lib.trainers.base import ScribbleTrainTask, meta_path
+
+DROPOUT = 0.1
+"""Dropout of the recipes' networks (conf ``dropout``): what MC-dropout scoring samples from."""
+
+
+def conf_dropout(conf: Dict[str, str]) -> float:
+    """Conf ``dropout`` (default :data:`DROPOUT`)."""
+    return float(conf.get("dropout", DROPOUT))
 
 
 def conf_flag(conf: Dict[str, str], key: str, default: bool = True) -> bool:
@@ -63,9 +72,7 @@ class RecipeConfig:
         self.network = self.build_network(conf)
 
     def build_network(self, conf: Dict[str, str]) -> torch.nn.Module:
-        return AttentionUNet2D5(
-            in_channels=1, out_channels=self.convention.num_classes, dropout=float(conf.get("dropout", 0.1))
-        )
+        return AttentionUNet2D5(in_channels=1, out_channels=self.convention.num_classes, dropout=conf_dropout(conf))
 
     def infer(self):
         explicit = None if isinstance(self.target_spacing, str) else self.target_spacing
@@ -101,7 +108,7 @@ class RecipeConfig:
             publish_path=self.path[1],
             load_path=load_path,
             description=self.description,
-            scribble_tag=self.conf.get("scribble_tag", "final"),
+            scribble_tag=scribble_tag(self.conf),
             gt_tag=self.conf.get("gt_tag", "gt"),
             target_spacing=self.target_spacing,
             patch_size=self.patch_size,
@@ -128,7 +135,7 @@ class MixRecipeConfig(RecipeConfig):
     def build_network(self, conf):
         return self.network_class(
             out_channels=self.convention.num_classes,
-            dropout=float(conf.get("dropout", 0.1)),
+            dropout=conf_dropout(conf),
             features=json.loads(conf.get("unet2d_features", "[64, 128, 256, 512, 1024]")),
         )
 

@@ -6,7 +6,7 @@ from lib.networks import AttentionUNet2D5
 from lib.scribbles.propagation import PropagationParams
 from lib.trainers.scribble2d5 import Scribble2D5TrainTask
 
-from .recipe import RecipeConfig
+from .recipe import RecipeConfig, conf_dropout
 from .recipe import conf_flag as _flag
 
 
@@ -34,7 +34,7 @@ class Scribble2D5(RecipeConfig, TaskConfig):
         return AttentionUNet2D5(
             in_channels=1,
             out_channels=self.convention.num_classes,
-            dropout=float(conf.get("dropout", 0.1)),
+            dropout=conf_dropout(conf),
             boundary=boundary,
             refinement=boundary,
         )
@@ -58,7 +58,7 @@ class Scribble2D5(RecipeConfig, TaskConfig):
     anchored_components = True
     """Anchored on the myocardium where the labels have one (``ANCHOR_STRUCTURES``): a false blob
     of one class can outgrow the true structure, but it does not border the anchor as much
-    (:func:`lib.transforms.components.anchored_labels`). ``can_em``'s networks keep the per-class
+    (:func:`lib.scribbles.components.anchored_labels`). ``can_em``'s networks keep the per-class
     default, where the anchored rule did not help consistently."""
 
 

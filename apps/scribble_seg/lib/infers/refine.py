@@ -46,6 +46,7 @@ from lib.scribbles.convention import (
     from_slicer_binary,
     parse_label_info,
     present_values,
+    require_strokes,
     to_scribble_map,
 )
 from lib.scribbles.crf import DenseCRFParams
@@ -183,8 +184,7 @@ class ScribbleRefinement(BasicInferTask):
             seeds = self.convention.seeds(scribbles)
             prior, region, source = self._multiclass_prior(data, seeds)
             mode, num_classes = "multiclass", self.convention.num_classes
-        if not (seeds != NO_SEED).any():
-            raise ValueError("no scribbles in the label: draw at least one stroke")
+        require_strokes(seeds)
 
         params = PARAMS[self.method].from_request(data)
         margin = _number(data, "margin_mm", DEFAULT_MARGIN_MM[self.method], "a length in mm, at least 0", low=0.0)
@@ -264,9 +264,8 @@ class ScribbleRefinement(BasicInferTask):
 
     @staticmethod
     def _check_two_classes(seeds):
+        require_strokes(seeds)
         classes = present_values(seeds[seeds != NO_SEED])
-        if len(classes) == 0:
-            raise ValueError("no scribbles in the label: draw at least one stroke")
         if len(classes) < 2:
             raise ValueError(
                 "strokes of a single class and no prior to refine: add background strokes "

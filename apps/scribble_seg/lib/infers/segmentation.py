@@ -56,8 +56,8 @@ COMPONENT_MODES = {"true": "class", "class": "class", "object": "object", "false
 
 def component_mode(value: Any, labels: Optional[Dict[str, int]] = None) -> Union[None, str, int]:
     """Conf / request ``largest_component`` -> ``"class"`` (largest component per structure;
-    ``true``), ``"object"`` (:func:`lib.transforms.components.largest_object_labels`), the class
-    index of the structure named (the anchor of :func:`lib.transforms.components.anchored_labels`;
+    ``true``), ``"object"`` (:func:`lib.scribbles.components.largest_object_labels`), the class
+    index of the structure named (the anchor of :func:`lib.scribbles.components.anchored_labels`;
     names from ``labels``) or ``None`` (``false``)."""
     key = str(value).strip().lower()
     if key in COMPONENT_MODES:
@@ -157,6 +157,10 @@ class ScribbleSegmentation(BasicInferTask):
                 409,
             )
         return self.default_spacing
+
+    def loaded_network(self, device) -> torch.nn.Module:
+        """The published weights on ``device``, loaded once and cached (MONAI Label's loader)."""
+        return self._get_network(device, None)
 
     def _get_network(self, device, data):
         """MONAI Label's cached loader; an unreadable weights file (partial copy, disk error, wrong

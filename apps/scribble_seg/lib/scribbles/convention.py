@@ -315,6 +315,12 @@ def parse_label_info(label_info: Union[str, Sequence[Mapping[str, Any]]]) -> Dic
     return out
 
 
+def require_strokes(seeds: np.ndarray) -> None:
+    """Raises ``ValueError`` when a seed map (:meth:`ScribbleConvention.seeds`) holds no stroke."""
+    if not (np.asarray(seeds) != NO_SEED).any():
+        raise ValueError("no scribbles in the label: draw at least one stroke")
+
+
 def present_values(a: np.ndarray) -> np.ndarray:
     """Sorted distinct values of an integer array. Label maps hold a few small integers: counted in
     one pass (``bincount``) instead of ``np.unique``'s sort, which takes seconds on a full CT."""

@@ -21,13 +21,14 @@ away. :meth:`DenseCRFParams.can_et_al` gives their exact values; every parameter
 overridable per request (:meth:`DenseCRFParams.from_request`).
 """
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .convention import NO_SEED
 from .prior import normalise_intensity
+from .request_params import params_from_request
 
 CAN_ET_AL_PIXEL_MM = 1.36719
 
@@ -62,15 +63,7 @@ class DenseCRFParams:
     @classmethod
     def from_request(cls, request: Mapping[str, Any], base: "DenseCRFParams" = None) -> "DenseCRFParams":
         """Defaults overridden by the request's keys of the same names (numbers or numeric strings)."""
-        base = base or cls()
-        updates = {}
-        for f in fields(cls):
-            if f.name in request and request[f.name] not in (None, ""):
-                try:
-                    updates[f.name] = type(getattr(base, f.name))(float(request[f.name]))
-                except (TypeError, ValueError):
-                    raise ValueError(f"CRF parameter {f.name} must be a number, got {request[f.name]!r}") from None
-        return replace(base, **updates)
+        return params_from_request(cls, request, base, "CRF")
 
 
 def dense_crf(

@@ -31,15 +31,16 @@ touched (its faces fixed to the prior's class), and by warm-starting CG from the
 Output: probabilities ``(C, H, W, D)``, not just labels.
 """
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import cg
 
-from .convention import BACKGROUND_CLASS, NO_SEED
+from .convention import BACKGROUND_CLASS, NO_SEED, require_strokes
 from .prior import normalise_intensity, to_window
+from .request_params import params_from_request
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,8 @@ class RandomWalkParams:
 
     @classmethod
     def from_request(cls, request: Mapping[str, Any]) -> "RandomWalkParams":
-        updates = {}
-        for f in fields(cls):
-            if f.name in request and request[f.name] not in (None, ""):
-                try:
-                    updates[f.name] = type(getattr(cls(), f.name))(float(request[f.name]))
-                except (TypeError, ValueError):
-                    raise ValueError(
-                        f"random-walk parameter {f.name} must be a number, got {request[f.name]!r}"
-                    ) from None
-        return replace(cls(), **updates)
+        """Defaults overridden by the request's keys of the same names (numbers or numeric strings)."""
+        return params_from_request(cls, request, what="random-walk")
 
 
 def absorption(spacing: Sequence[float], reach_mm: float) -> float:
@@ -192,8 +185,7 @@ def random_walk(
         raise ValueError(f"image {image.shape} and seeds {seeds.shape} must be the same 3D shape")
     if prior is not None and prior.shape != (num_classes,) + image.shape:
         raise ValueError(f"prior must be {(num_classes,) + image.shape}, got {prior.shape}")
-    if not (seeds != NO_SEED).any():
-        raise ValueError("random walk needs at least one stroke")
+    require_strokes(seeds)
     labels = seeds.astype(np.int64).copy()
     if fixed is not None:
         fill = prior.argmax(0) if prior is not None else np.full(image.shape, BACKGROUND_CLASS)

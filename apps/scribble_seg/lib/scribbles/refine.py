@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from .convention import BACKGROUND_CLASS, NO_SEED, present_values
+from .convention import BACKGROUND_CLASS, NO_SEED, present_values, require_strokes
 from .crf import DenseCRFParams, dense_crf
 from .crop import roi_box
 from .multiscale import band_children, block_mean, boundary, coarse_index, coarse_seeds, expand, pyramid
@@ -75,9 +75,8 @@ def refine(
     image, seeds, prior = np.asarray(image), np.asarray(seeds), np.asarray(prior, dtype=np.float32)
     if image.ndim != 3 or seeds.shape != image.shape or prior.shape[1:] != image.shape:
         raise ValueError(f"image {image.shape}, seeds {seeds.shape} and prior {prior.shape} do not match")
+    require_strokes(seeds)
     stroked = seeds != NO_SEED
-    if not stroked.any():
-        raise ValueError("no scribbles: draw at least one stroke")
     foreground = stroked & (seeds != BACKGROUND_CLASS)
     masks = [foreground if foreground.any() else stroked] + ([np.asarray(region, bool)] if region is not None else [])
     box = roi_box(masks, spacing, margin_mm, roi)
@@ -120,9 +119,8 @@ def from_strokes(
     image, seeds = np.asarray(image), np.asarray(seeds)
     if image.ndim != 3 or seeds.shape != image.shape:
         raise ValueError(f"image {image.shape} and seeds {seeds.shape} do not match")
+    require_strokes(seeds)
     stroked = present_values(seeds[seeds != NO_SEED])
-    if stroked.size == 0:
-        raise ValueError("no scribbles: draw at least one stroke")
     rw = params if isinstance(params, RandomWalkParams) else RandomWalkParams()
 
     def walk_params(sp):

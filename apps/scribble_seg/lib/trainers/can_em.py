@@ -51,6 +51,10 @@ from .parameters import integer
 logger = logging.getLogger(__name__)
 
 
+MC_PASSES = 50
+"""MC-dropout passes ``T`` of the E step's Welch test (Can et al.; conf ``can_em_passes``)."""
+
+
 class CanEMTrainTask(ScribbleTrainTask):
     """Can et al.'s recursive training (see the module docstring).
 
@@ -78,7 +82,7 @@ class CanEMTrainTask(ScribbleTrainTask):
         beta: float = RandomWalkParams.beta,
         crf: Optional[DenseCRFParams] = DenseCRFParams.can_et_al(),
         uncertainty: bool = True,
-        passes: int = 50,
+        passes: int = MC_PASSES,
         mc_batch: Optional[int] = None,
         alpha: float = DEFAULT_ALPHA,
         relabel_tag: str = "can_em",
@@ -167,7 +171,7 @@ class CanEMTrainTask(ScribbleTrainTask):
     ) -> Dict[str, Any]:
         device = request["device"] if isinstance(request["device"], torch.device) else torch.device(request["device"])
         network, inferer = self._trained_network(request, device), SegmentationInferer()
-        passes = int(request.get("mc_passes", 50))
+        passes = int(request.get("mc_passes", self._config["mc_passes"]))
         spacing = request["target_spacing"]
         load = Compose(self.load_transforms(SimpleNamespace(request=request), with_gt=False))
         changed, labelled, start = [], [], time.time()
