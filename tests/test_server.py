@@ -121,7 +121,9 @@ def test_conf_labels_and_background_id_reach_info(tmp_path, sample_root):
     "conf, message",
     [
         ({"labels": '{"lv": 1, "rv": 1}'}, "label ids must be 1..K"),
-        ({"infer_in_worker": "maybe"}, "'infer_in_worker' must be true or false"),
+        ({"infer_in_worker": "maybe"}, "conf infer_in_worker must be true or false"),
+        ({"al_passes": "many"}, "al_passes must be a whole number of at least 2 (MC dropout), got 'many'"),
+        ({"al_margin_mm": "wide"}, "al_margin_mm must be a length in mm, at least 0, got 'wide'"),
     ],
 )
 def test_bad_conf_stops_start_up_with_a_clear_message(tmp_path, sample_root, conf, message):

@@ -116,28 +116,21 @@ def test_bad_input_is_refused_and_nothing_is_lost(guarded, sample_root, tmp_path
 
     # inference parameters every model shares, refused before any inference runs (pce is not
     # trained here: the parameter is named before the model's own 409)
+    shared = [
+        (
+            "result_extension",
+            ".xyz",
+            "result_extension must be one of .nii.gz, .nii, .nrrd, .seg.nrrd, .mha; got '.xyz'",
+        ),
+        ("result_dtype", "uint4", "result_dtype must be one of uint8"),
+        ("device", "gpu9", "device must be 'cpu', 'cuda' or 'cuda:N'; got 'gpu9'"),
+        ("result_compress", "maybe", "result_compress must be true or false; got 'maybe'"),
+    ]
     for model in ("pce", "crf"):
         label = {"label_in": unnamed} if model == "crf" else {}
-        _refused(
-            lambda: client.infer(model, "case_004", {**info, "result_extension": ".xyz"}, **label),
-            422,
-            "result_extension must be one of .nii.gz, .nii, .nrrd, .seg.nrrd, .mha; got '.xyz'",
-        )
-        _refused(
-            lambda: client.infer(model, "case_004", {**info, "result_dtype": "uint4"}, **label),
-            422,
-            "result_dtype must be one of uint8",
-        )
-        _refused(
-            lambda: client.infer(model, "case_004", {**info, "device": "gpu9"}, **label),
-            422,
-            "device must be 'cpu', 'cuda' or 'cuda:N'; got 'gpu9'",
-        )
-        _refused(
-            lambda: client.infer(model, "case_004", {**info, "result_compress": "maybe"}, **label),
-            422,
-            "result_compress must be true or false; got 'maybe'",
-        )
+        for key, value, message in shared:
+            params = {**info, key: value}
+            _refused(lambda: client.infer(model, "case_004", params, **label), 422, message)
     _refused(lambda: client.infer("pce", "case_004", {}), 409, "model 'pce' has not been trained yet")
 
     # training parameters, refused before any training starts

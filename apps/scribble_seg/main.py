@@ -73,6 +73,7 @@ from monailabel.utils.others.class_utils import get_class_names
 import lib.configs
 from lib.activelearning import EpistemicScoring, NextToScribble, Random
 from lib.background import DEFAULT_NICENESS, yield_to_server
+from lib.configs.recipe import conf_flag
 from lib.datastore import ScribbleDatastore, scribble_tag
 from lib.errors import RequestError
 from lib.infers import ScribbleRefinement, ScribbleSegmentation
@@ -238,9 +239,9 @@ class ScribbleSegApp(MONAILabelApp):
             methods["next_to_scribble"] = EpistemicScoring(
                 self._infers[model],
                 self.scribble_tag,
-                passes=int(self.conf.get("al_passes", 6)),
+                passes=self.conf.get("al_passes", 6),
                 metric=self.conf.get("al_metric", "mutual_information"),
-                margin_mm=float(self.conf.get("al_margin_mm", 16)),
+                margin_mm=self.conf.get("al_margin_mm", 16.0),
                 bfloat16=self.conf.get("al_bfloat16", "auto"),
                 device=self.device,
             )
@@ -279,10 +280,7 @@ class ScribbleSegApp(MONAILabelApp):
 
             from lib.routes import install
 
-            in_worker = str(self.conf.get("infer_in_worker", "true")).strip().lower()
-            if in_worker not in ("true", "false"):
-                raise ValueError(f"conf 'infer_in_worker' must be true or false, got {in_worker!r}")
-            install(app, infer_in_worker=in_worker == "true")
+            install(app, infer_in_worker=conf_flag(self.conf, "infer_in_worker", True))
 
     # -- requests naming something that does not exist: 404 with the alternatives, not a bare 500
     def infer(self, request, datastore=None):

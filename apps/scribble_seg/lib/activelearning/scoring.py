@@ -68,14 +68,17 @@ def unlabeled(datastore: Datastore, tag: str):
 
 
 class EpistemicScoring(ScoringMethod):
-    """Args:
-    segmentation: the ``ScribbleSegmentation`` infer task of the model to score with.
-    scribble_tag: images with a label under it are not scored.
-    passes: ``T``; batch: passes per forward (``None``: by device, :func:`passes_per_forward`);
-        metric: ``mutual_information`` or ``entropy``.
-    margin_mm: context kept around the predicted foreground's box, per side.
-    bfloat16: ``"auto"`` (:func:`scoring_precision`), ``"true"`` or ``"false"``.
-    device: default device (the request's ``device`` wins).
+    """MC-dropout uncertainty of the unlabelled volumes under one segmentation model.
+
+    Args:
+        segmentation: the ``ScribbleSegmentation`` infer task of the model to score with.
+        scribble_tag: images with a label under it are not scored.
+        passes: ``T`` (conf ``al_passes``, a number or its text); batch: passes per forward
+            (``None``: by device, :func:`passes_per_forward`); metric: ``mutual_information`` or
+            ``entropy``.
+        margin_mm: context kept around the predicted foreground's box, per side (conf ``al_margin_mm``).
+        bfloat16: ``"auto"`` (:func:`scoring_precision`), ``"true"`` or ``"false"``.
+        device: default device (the request's ``device`` wins).
     """
 
     def __init__(
@@ -90,15 +93,23 @@ class EpistemicScoring(ScoringMethod):
         device: str = "cpu",
     ):
         super().__init__(f"MC-dropout {metric} of '{segmentation.name}' on the volumes still to scribble")
-        if int(passes) < 2:
-            raise ValueError(f"al_passes must be at least 2 (MC dropout), got {passes}")
-        if not float(margin_mm) >= 0:
-            raise ValueError(f"al_margin_mm must be >= 0 mm, got {margin_mm}")
+        try:
+            self.passes = int(str(passes).strip())
+        except ValueError:
+            self.passes = 0
+        if self.passes < 2:
+            raise ValueError(f"al_passes must be a whole number of at least 2 (MC dropout), got {passes!r}")
+        try:
+            self.margin_mm = float(margin_mm)
+        except (TypeError, ValueError):
+            self.margin_mm = float("nan")
+        if not self.margin_mm >= 0:
+            raise ValueError(f"al_margin_mm must be a length in mm, at least 0, got {margin_mm!r}")
         if str(bfloat16).lower() not in ("auto", "true", "false"):
             raise ValueError(f"al_bfloat16 must be auto, true or false, got {bfloat16!r}")
         self.segmentation, self.scribble_tag = segmentation, scribble_tag
-        self.passes, self.batch, self.metric, self.device = int(passes), batch, metric, device
-        self.margin_mm, self.bfloat16 = float(margin_mm), str(bfloat16).lower()
+        self.batch, self.metric, self.device = batch, metric, device
+        self.bfloat16 = str(bfloat16).lower()
 
     def margin_voxels(self, spacing) -> tuple:
         """``margin_mm`` in voxels of ``spacing`` (at least one voxel unless the margin is 0)."""
