@@ -89,7 +89,7 @@ def test_local_losses_penalise_stray_islands_only():
 
 def test_largest_object_keeps_the_structure_on_the_organ_not_a_larger_false_blob():
     """What the per-class largest component gets wrong on the phantoms (accuracy.md)."""
-    from lib.transforms.components import largest_object_labels
+    from lib.scribbles.components import largest_object_labels
 
     labels = np.zeros((40, 20, 3), np.int64)
     labels[2:12, 2:12] = 1  # LV
@@ -104,7 +104,7 @@ def test_largest_object_keeps_the_structure_on_the_organ_not_a_larger_false_blob
 def test_anchored_components_keep_what_borders_the_anchor_not_what_is_largest():
     """The phantoms' failure that ``object`` cannot fix: a false RV (the liver) larger than the
     true one and in the same foreground object, touching the myocardium far less."""
-    from lib.transforms.components import anchored_labels
+    from lib.scribbles.components import anchored_labels
 
     labels = np.zeros((40, 20, 3), np.int64)
     labels[2:14, 2:14] = 2  # myocardium (the anchor) ...

@@ -156,10 +156,12 @@ def test_propagation_is_cached_on_disk_by_content(tmp_path, convention):
     p = make_cardiac_phantom(301, shape=(64, 64, 8))
     s = simulate_scribbles(p.label, p.spacing, convention, seed=1)
     data = {"image": torch.as_tensor(p.image)[None], "label": torch.as_tensor(s)[None]}
-    first = PropagateScribblesd(convention, p.spacing, PropagationParams(), str(tmp_path))
+    first = PropagateScribblesd("label", convention, p.spacing, PropagationParams(), str(tmp_path))
     out1 = first(data)
     assert (first.hits, first.misses) == (0, 1)
-    second = PropagateScribblesd(convention, p.spacing, PropagationParams(), str(tmp_path))  # e.g. the next run
+    second = PropagateScribblesd(
+        "label", convention, p.spacing, PropagationParams(), str(tmp_path)
+    )  # e.g. the next run
     out2 = second(data)
     assert (second.hits, second.misses) == (1, 0)
     assert torch.equal(out1["pseudo"], out2["pseudo"]) and torch.allclose(out1["boundary"], out2["boundary"], atol=1e-3)

@@ -91,7 +91,7 @@ def test_bad_points_label_maps_are_refused(convention):
 
 
 def test_boundary_weights_are_high_within_d_mm_of_the_template_boundary():
-    from lib.losses import boundary_weights
+    from lib.scribbles.template import boundary_weights
 
     labels = np.zeros((40, 10, 10), np.int64)
     labels[20:] = 1

@@ -4,4 +4,4 @@ from .active_boundary import ActiveBoundaryLoss
 from .boundary import BoundaryLoss
 from .masked_dice import MaskedDiceLoss
 from .partial_ce import PartialCrossEntropyLoss
-from .reconstruction import WeightedReconstructionLoss, boundary_weights
+from .reconstruction import WeightedReconstructionLoss

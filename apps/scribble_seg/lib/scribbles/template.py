@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence, Tuple
 
 import numpy as np
+from scipy import ndimage
 
 MIN_POINTS = 4
 """Fewest points a structure needs (Weak-Net's clicks; fewer cannot pin a 3D surface)."""
@@ -112,3 +113,22 @@ def surface_points(mask: np.ndarray, spacing: Sequence[float], n: int, seed: int
         chosen.append(int(dist.argmax()))
         dist = np.minimum(dist, np.linalg.norm(mm - mm[chosen[-1]], axis=1))
     return surface[chosen]
+
+
+def boundary_weights(labels: np.ndarray, spacing: Sequence[float], distance_mm: float, low: float) -> np.ndarray:
+    """``W`` ``(H, W, D)`` float32: 1 within ``distance_mm`` of a voxel whose 6-neighbour has
+    another class in ``labels`` (class indices), ``low`` elsewhere (``low`` everywhere if the
+    volume holds one class)."""
+    labels = np.asarray(labels)
+    edge = np.zeros(labels.shape, dtype=bool)
+    for ax in range(labels.ndim):
+        a = [slice(None)] * labels.ndim
+        b = [slice(None)] * labels.ndim
+        a[ax], b[ax] = slice(0, -1), slice(1, None)
+        diff = labels[tuple(a)] != labels[tuple(b)]
+        edge[tuple(a)] |= diff
+        edge[tuple(b)] |= diff
+    if not edge.any():
+        return np.full(labels.shape, low, dtype=np.float32)
+    distance = ndimage.distance_transform_edt(~edge, sampling=[float(s) for s in spacing])
+    return np.where(distance <= distance_mm, 1.0, low).astype(np.float32)

@@ -104,6 +104,7 @@ class CanEMTrainTask(ScribbleTrainTask):
     # ------------------------------------------------------------------------ data / loss
     def _seed_areas_transform(self, request) -> SeedAreasd:
         return SeedAreasd(
+            "label",
             self.convention,
             request["target_spacing"],
             self.tau,
@@ -112,7 +113,7 @@ class CanEMTrainTask(ScribbleTrainTask):
         )
 
     def recipe_transforms(self, context):
-        return [self._seed_areas_transform(context.request), CurrentLabelsd(self._relabelled)]
+        return [self._seed_areas_transform(context.request), CurrentLabelsd("label", self._relabelled)]
 
     def loss_function(self, context):
         return PartialCrossEntropyLoss(self.convention)

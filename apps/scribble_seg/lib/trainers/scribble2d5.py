@@ -63,7 +63,9 @@ class Scribble2D5TrainTask(ScribbleTrainTask):
         if not (self.lpm or self.boundary):
             return []
         cache = os.path.join(self._model_dir, "propagation_cache")
-        return [PropagateScribblesd(self.convention, context.request["target_spacing"], self.propagation, cache)]
+        return [
+            PropagateScribblesd("label", self.convention, context.request["target_spacing"], self.propagation, cache)
+        ]
 
     def extra_batch_keys(self, context):
         return (["pseudo"] if self.lpm else []) + (["boundary"] if self.boundary else [])

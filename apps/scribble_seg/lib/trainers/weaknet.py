@@ -93,7 +93,11 @@ class WeakNetTrainTask(ScribbleTrainTask):
         )
 
     def recipe_transforms(self, context):
-        return [TemplateWeightsd(self.convention, context.request["target_spacing"], self.boundary_mm, self.low_weight)]
+        return [
+            TemplateWeightsd(
+                "label", self.convention, context.request["target_spacing"], self.boundary_mm, self.low_weight
+            )
+        ]
 
     def extra_batch_keys(self, context):
         return ["weight"]

@@ -1,4 +1,4 @@
-from .components import KeepAnchoredComponentsd, KeepLargestObjectd, anchored_labels, largest_object_labels
+from .components import KeepAnchoredComponentsd, KeepLargestObjectd
 from .propagation import PropagateScribblesd
 from .scribbles import AnnotatedMaskd, ScribbleMapd
 from .seed_areas import CurrentLabelsd, SeedAreasd

@@ -7,8 +7,6 @@ from monai.transforms import MapTransform
 
 from lib.scribbles.components import anchored_labels, largest_object_labels
 
-__all__ = ["KeepAnchoredComponentsd", "KeepLargestObjectd", "anchored_labels", "largest_object_labels"]
-
 
 class _ComponentsOfEachMap(MapTransform):
     """Applies ``self.rule`` to each ``(1, ...)`` class-index map of the keys (a tensor keeps its

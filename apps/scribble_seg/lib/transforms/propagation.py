@@ -1,11 +1,13 @@
-"""Scribble2D5's label propagation as a pipeline step, cached on disk by content."""
+"""Scribble2D5's label propagation as a dictionary transform, cached on disk by content."""
 
 from dataclasses import asdict
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from monai.transforms import Transform
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+from monai.utils import ensure_tuple_rep
 
 from lib.scribbles.convention import ScribbleConvention
 from lib.scribbles.propagation import PropagationParams, propagate
@@ -13,9 +15,11 @@ from lib.scribbles.propagation import PropagationParams, propagate
 from .cache import ContentCache
 
 
-class PropagateScribblesd(Transform):
-    """Adds ``pseudo`` (supervoxel pseudo scribble map) and ``boundary`` (static pseudo boundary),
-    both ``(1, H, W, D)``, computed from ``image`` and the scribble map ``label`` at ``spacing``.
+class PropagateScribblesd(MapTransform):
+    """For each scribble map of ``keys`` ``(1, H, W, D)``, adds its supervoxel pseudo scribble map
+    under ``pseudo_keys`` and its static pseudo boundary under ``boundary_keys`` (both
+    ``(1, H, W, D)``), computed by :func:`lib.scribbles.propagation.propagate` from
+    ``data[image_key]`` at ``spacing``.
 
     Results are cached in ``cache_dir`` under a hash of the image and scribble contents, the
     spacing, the parameters and the convention: a volume is propagated once, not per epoch, and a
@@ -24,23 +28,22 @@ class PropagateScribblesd(Transform):
 
     def __init__(
         self,
+        keys: KeysCollection,
         convention: ScribbleConvention,
         spacing: Sequence[float],
         params: PropagationParams,
         cache_dir: Optional[str] = None,
         image_key: str = "image",
-        label_key: str = "label",
-        pseudo_key: str = "pseudo",
-        boundary_key: str = "boundary",
+        pseudo_keys: KeysCollection = "pseudo",
+        boundary_keys: KeysCollection = "boundary",
+        allow_missing_keys: bool = False,
     ):
+        super().__init__(keys, allow_missing_keys)
         self.convention, self.spacing, self.params = convention, [float(s) for s in spacing], params
         self.cache = ContentCache(cache_dir)
-        self.image_key, self.label_key, self.pseudo_key, self.boundary_key = (
-            image_key,
-            label_key,
-            pseudo_key,
-            boundary_key,
-        )
+        self.image_key = image_key
+        self.pseudo_keys = ensure_tuple_rep(pseudo_keys, len(self.keys))
+        self.boundary_keys = ensure_tuple_rep(boundary_keys, len(self.keys))
 
     @property
     def hits(self) -> int:
@@ -53,18 +56,15 @@ class PropagateScribblesd(Transform):
     def __call__(self, data):
         d = dict(data)
         image = np.asarray(d[self.image_key], dtype=np.float32)[0]
-        label = np.asarray(d[self.label_key], dtype=np.int64)[0]
-        key = self.cache.key(
-            [image, label], repr((self.spacing, sorted(asdict(self.params).items()), self.convention.values))
-        )
-        cached = self.cache.load(key)
-        if cached is not None:
-            return self._put(d, cached["pseudo"], cached["boundary"])
-        pseudo, boundary = propagate(image, label, self.spacing, self.convention, self.params)
-        self.cache.save(key, pseudo=pseudo.astype(np.int16), boundary=boundary.astype(np.float16))
-        return self._put(d, pseudo, boundary)
-
-    def _put(self, d, pseudo, boundary):
-        d[self.pseudo_key] = torch.as_tensor(np.asarray(pseudo, dtype=np.int64))[None]
-        d[self.boundary_key] = torch.as_tensor(np.asarray(boundary, dtype=np.float32))[None]
+        for key, pseudo_key, boundary_key in self.key_iterator(d, self.pseudo_keys, self.boundary_keys):
+            label = np.asarray(d[key], dtype=np.int64)[0]
+            params = repr((self.spacing, sorted(asdict(self.params).items()), self.convention.values))
+            cache_key = self.cache.key([image, label], params)
+            cached = self.cache.load(cache_key)
+            if cached is None:
+                pseudo, boundary = propagate(image, label, self.spacing, self.convention, self.params)
+                cached = {"pseudo": pseudo.astype(np.int16), "boundary": boundary.astype(np.float16)}
+                self.cache.save(cache_key, **cached)
+            d[pseudo_key] = torch.as_tensor(np.asarray(cached["pseudo"], dtype=np.int64))[None]
+            d[boundary_key] = torch.as_tensor(np.asarray(cached["boundary"], dtype=np.float32))[None]
         return d

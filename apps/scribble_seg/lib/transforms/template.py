@@ -1,34 +1,41 @@
-"""Weak-Net's per-volume boundary weights as a pipeline step."""
+"""Weak-Net's per-volume boundary weights as a dictionary transform."""
 
 from typing import Sequence
 
 import numpy as np
 import torch
-from monai.transforms import Transform
+from monai.config import KeysCollection
+from monai.transforms import MapTransform
+from monai.utils import ensure_tuple_rep
 
-from lib.losses.reconstruction import boundary_weights
 from lib.scribbles.convention import ScribbleConvention
+from lib.scribbles.template import boundary_weights
 
 
-class TemplateWeightsd(Transform):
-    """Adds ``weight`` ``(1, H, W, D)``: :func:`lib.losses.reconstruction.boundary_weights` of the
-    dense template in ``label`` (a fully annotated scribble map) at ``spacing``."""
+class TemplateWeightsd(MapTransform):
+    """For each dense template of ``keys`` (a fully annotated scribble map ``(1, H, W, D)``), adds
+    its :func:`lib.scribbles.template.boundary_weights` at ``spacing`` under ``weight_keys``
+    ``(1, H, W, D)``."""
 
     def __init__(
         self,
+        keys: KeysCollection,
         convention: ScribbleConvention,
         spacing: Sequence[float],
         distance_mm: float,
         low: float,
-        label_key: str = "label",
-        weight_key: str = "weight",
+        weight_keys: KeysCollection = "weight",
+        allow_missing_keys: bool = False,
     ):
+        super().__init__(keys, allow_missing_keys)
         self.convention, self.spacing = convention, [float(s) for s in spacing]
         self.distance_mm, self.low = float(distance_mm), float(low)
-        self.label_key, self.weight_key = label_key, weight_key
+        self.weight_keys = ensure_tuple_rep(weight_keys, len(self.keys))
 
     def __call__(self, data):
         d = dict(data)
-        classes, _ = self.convention.targets(np.asarray(d[self.label_key])[0])
-        d[self.weight_key] = torch.as_tensor(boundary_weights(classes, self.spacing, self.distance_mm, self.low))[None]
+        for key, weight_key in self.key_iterator(d, self.weight_keys):
+            classes, _ = self.convention.targets(np.asarray(d[key])[0])
+            weights = boundary_weights(classes, self.spacing, self.distance_mm, self.low)
+            d[weight_key] = torch.as_tensor(weights)[None]
         return d
