@@ -1,6 +1,7 @@
 # Two commands for a newcomer (see README.md):
 #   make serve   install if needed, build the sample studies if needed, start the server on 127.0.0.1:8000
-#                (your own data: make serve STUDIES=/path/to/folder LABELS='{"left lung": 1, "spine": 2}')
+#                (your own data: make serve STUDIES=/path/to/folder LABELS='{"left lung": 1, "spine": 2}';
+#                more conf: CONF='--conf al_retrain_after 3 --conf device cpu')
 #   make test    install if needed, run the whole test suite
 #   make lint    ruff check and format check (CI runs it before the tests)
 # Both only need python3 (3.11), pip's registries, g++ and the Python headers (pydensecrf2 compiles).
@@ -13,6 +14,7 @@ MODELS ?= all
 SAMPLE := apps/scribble_seg/data/sample
 STUDIES ?= $(SAMPLE)/studies
 LABELS ?=
+CONF   ?=
 BIN    := $(CURDIR)/$(VENV)/bin
 
 # MONAI Label reads its settings from the environment: training tracking off, since MONAI 1.6
@@ -37,7 +39,7 @@ sample: $(VENV)/.installed
 serve: $(if $(filter $(SAMPLE)/studies,$(STUDIES)),sample,install)
 	PATH="$(BIN):$$PATH" $(BIN)/python -m monailabel.main start_server --app apps/scribble_seg \
 		--studies "$(STUDIES)" --host $(HOST) --port $(PORT) --conf models $(MODELS) \
-		$(if $(LABELS),--conf labels '$(LABELS)')
+		$(if $(LABELS),--conf labels '$(LABELS)') $(CONF)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest

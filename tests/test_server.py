@@ -122,8 +122,10 @@ def test_conf_labels_and_background_id_reach_info(tmp_path, sample_root):
     [
         ({"labels": '{"lv": 1, "rv": 1}'}, "label ids must be 1..K"),
         ({"infer_in_worker": "maybe"}, "conf infer_in_worker must be true or false"),
-        ({"al_passes": "many"}, "al_passes must be a whole number of at least 2 (MC dropout), got 'many'"),
-        ({"al_margin_mm": "wide"}, "al_margin_mm must be a length in mm, at least 0, got 'wide'"),
+        ({"al_passes": "many"}, "conf al_passes must be a whole number, at least 2, got 'many'"),
+        ({"al_margin_mm": "wide"}, "conf al_margin_mm must be a number, at least 0, got 'wide'"),
+        ({"background_niceness": "20"}, "conf background_niceness must be a whole number in 0..19, got '20'"),
+        ({"patch_size": "[96, 96]"}, "conf patch_size must be a JSON list of 3 positive numbers, got '[96, 96]'"),
     ],
 )
 def test_bad_conf_stops_start_up_with_a_clear_message(tmp_path, sample_root, conf, message):

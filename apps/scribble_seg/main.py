@@ -5,54 +5,12 @@ Serve it (see the README for the one-line version)::
     monailabel start_server --app apps/scribble_seg --studies <folder> --host 127.0.0.1 \\
         --conf models all --conf labels '{"lv": 1, "myocardium": 2, "rv": 3}'
 
-Conf options (``--conf key value``; every value is a string):
-
-=========================  ================================================================================
-``models``                 comma-separated config names of ``lib/configs`` or ``all`` (default ``all``: every
-                           config but the benchmark-only ones, e.g. ``full``, which must be named)
-``labels``                 JSON ``{"name": id}`` with ids 1..K, or comma-separated names (default: the sample
-                           phantoms' ``{"lv": 1, "myocardium": 2, "rv": 3}``)
-``background_scribble_id`` value of a background stroke in scribble maps (default ``len(labels) + 1``)
-``scribble_tag``           datastore tag that holds the scribbles used for training (default ``final``)
-``scribble_label_info``    ``required`` (default): scribbles must name their values in ``label_info``, as Slicer
-                           and OHIF send them; ``optional``: bare maps in the convention below are accepted too
-``device``                 ``cpu``, ``cuda`` or ``cuda:N`` (default ``cuda`` when available, else ``cpu``)
-``refinement``             ``false`` hides the ``crf`` / ``random_walk`` scribble refinement tasks (default on)
-``target_spacing``         training/inference spacing in mm, JSON list, or ``auto`` (median of the training
-                           volumes, recorded next to the published model; default)
-``patch_size``             training patch, JSON list (default ``[96, 96, 16]``)
-``dropout``                dropout of the networks (default 0.1; MC dropout needs it > 0)
-``largest_component``      ``true``: segmentations keep one connected component per structure (default;
-                           ``scribble2d5``, ``exmod`` and ``zscribbleseg``: ``myocardium`` where the labels have it)
-                           (``object``: the largest foreground object first; a structure name, e.g.
-                           ``myocardium``: that structure's largest component and, of every other, the
-                           component bordering it most; ``false``: off). Also an infer request parameter
-``gt_tag``                 datastore tag of dense ground truth, used for validation metrics only (default ``gt``)
-``max_upload_mb``          largest image or label accepted by the datastore (default 1024; larger: HTTP 413)
-``points_tag``             datastore tag of Weak-Net surface points (default ``points``; checked at upload)
-``al_model``               model whose MC-dropout uncertainty drives ``next_to_scribble`` (default ``scribble2d5``)
-``al_passes``, ``al_metric``   dropout passes (6) and ``mutual_information`` (default) or ``entropy``
-``al_margin_mm``           context around the predicted foreground's box that the dropout passes run on (16)
-``al_bfloat16``            scoring under bfloat16 autocast: ``auto`` (default: where the device computes it
-                           natively), ``true`` or ``false``
-``al_exclusion_minutes``   a volume served to any client this recently is not served again (default 10)
-``al_diversity``           weight of the similarity-to-scribbled-volumes discount (default 0.5; 0 = off)
-``al_retrain_after``       new scribble maps that start a training of ``al_recipe`` (default 5; 0 = never)
-``al_recipe``              recipe retrained by that trigger (default: ``al_model``)
-``al_retrain_params``      JSON train-request parameters of that training, e.g. ``{"max_epochs": 5}``
-``infer_in_worker``        ``true`` (default): inference runs on one worker thread, so Next Sample, Submit Label
-                           and ``/info`` answer while it runs (one inference at a time still); ``false``: on the
-                           server's event loop, as MONAI Label's endpoint does, where every request waits for it
-``background_niceness``    priority drop (0..19) of training and scoring subprocesses, so that refinement
-                           requests keep their speed while a training runs (default 10; 0 = off)
-=========================  ================================================================================
-
-Recipe-specific keys (``scribble2d5_*``, ``can_em_*``) are documented in their ``lib/configs/<recipe>.py``.
+Conf options (``--conf key value``): every key, its default and its meaning are declared in
+:mod:`lib.conf` (the README's table is printed from it: ``python -m lib.conf`` in the app folder).
 The label convention is :mod:`lib.scribbles.convention`; ``/info`` reports it under ``scribbles``.
 """
 
 import importlib
-import json
 import logging
 import os
 import threading
@@ -72,8 +30,8 @@ from monailabel.utils.others.class_utils import get_class_names
 
 import lib.configs
 from lib.activelearning import EpistemicScoring, NextToScribble, Random
-from lib.background import DEFAULT_NICENESS, yield_to_server
-from lib.configs.recipe import conf_flag
+from lib.background import yield_to_server
+from lib.conf import conf_choice, conf_flag, conf_float, conf_int, conf_json, conf_text, unknown_keys
 from lib.datastore import ScribbleDatastore, scribble_tag
 from lib.errors import RequestError
 from lib.infers import ScribbleRefinement, ScribbleSegmentation
@@ -84,7 +42,6 @@ from lib.scribbles.refine import METHODS as REFINEMENT_METHODS
 logger = logging.getLogger(__name__)
 
 __version__ = "0.1.0"
-DEFAULT_MAX_UPLOAD_MB = 1024.0
 
 
 def available_configs() -> Dict[str, type]:
@@ -122,29 +79,23 @@ def resolve_device(name: str) -> str:
     return str(device)
 
 
-def label_info_required(value: str) -> bool:
-    """Conf ``scribble_label_info``: ``required`` or ``optional``."""
-    value = (value or "required").strip().lower()
-    if value not in ("required", "optional"):
-        raise ValueError(f"conf scribble_label_info must be 'required' or 'optional', got {value!r}")
-    return value == "required"
-
-
 class ScribbleSegApp(MONAILabelApp):
     """Trains segmentation networks from scribbles, refines segmentations from new scribbles and
     tells annotators which volume to scribble next."""
 
     def __init__(self, app_dir, studies, conf):
-        niceness = str(conf.get("background_niceness", DEFAULT_NICENESS)).strip()
-        yield_to_server(int(niceness) if niceness.lstrip("-").isdigit() else niceness)
+        unknown = unknown_keys(conf)
+        if unknown:
+            logger.warning(f"conf key(s) {unknown} are not read by this app (see lib/conf.py for the keys)")
+        yield_to_server(conf_int(conf, "background_niceness", minimum=0, maximum=19))
         self.model_dir = os.path.join(app_dir, "model")
         os.makedirs(self.model_dir, exist_ok=True)  # start_server makes it; in-process use (benchmarks) too
         self.convention = ScribbleConvention.from_conf(conf)
         self.scribble_tag = scribble_tag(conf)
-        self.device = resolve_device(conf.get("device", ""))
+        self.device = resolve_device(conf_text(conf, "device"))
 
         self.models: Dict[str, TaskConfig] = {}
-        for name, cls in select_models(conf.get("models", "all"), available_configs()).items():
+        for name, cls in select_models(conf_text(conf, "models"), available_configs()).items():
             logger.info(f"+++ Adding Model: {name} => {cls.__module__}.{cls.__name__}")
             config = cls()
             config.init(name, self.model_dir, conf, None, convention=self.convention, device=self.device)
@@ -169,12 +120,11 @@ class ScribbleSegApp(MONAILabelApp):
     def _checked_retrain_params(self) -> Dict:
         """Conf ``al_retrain_params`` checked by the retrained recipe at start-up (the trigger hands
         it to MONAI Label directly, past the checked route): a bad value stops the server here."""
-        text = self.conf.get("al_retrain_params") or "{}"
-        try:
-            params = json.loads(text)
-        except ValueError:
-            raise ValueError(f"conf al_retrain_params must be a JSON object, got {text!r}") from None
-        recipe = self.conf.get("al_recipe") or self._al_model()
+        params = conf_json(self.conf, "al_retrain_params")
+        if not isinstance(params, dict):
+            text = conf_text(self.conf, "al_retrain_params")
+            raise ValueError(f"conf al_retrain_params must be a JSON object, got {text!r}")
+        recipe = conf_text(self.conf, "al_recipe") or self._al_model()
         trainer = self._trainers.get(recipe) if recipe else None
         if trainer is None or not hasattr(trainer, "check_request"):
             return params
@@ -190,7 +140,7 @@ class ScribbleSegApp(MONAILabelApp):
             for k, v in (task if isinstance(task, dict) else {name: task}).items():
                 logger.info(f"+++ Adding Inferer:: {k} => {v}")
                 infers[k] = v
-        if self.conf.get("refinement", "true").strip().lower() != "false":
+        if conf_flag(self.conf, "refinement"):
             segmentation = {k: v for k, v in infers.items() if isinstance(v, ScribbleSegmentation)}
             for method in REFINEMENT_METHODS:
                 infers[method] = ScribbleRefinement(method, self.convention, segmentation, device=self.device)
@@ -208,7 +158,7 @@ class ScribbleSegApp(MONAILabelApp):
     def _al_model(self) -> Optional[str]:
         """The model whose uncertainty drives active learning (conf ``al_model``)."""
         segmentation = [k for k, v in self._infers.items() if isinstance(v, ScribbleSegmentation)]
-        name = self.conf.get("al_model") or (
+        name = conf_text(self.conf, "al_model") or (
             "scribble2d5" if "scribble2d5" in segmentation else (segmentation[0] if segmentation else None)
         )
         if name is not None and name not in segmentation:
@@ -221,8 +171,8 @@ class ScribbleSegApp(MONAILabelApp):
             "next_to_scribble": NextToScribble(
                 self._infers.get(model),
                 self.scribble_tag,
-                exclusion_minutes=float(self.conf.get("al_exclusion_minutes", 10)),
-                diversity=float(self.conf.get("al_diversity", 0.5)),
+                exclusion_minutes=conf_float(self.conf, "al_exclusion_minutes", minimum=0),
+                diversity=conf_float(self.conf, "al_diversity", minimum=0),
             ),
             "random": Random(),
             "first": First(),
@@ -239,10 +189,10 @@ class ScribbleSegApp(MONAILabelApp):
             methods["next_to_scribble"] = EpistemicScoring(
                 self._infers[model],
                 self.scribble_tag,
-                passes=self.conf.get("al_passes", 6),
-                metric=self.conf.get("al_metric", "mutual_information"),
-                margin_mm=self.conf.get("al_margin_mm", 16.0),
-                bfloat16=self.conf.get("al_bfloat16", "auto"),
+                passes=conf_int(self.conf, "al_passes", minimum=2),
+                metric=conf_choice(self.conf, "al_metric", ("mutual_information", "entropy")),
+                margin_mm=conf_float(self.conf, "al_margin_mm", minimum=0),
+                bfloat16=conf_choice(self.conf, "al_bfloat16", ("auto", "true", "false")),
                 device=self.device,
             )
         for name, config in self.models.items():
@@ -266,9 +216,9 @@ class ScribbleSegApp(MONAILabelApp):
             read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
             convention=self.convention,
             scribble_tag=self.scribble_tag,
-            max_upload_mb=float(self.conf.get("max_upload_mb", DEFAULT_MAX_UPLOAD_MB)),
-            points_tag=self.conf.get("points_tag", "points"),
-            label_info_required=label_info_required(self.conf.get("scribble_label_info", "required")),
+            max_upload_mb=conf_float(self.conf, "max_upload_mb", minimum=0),
+            points_tag=conf_text(self.conf, "points_tag"),
+            label_info_required=conf_choice(self.conf, "scribble_label_info", ("required", "optional")) == "required",
         )
 
     def server_mode(self, mode: bool):
@@ -280,7 +230,7 @@ class ScribbleSegApp(MONAILabelApp):
 
             from lib.routes import install
 
-            install(app, infer_in_worker=conf_flag(self.conf, "infer_in_worker", True))
+            install(app, infer_in_worker=conf_flag(self.conf, "infer_in_worker"))
 
     # -- requests naming something that does not exist: 404 with the alternatives, not a bare 500
     def infer(self, request, datastore=None):
@@ -304,10 +254,10 @@ class ScribbleSegApp(MONAILabelApp):
     def on_save_label(self, image_id, label_id):
         """Count scribble submissions; after ``al_retrain_after`` of them start the active-learning
         model's training (if none runs). The reply to ``PUT /datastore/label`` says what happened."""
-        every = int(self.conf.get("al_retrain_after", 5))
+        every = conf_int(self.conf, "al_retrain_after", minimum=0)
         datastore = self.datastore()
         pending = getattr(datastore, "scribble_saves", 0)
-        recipe = self.conf.get("al_recipe") or self._al_model()
+        recipe = conf_text(self.conf, "al_recipe") or self._al_model()
         if every <= 0 or not recipe or recipe not in self._trainers or pending < every:
             return {"retraining": {"pending_scribbles": pending, "starts_after": every, "recipe": recipe}}
         params = self._retrain_params

@@ -17,7 +17,6 @@ logger = logging.getLogger(__name__)
 
 BACKGROUND_MAIN = "monailabel.interfaces.utils.app"
 """The module MONAI Label runs as ``__main__`` in its training and scoring subprocesses."""
-DEFAULT_NICENESS = 10
 
 
 def is_background_task() -> bool:
@@ -25,7 +24,7 @@ def is_background_task() -> bool:
     return getattr(spec, "name", None) == BACKGROUND_MAIN
 
 
-def yield_to_server(niceness: int = DEFAULT_NICENESS) -> bool:
+def yield_to_server(niceness: int) -> bool:
     """In a background subprocess, lower this process's priority by ``niceness`` (0..19).
 
     Returns whether it did.

@@ -31,6 +31,7 @@ import numpy as np
 from filelock import FileLock
 from monailabel.datastore.local import LocalDatastore, LocalDatastoreModel
 
+from lib.conf import conf_text
 from lib.errors import RequestError
 from lib.scribbles.convention import UNANNOTATED, ScribbleConvention, present_values, to_scribble_map
 from lib.scribbles.points import points_of
@@ -40,13 +41,10 @@ logger = logging.getLogger(__name__)
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-SCRIBBLE_TAG = "final"
-"""The datastore tag whose labels are training scribbles (MONAI Label's "final" label tag)."""
-
-
 def scribble_tag(conf: Dict[str, str]) -> str:
-    """Conf ``scribble_tag`` (default :data:`SCRIBBLE_TAG`)."""
-    return str(conf.get("scribble_tag", SCRIBBLE_TAG)).strip() or SCRIBBLE_TAG
+    """Conf ``scribble_tag``: the datastore tag whose labels are training scribbles (MONAI Label's
+    ``final`` label tag by default)."""
+    return conf_text(conf, "scribble_tag")
 
 
 def check_name(value: str, what: str) -> str:

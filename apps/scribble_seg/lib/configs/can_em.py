@@ -1,29 +1,20 @@
-import json
-
 from monailabel.interfaces.config import TaskConfig
 
+from lib.conf import KEYS, conf_flag, conf_float, conf_int, conf_json, conf_text
 from lib.networks import AttentionUNet2D5
 from lib.scribbles.crf import DenseCRFParams
-from lib.scribbles.random_walk import RandomWalkParams
-from lib.scribbles.relabel import DEFAULT_ALPHA
-from lib.scribbles.seed_areas import DEFAULT_TAU
-from lib.trainers.can_em import MC_PASSES, CanEMTrainTask
+from lib.trainers.can_em import CanEMTrainTask
 
-from .recipe import RecipeConfig, conf_flag
+from .recipe import RecipeConfig
 
 
 class CanEm(RecipeConfig, TaskConfig):
     """``can_em``: Can et al. 2018 -- random-walk seed areas, recursive hard EM with dense-CRF and
     MC-dropout (Welch test) relabelling, on the 2.5D attention UNet.
 
-    Conf (the paper's Table 1 rows are switches): ``can_em_recursions`` (3), ``can_em_crf`` and
-    ``can_em_uncertainty`` (``true``/``false``), ``can_em_passes`` (50), ``can_em_alpha`` (0.05),
-    ``can_em_tau`` (0.99), ``can_em_beta`` (random-walk beta), ``can_em_relabel_tag`` (``can_em``),
-    ``can_em_epochs_per_recursion`` (0: ``max_epochs`` split over the recursions; N: N epochs each,
-    as the paper trains every recursion to convergence), ``can_em_dropout`` (JSON: one rate for
-    every block or one per level; default :data:`CAN_ET_AL_DROPOUT`)."""
+    Conf: the ``can_em_*`` keys of :mod:`lib.conf` (the paper's Table 1 rows are switches)."""
 
-    CAN_ET_AL_DROPOUT = (0.0, 0.0, 0.0, 0.5, 0.5, 0.5)
+    CAN_ET_AL_DROPOUT = KEYS["can_em_dropout"].default
     """Dropout 0.5 in the 5 innermost blocks only (the encoder's 3 deepest levels, the decoder's 2
     deepest), as Can et al. (section 2.4; their ``unet2D_bn_dropout``: after pool3, pool4,
     conv5_2, conv6_2, conv7_2 of a 5-level U-Net). Their MC-dropout Welch test draws its spread
@@ -31,7 +22,7 @@ class CanEm(RecipeConfig, TaskConfig):
     resets almost nothing."""
 
     def build_network(self, conf):
-        rates = json.loads(conf.get("can_em_dropout", json.dumps(self.CAN_ET_AL_DROPOUT)))
+        rates = conf_json(conf, "can_em_dropout")
         return AttentionUNet2D5(in_channels=1, out_channels=self.convention.num_classes, dropout=rates)
 
     description = "Can et al.: random-walk seed areas + recursive EM with dense-CRF / MC-dropout relabelling"
@@ -40,13 +31,13 @@ class CanEm(RecipeConfig, TaskConfig):
     def trainer_kwargs(self):
         conf = self.conf
         return {
-            "recursions": int(conf.get("can_em_recursions", 3)),
-            "epochs_per_recursion": int(conf.get("can_em_epochs_per_recursion", 0)),
-            "tau": float(conf.get("can_em_tau", DEFAULT_TAU)),
-            "beta": float(conf.get("can_em_beta", RandomWalkParams.beta)),
+            "recursions": conf_int(conf, "can_em_recursions", minimum=1),
+            "epochs_per_recursion": conf_int(conf, "can_em_epochs_per_recursion", minimum=0),
+            "tau": conf_float(conf, "can_em_tau", minimum=0, maximum=1),
+            "beta": conf_float(conf, "can_em_beta", minimum=0),
             "crf": DenseCRFParams.can_et_al() if conf_flag(conf, "can_em_crf") else None,
             "uncertainty": conf_flag(conf, "can_em_uncertainty"),
-            "passes": int(conf.get("can_em_passes", MC_PASSES)),
-            "alpha": float(conf.get("can_em_alpha", DEFAULT_ALPHA)),
-            "relabel_tag": conf.get("can_em_relabel_tag", "can_em"),
+            "passes": conf_int(conf, "can_em_passes", minimum=2),
+            "alpha": conf_float(conf, "can_em_alpha", minimum=0, maximum=1),
+            "relabel_tag": conf_text(conf, "can_em_relabel_tag"),
         }

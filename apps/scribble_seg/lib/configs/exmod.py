@@ -1,5 +1,6 @@
 from monailabel.interfaces.config import TaskConfig
 
+from lib.conf import conf_float
 from lib.networks import ExModUNet
 from lib.trainers.exmod import ExModTrainTask
 
@@ -10,8 +11,7 @@ class Exmod(MixRecipeConfig, TaskConfig):
     """``exmod``: ExMod / CycleMix -- expanded 2D UNet (slice-wise), pCE on original and mixed
     slices, occlusion, global and local consistency.
 
-    Conf: ``unet2d_features`` (JSON, default ``[64, 128, 256, 512, 1024]``), ``mix_occlusion`` (32 px),
-    ``mix`` (``cutmix`` or ``mixup``), ``exmod_global_weight`` / ``exmod_local_weight`` (0.1)."""
+    Conf: ``unet2d_features``, ``mix_occlusion``, ``mix`` and the ``exmod_*`` keys of :mod:`lib.conf`."""
 
     description = "ExMod/CycleMix: expanded 2D UNet, saliency-guided mix + occlusion, mix and integrity consistency"
     trainer_class = ExModTrainTask
@@ -19,6 +19,6 @@ class Exmod(MixRecipeConfig, TaskConfig):
 
     def recipe_kwargs(self):
         return {
-            "global_weight": float(self.conf.get("exmod_global_weight", 0.1)),
-            "local_weight": float(self.conf.get("exmod_local_weight", 0.1)),
+            "global_weight": conf_float(self.conf, "exmod_global_weight", minimum=0),
+            "local_weight": conf_float(self.conf, "exmod_local_weight", minimum=0),
         }

@@ -2,42 +2,38 @@
 *direct* base is ``TaskConfig``, so each ``lib/configs/<recipe>.py`` declares
 ``class <Recipe>(RecipeConfig, TaskConfig)`` and sets its trainer class and network).
 
-Conf keys read here (all optional): ``target_spacing`` (JSON mm list or ``auto``), ``patch_size``
-(JSON, default ``[96, 96, 16]``), ``dropout`` (default 0.1), ``scribble_tag``, ``gt_tag``,
-``largest_component`` (``true``, the default of most recipes: keep one connected component per
-structure at inference; ``object``: the largest foreground object, then one component per
-structure in it; a structure name: that structure's largest component, then per structure the
-component bordering it most -- the default of the recipes that set ``anchored_components``:
-Scribble2D5, ExMod, ZScribbleSeg, :meth:`default_largest_component`; ``false``).
+Conf keys read here (declared in :mod:`lib.conf`): ``target_spacing``, ``patch_size``,
+``dropout``, ``scribble_tag``, ``gt_tag``, ``largest_component`` (default
+:meth:`RecipeConfig.default_largest_component`), and for the 2D recipes ``unet2d_features``,
+``mix``, ``mix_occlusion``.
 """
 
-import json
 import os
 from typing import Any, Dict, Optional
 
 import torch
 
+from lib.conf import conf_choice, conf_float, conf_int, conf_json, conf_text
 from lib.datastore import scribble_tag
 from lib.infers import ScribbleSegmentation
 from lib.networks import AttentionUNet2D5
 from lib.scribbles.convention import ScribbleConvention
 from lib.trainers.base import ScribbleTrainTask, meta_path
 
-DROPOUT = 0.1
-"""Dropout of the recipes' networks (conf ``dropout``): what MC-dropout scoring samples from."""
-
 
 def conf_dropout(conf: Dict[str, str]) -> float:
-    """Conf ``dropout`` (default :data:`DROPOUT`)."""
-    return float(conf.get("dropout", DROPOUT))
+    """Conf ``dropout``: what MC-dropout scoring samples from."""
+    return conf_float(conf, "dropout", minimum=0, maximum=1)
 
 
-def conf_flag(conf: Dict[str, str], key: str, default: bool = True) -> bool:
-    """A ``true``/``false`` conf value (anything else is a configuration error)."""
-    value = str(conf.get(key, str(default))).strip().lower()
-    if value not in ("true", "false"):
-        raise ValueError(f"conf {key} must be true or false, got {value!r}")
-    return value == "true"
+def _positive_list(conf: Dict[str, str], name: str, length: Optional[int] = None) -> list:
+    """A JSON list of positive numbers (``length`` of them when given), naming the key otherwise."""
+    value = conf_json(conf, name)
+    ok = isinstance(value, list) and value and all(isinstance(v, (int, float)) and v > 0 for v in value)
+    if not ok or (length is not None and len(value) != length):
+        size = f"{length} " if length else ""
+        raise ValueError(f"conf {name} must be a JSON list of {size}positive numbers, got {conf.get(name)!r}")
+    return value
 
 
 class RecipeConfig:
@@ -66,9 +62,9 @@ class RecipeConfig:
         self.labels = dict(self.convention.labels)
         self.device = device
         self.path = [os.path.join(model_dir, f"pretrained_{name}.pt"), os.path.join(model_dir, f"{name}.pt")]
-        spacing = conf.get("target_spacing", "auto")
-        self.target_spacing = spacing if spacing.strip().lower() == "auto" else json.loads(spacing)
-        self.patch_size = json.loads(conf.get("patch_size", "[96, 96, 16]"))
+        spacing = conf_text(conf, "target_spacing")
+        self.target_spacing = "auto" if spacing.lower() == "auto" else _positive_list(conf, "target_spacing", 3)
+        self.patch_size = [int(v) for v in _positive_list(conf, "patch_size", 3)]
         self.network = self.build_network(conf)
 
     def build_network(self, conf: Dict[str, str]) -> torch.nn.Module:
@@ -85,7 +81,7 @@ class RecipeConfig:
             target_spacing=explicit,
             description=self.description,
             config={"device": self.device},
-            largest_component=self.conf.get("largest_component", self.default_largest_component()),
+            largest_component=conf_text(self.conf, "largest_component") or self.default_largest_component(),
             **self.infer_kwargs(),
         )
 
@@ -109,7 +105,7 @@ class RecipeConfig:
             load_path=load_path,
             description=self.description,
             scribble_tag=scribble_tag(self.conf),
-            gt_tag=self.conf.get("gt_tag", "gt"),
+            gt_tag=conf_text(self.conf, "gt_tag"),
             target_spacing=self.target_spacing,
             patch_size=self.patch_size,
             config={"device": self.device},
@@ -136,13 +132,13 @@ class MixRecipeConfig(RecipeConfig):
         return self.network_class(
             out_channels=self.convention.num_classes,
             dropout=conf_dropout(conf),
-            features=json.loads(conf.get("unet2d_features", "[64, 128, 256, 512, 1024]")),
+            features=[int(v) for v in _positive_list(conf, "unet2d_features")],
         )
 
     def trainer_kwargs(self):
         return {
-            "occlusion": int(self.conf.get("mix_occlusion", 32)),
-            "mix": self.conf.get("mix", "cutmix"),
+            "occlusion": conf_int(self.conf, "mix_occlusion", minimum=0),
+            "mix": conf_choice(self.conf, "mix", ("cutmix", "mixup", "none")),
             **self.recipe_kwargs(),
         }
 

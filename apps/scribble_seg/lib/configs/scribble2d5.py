@@ -2,39 +2,34 @@ import json
 
 from monailabel.interfaces.config import TaskConfig
 
+from lib.conf import conf_flag, conf_float, conf_text
 from lib.networks import AttentionUNet2D5
 from lib.scribbles.propagation import PropagationParams
 from lib.trainers.scribble2d5 import Scribble2D5TrainTask
 
-from .recipe import RecipeConfig, conf_dropout
-from .recipe import conf_flag as _flag
+from .recipe import RecipeConfig
 
 
 class Scribble2D5(RecipeConfig, TaskConfig):
     """``scribble2d5``: the headline 2.5D model -- label propagation, static boundary, active boundary loss.
 
-    Conf (ablations of the paper's Table 2): ``scribble2d5_lpm``, ``scribble2d5_boundary``,
-    ``scribble2d5_abl`` (``true``/``false``), ``scribble2d5_supervoxel_mm`` (12),
-    ``scribble2d5_class_supervoxel_mm`` (JSON ``{"class name": mm}``, per-class sizes; default: the
-    labels' thin structures, ``{"myocardium": 6}`` where there is one --
-    :data:`lib.scribbles.convention.THIN_STRUCTURES`; ``{}`` for one size for all),
-    ``scribble2d5_attention_supervision`` (0), ``scribble2d5_outer_slices_background`` (``false``;
-    ``true`` when every slice showing a structure is scribbled: the slices beyond the stroked
-    range become background in the pseudo mask (so only with LPM on), see
+    Conf: the ``scribble2d5_*`` keys of :mod:`lib.conf` (``_lpm``, ``_boundary``, ``_abl`` are the
+    paper's Table 2 ablations; ``_outer_slices_background``:
     :func:`lib.scribbles.propagation.background_beyond_strokes`).
 
-    The per-class default: a 12 mm supervoxel crossed by a stroke on a thin wall spills into the
-    tissue around it; smaller supervoxels keep that class's pseudo labels precise while the other
-    classes keep the coverage of the larger ones."""
+    The per-class supervoxel default (the labels' thin structures,
+    :data:`lib.scribbles.convention.THIN_STRUCTURES`): a 12 mm supervoxel crossed by a stroke on a
+    thin wall spills into the tissue around it; smaller supervoxels keep that class's pseudo labels
+    precise while the other classes keep the coverage of the larger ones."""
 
     description = "Scribble2D5: 2.5D attention UNet + label propagation + static boundary + active boundary loss"
 
     def build_network(self, conf):
-        boundary = _flag(conf, "scribble2d5_boundary")
+        boundary = conf_flag(conf, "scribble2d5_boundary")
         return AttentionUNet2D5(
             in_channels=1,
             out_channels=self.convention.num_classes,
-            dropout=conf_dropout(conf),
+            dropout=conf_float(conf, "dropout", minimum=0, maximum=1),
             boundary=boundary,
             refinement=boundary,
         )
@@ -42,14 +37,14 @@ class Scribble2D5(RecipeConfig, TaskConfig):
     def trainer_kwargs(self):
         conf = self.conf
         return {
-            "lpm": _flag(conf, "scribble2d5_lpm"),
-            "boundary": _flag(conf, "scribble2d5_boundary"),
-            "abl": _flag(conf, "scribble2d5_abl"),
-            "attention_supervision": float(conf.get("scribble2d5_attention_supervision", 0.0)),
+            "lpm": conf_flag(conf, "scribble2d5_lpm"),
+            "boundary": conf_flag(conf, "scribble2d5_boundary"),
+            "abl": conf_flag(conf, "scribble2d5_abl"),
+            "attention_supervision": conf_float(conf, "scribble2d5_attention_supervision", minimum=0),
             "propagation": PropagationParams(
-                supervoxel_mm=float(conf.get("scribble2d5_supervoxel_mm", PropagationParams.supervoxel_mm)),
-                class_supervoxel_mm=_class_sizes(conf.get("scribble2d5_class_supervoxel_mm"), self.convention),
-                outer_slices_background=_flag(conf, "scribble2d5_outer_slices_background", False),
+                supervoxel_mm=conf_float(conf, "scribble2d5_supervoxel_mm", minimum=0),
+                class_supervoxel_mm=_class_sizes(conf_text(conf, "scribble2d5_class_supervoxel_mm"), self.convention),
+                outer_slices_background=conf_flag(conf, "scribble2d5_outer_slices_background"),
             ),
         }
 

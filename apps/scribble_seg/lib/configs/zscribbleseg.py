@@ -1,5 +1,6 @@
 from monailabel.interfaces.config import TaskConfig
 
+from lib.conf import conf_float, conf_int
 from lib.networks import UNet2DBN
 from lib.trainers.zscribbleseg import ZScribbleSegTrainTask
 
@@ -11,12 +12,9 @@ class Zscribbleseg(MixRecipeConfig, TaskConfig):
     occlusion, mix consistency, integrity CE, and from ``zscribbleseg_prior_start_epoch`` (5) the
     EM mixture ratios + spatial-prior loss.
 
-    Conf: ``unet2d_features`` (JSON, default ``[64, 128, 256, 512, 1024]``), ``mix_occlusion`` (32 px),
-    ``mix`` (``cutmix`` or ``mixup``), ``zscribbleseg_prior_start_epoch``, ``zscribbleseg_prior_weight`` (1),
-    ``zscribbleseg_global_weight`` (0.05), ``zscribbleseg_local_weight`` (1), ``zscribbleseg_em_max_ratio``
-    (4: an EM mixture-ratio estimate beyond this factor of the scribbles' frequencies falls back to
-    them); the ablations set
-    ``mix none``, both consistency weights to 0, or the prior weight to 0."""
+    Conf: ``unet2d_features``, ``mix_occlusion``, ``mix`` and the ``zscribbleseg_*`` keys of
+    :mod:`lib.conf`; the paper's ablations set ``mix none``, both consistency weights to 0, or the
+    prior weight to 0."""
 
     description = "ZScribbleSeg: 2D UNet, mix + occlusion consistency, EM mixture ratios and spatial prior"
     trainer_class = ZScribbleSegTrainTask
@@ -24,9 +22,9 @@ class Zscribbleseg(MixRecipeConfig, TaskConfig):
 
     def recipe_kwargs(self):
         return {
-            "prior_start_epoch": int(self.conf.get("zscribbleseg_prior_start_epoch", 5)),
-            "prior_weight": float(self.conf.get("zscribbleseg_prior_weight", 1.0)),
-            "global_weight": float(self.conf.get("zscribbleseg_global_weight", 0.05)),
-            "local_weight": float(self.conf.get("zscribbleseg_local_weight", 1.0)),
-            "max_ratio": float(self.conf.get("zscribbleseg_em_max_ratio", 4.0)),
+            "prior_start_epoch": conf_int(self.conf, "zscribbleseg_prior_start_epoch", minimum=0),
+            "prior_weight": conf_float(self.conf, "zscribbleseg_prior_weight", minimum=0),
+            "global_weight": conf_float(self.conf, "zscribbleseg_global_weight", minimum=0),
+            "local_weight": conf_float(self.conf, "zscribbleseg_local_weight", minimum=0),
+            "max_ratio": conf_float(self.conf, "zscribbleseg_em_max_ratio", minimum=1),
         }

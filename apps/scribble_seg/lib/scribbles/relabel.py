@@ -28,6 +28,8 @@ from .convention import NO_SEED
 from .crf import DenseCRFParams, dense_crf
 
 DEFAULT_ALPHA = 0.05
+MC_PASSES = 50
+"""Dropout passes ``T`` of the E step's Welch test (Can et al.'s ``T``)."""
 
 
 def welch_p_value(mean_a, var_a, mean_b, var_b, n: int) -> np.ndarray:

@@ -41,7 +41,7 @@ from lib.losses import PartialCrossEntropyLoss
 from lib.scribbles.convention import NO_SEED
 from lib.scribbles.crf import DenseCRFParams
 from lib.scribbles.random_walk import RandomWalkParams
-from lib.scribbles.relabel import DEFAULT_ALPHA, relabel
+from lib.scribbles.relabel import DEFAULT_ALPHA, MC_PASSES, relabel
 from lib.scribbles.seed_areas import DEFAULT_TAU
 from lib.transforms import CurrentLabelsd, SeedAreasd
 
@@ -49,10 +49,6 @@ from .base import ScribbleTrainTask
 from .parameters import integer
 
 logger = logging.getLogger(__name__)
-
-
-MC_PASSES = 50
-"""MC-dropout passes ``T`` of the E step's Welch test (Can et al.; conf ``can_em_passes``)."""
 
 
 class CanEMTrainTask(ScribbleTrainTask):
