@@ -20,6 +20,12 @@ ALLOWED = {
     "losses": {"scribbles"},
     "transforms": {"scribbles"},
 }
+# MONAI Label adapters: none imports the floor above it (configs wire trainers and infers together)
+FORBIDDEN = {
+    "infers": {"trainers", "configs", "activelearning"},
+    "trainers": {"configs"},  # (validation shares lib.infers.inferer with inference)
+    "activelearning": {"trainers", "configs"},
+}
 # third-party roots a pure package must not import
 NO_MONAI_LABEL = {"networks", "scribbles", "metrics", "losses", "transforms"}
 
@@ -47,6 +53,17 @@ def test_package_imports_only_the_layers_below_it(package):
     assert not offending, f"lib/{package} may import only {sorted(ALLOWED[package]) or 'itself'}: " + "; ".join(
         offending
     )
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_adapters_do_not_import_the_floor_above(package):
+    offending = [
+        f"{path.relative_to(LIB)}:{line} imports {module}"
+        for path in sorted((LIB / package).glob("*.py"))
+        for line, module in _imports(path)
+        if module.split(".")[0] == "lib" and len(module.split(".")) > 1 and module.split(".")[1] in FORBIDDEN[package]
+    ]
+    assert not offending, "; ".join(offending)
 
 
 def test_losses_are_torch_modules_without_numpy_state():

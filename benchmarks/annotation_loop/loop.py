@@ -1,16 +1,7 @@
 """The simulated annotator of one strategy and seed, on the real app.
 
-Simulated annotator, per seed and strategy, on the real app (in-process train / scoring /
-next_sample / infer tasks): start with ``--initial`` scribbled phantoms and a pool of unlabeled
-ones; each round the strategy picks a pool volume, its scribbles are simulated from the dense
-truth and saved (tag ``final``), the model retrains with a fixed small budget -- from its previous
-weights, or from the same seeded initial weights every round (``--retrain scratch``, a new training
-run name per round: MONAI Label resumes a run of the same name from its checkpoint whatever
-``pretrained`` says; the model then depends on the scribbled set only, not on the order or on the
-previous round's training noise) --
-and the Dice on held-out test phantoms (never in the pool) is recorded. Strategies:
-``next_to_scribble`` (MC-dropout uncertainty, scored before each pick) and ``random``; the same
-seeds, pools, scribbles and budgets for both.
+:func:`run` is one arm (the loop the package docstring describes), in-process train / scoring /
+next_sample / infer tasks of a fresh app copy (:func:`loop_app`).
 
 Both strategies of a seed start from **one** initial model (trained once, ``--initial-epochs``, on the
 initial volumes, then copied into the second strategy's app), so their round-0 Dice is identical and

@@ -16,9 +16,10 @@ import torch
 from lib.conf import conf_choice, conf_float, conf_int, conf_json, conf_text
 from lib.datastore import scribble_tag
 from lib.infers import ScribbleSegmentation
+from lib.model_meta import meta_path
 from lib.networks import AttentionUNet2D5
 from lib.scribbles.convention import ScribbleConvention
-from lib.trainers.base import ScribbleTrainTask, meta_path
+from lib.trainers.base import ScribbleTrainTask
 
 
 def conf_dropout(conf: Dict[str, str]) -> float:

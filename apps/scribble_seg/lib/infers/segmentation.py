@@ -42,8 +42,8 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from lib.errors import RequestError
 from lib.infers.inferer import SegmentationInferer
+from lib.model_meta import label_set_mismatch
 from lib.scribbles.convention import BACKGROUND_CLASS, ScribbleConvention
-from lib.trainers.publish import label_set_mismatch
 from lib.transforms import KeepAnchoredComponentsd, KeepLargestObjectd, Spacingd
 
 PROBABILITIES = "return_probabilities"

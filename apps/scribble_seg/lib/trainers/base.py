@@ -63,13 +63,14 @@ from lib.datasets.study import read_spacing
 from lib.errors import RequestError
 from lib.infers.inferer import SegmentationInferer
 from lib.metrics import DiceMetric
+from lib.model_meta import label_set_mismatch, meta_path
 from lib.networks import final_logits, seeded_copy, size_divisor
 from lib.scribbles.convention import ScribbleConvention
 from lib.transforms import AnnotatedMaskd, ScribbleMapd, Spacingd
 
 from .parameters import TRAINING_PARAMETERS, Parser, check_parameters
 from .precise_bn import PreciseBatchNormHandler
-from .publish import AtomicPublisher, label_set_mismatch
+from .publish import AtomicPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -525,8 +526,3 @@ def _add_to_stats_file(stats_path: str, key: str, value: Any) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(stats, f, indent=2)
     os.replace(tmp, stats_path)
-
-
-def meta_path(model_path: str) -> str:
-    """The geometry sidecar of a published model: ``model/<name>.json`` for ``model/<name>.pt``."""
-    return os.path.splitext(model_path)[0] + ".json"
