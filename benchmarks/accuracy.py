@@ -59,7 +59,7 @@ VARIANTS = {
     # -> 88.7 -> +1.7 ABL -> 90.4 in its text); "w/o ABL" keeps the boundary module
     "scribble2d5 w/o SBPM": ("scribble2d5", {"scribble2d5_boundary": "false", "scribble2d5_abl": "false"}),
     "scribble2d5 w/o ABL": ("scribble2d5", {"scribble2d5_abl": "false"}),
-    # one supervoxel size for every class; the default gives the thin myocardium 6 mm ones (THIN_STRUCTURES, chosen
+    # one supervoxel size for every class; the phantoms give the thin myocardium 6 mm ones (PHANTOM_CONF, chosen
     # on phantoms 100..103, propagation.md: myocardium precision 0.77 -> 0.95, every other class unchanged)
     "scribble2d5 (8 mm supervoxels)": (
         "scribble2d5",

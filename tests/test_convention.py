@@ -46,10 +46,18 @@ def test_parse_labels_rejects_with_a_clear_message(value, message):
         parse_labels(value)
 
 
-def test_anchor_structure_is_the_myocardium_by_its_configured_name_or_none():
-    assert ScribbleConvention({"lv": 1, "myocardium": 2, "rv": 3}).anchor_structure == "myocardium"
-    assert ScribbleConvention({"LV": 1, "Myocardium": 2}).anchor_structure == "Myocardium"
-    assert ScribbleConvention({"liver": 1, "tumour": 2}).anchor_structure is None
+def test_no_labels_is_an_error_naming_the_conf_key_not_a_cardiac_default():
+    for missing in (None, "", "  "):
+        with pytest.raises(ValueError, match="no labels: name the structures to segment with conf labels"):
+            parse_labels(missing)
+    with pytest.raises(ValueError, match="conf labels"):
+        ScribbleConvention.from_conf({})
+
+
+def test_configured_name_finds_a_label_case_insensitively():
+    assert ScribbleConvention({"LV": 1, "Myocardium": 2}).configured_name("myocardium") == "Myocardium"
+    with pytest.raises(ValueError, match="'spine' is not a label of this app"):
+        ScribbleConvention({"liver": 1, "tumour": 2}).configured_name("spine")
 
 
 def test_default_background_scribble_id_is_k_plus_one_and_overridable():
@@ -141,9 +149,11 @@ def test_slicer_binary_mode():
 def test_acdc_mscmr_convention_is_converted_by_name(convention):
     # ACDC/MSCMR: 0 background, 1 RV, 2 Myo, 3 LV, 4 unannotated
     acdc = np.array([4, 0, 1, 2, 3, 4])
-    assert from_ignore_index(acdc, convention).tolist() == [UNANNOTATED, 4, 3, 2, 1, UNANNOTATED]
+    from lib.datasets.importers import ACDC_CLASS_NAMES
+
+    assert from_ignore_index(acdc, convention, ACDC_CLASS_NAMES).tolist() == [UNANNOTATED, 4, 3, 2, 1, UNANNOTATED]
     with pytest.raises(ValueError, match=r"values \[5\] outside the source convention"):
-        from_ignore_index(np.array([0, 5]), convention)
+        from_ignore_index(np.array([0, 5]), convention, ACDC_CLASS_NAMES)
 
 
 def test_to_scribble_map_dispatches_on_label_info(convention):

@@ -60,7 +60,15 @@ def test_build_studies_keeps_ground_truth_out_of_the_datastore(tmp_path, convent
     root = str(tmp_path / "s")
     m = build_studies(root, "phantoms", n=3, scribbled=2, seed=5)
     listed = sorted(f for f in os.listdir(os.path.join(root, "studies")) if f != ".lock")  # the datastore's lock
-    assert listed == ["case_000.nii.gz", "case_001.nii.gz", "case_002.nii.gz", "datastore_v2.json", "labels"]
+    assert listed == [
+        "case_000.nii.gz",
+        "case_001.nii.gz",
+        "case_002.nii.gz",
+        "datastore_v2.json",
+        "labels",
+        "scribble_seg.json",  # the dataset's own conf: its labels and anatomy (PHANTOM_CONF)
+    ]
+    assert json.load(open(os.path.join(root, "studies", "scribble_seg.json")))["labels"] == PHANTOM_LABELS
     assert sorted(os.listdir(os.path.join(root, "studies", "labels", "final"))) == [
         "case_000.nii.gz",
         "case_001.nii.gz",

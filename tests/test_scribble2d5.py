@@ -1,5 +1,7 @@
 """Scribble2D5's parts: label propagation, static boundary, losses and their gradients, the cache."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -216,15 +218,15 @@ def test_per_class_supervoxel_sizes_reject_unknown_classes_and_bad_sizes(convent
             _class_sizes(bad, convention)
 
 
-def test_thin_structures_get_their_own_supervoxel_size_by_default(convention):
+def test_one_supervoxel_size_unless_the_dataset_names_thin_structures(convention):
     from lib.configs.scribble2d5 import _class_sizes
-    from lib.scribbles.convention import ScribbleConvention
+    from lib.datasets.phantoms import PHANTOM_CONF
 
-    assert _class_sizes(None, convention) == (("myocardium", 6.0),)  # conf unset: the thin structure's size
-    assert _class_sizes(None, ScribbleConvention({"LV": 1, "Myocardium": 2})) == (("Myocardium", 6.0),)
-    assert _class_sizes(None, ScribbleConvention({"liver": 1, "tumour": 2})) == ()
-    assert _class_sizes("{}", convention) == () and _class_sizes("", convention) == ()  # one size for all
-    assert PropagationParams(class_supervoxel_mm=_class_sizes(None, convention)).sizes(convention) == {
+    assert _class_sizes(None, convention) == () and _class_sizes({}, convention) == ()  # neutral: one size
+    assert _class_sizes("{}", convention) == () and _class_sizes("", convention) == ()
+    phantoms = PHANTOM_CONF["scribble2d5_class_supervoxel_mm"]  # the phantom studies' own conf
+    assert _class_sizes(phantoms, convention) == (("myocardium", 6.0),)
+    assert PropagationParams(class_supervoxel_mm=_class_sizes(phantoms, convention)).sizes(convention) == {
         1: 12.0,
         2: 6.0,
         3: 12.0,
@@ -244,3 +246,31 @@ def test_outer_slices_background_is_a_conf_switch(tmp_path, convention):
     assert params({"scribble2d5_outer_slices_background": "true"}).outer_slices_background is True
     with pytest.raises(ValueError, match="scribble2d5_outer_slices_background must be true or false"):
         params({"scribble2d5_outer_slices_background": "yes"})
+
+
+def test_anatomy_comes_from_the_dataset_conf_not_from_the_label_names(tmp_path, convention):
+    """Labels that include a myocardium get no cardiac behaviour unless the dataset's conf (the
+    phantom studies' scribble_seg.json) or --conf asks for it."""
+    from lib.conf import with_dataset_conf, write_dataset_conf
+    from lib.configs.pce import Pce
+    from lib.configs.scribble2d5 import Scribble2D5
+    from lib.datasets.phantoms import PHANTOM_CONF
+
+    def built(cls, conf):
+        config = cls()
+        config.init(cls.__name__.lower(), str(tmp_path), conf, None, convention=convention)
+        return config.default_largest_component(), config.trainer_kwargs().get("propagation")
+
+    largest, propagation = built(Scribble2D5, {"labels": json.dumps(convention.labels)})
+    assert largest == "true" and propagation.class_supervoxel_mm == ()
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    write_dataset_conf(str(studies), PHANTOM_CONF)
+    conf = with_dataset_conf({"models": "all"}, str(studies))
+    assert json.loads(conf["labels"]) == convention.labels and conf["anchor_structure"] == "myocardium"
+    largest, propagation = built(Scribble2D5, conf)
+    assert largest == "myocardium" and propagation.class_supervoxel_mm == (("myocardium", 6.0),)
+    assert built(Pce, conf)[0] == "true"  # a recipe without anchored components keeps the per-class rule
+    assert with_dataset_conf({"anchor_structure": ""}, str(studies))["anchor_structure"] == ""  # --conf wins
+    with pytest.raises(ValueError, match="conf anchor_structure: 'spine' is not a label"):
+        built(Scribble2D5, {**conf, "anchor_structure": "spine"})

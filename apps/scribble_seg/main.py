@@ -2,8 +2,8 @@
 
 Serve it (see the README for the one-line version)::
 
-    monailabel start_server --app apps/scribble_seg --studies <folder> --host 127.0.0.1 \\
-        --conf models all --conf labels '{"lv": 1, "myocardium": 2, "rv": 3}'
+    python -m monailabel.main start_server --app apps/scribble_seg --studies <folder> --host 127.0.0.1 \\
+        --conf models all --conf labels '{"liver": 1, "spleen": 2}'
 
 Conf options (``--conf key value``): every key, its default and its meaning are declared in
 :mod:`lib.conf` (the README's table is printed from it: ``python -m lib.conf`` in the app folder).
@@ -31,7 +31,16 @@ from monailabel.utils.others.class_utils import get_class_names
 import lib.configs
 from lib.activelearning import EpistemicScoring, NextToScribble, Random
 from lib.background import yield_to_server
-from lib.conf import conf_choice, conf_flag, conf_float, conf_int, conf_json, conf_text, unknown_keys
+from lib.conf import (
+    conf_choice,
+    conf_flag,
+    conf_float,
+    conf_int,
+    conf_json,
+    conf_text,
+    unknown_keys,
+    with_dataset_conf,
+)
 from lib.datastore import ScribbleDatastore, scribble_tag
 from lib.errors import RequestError
 from lib.infers import ScribbleRefinement, ScribbleSegmentation
@@ -84,6 +93,7 @@ class ScribbleSegApp(MONAILabelApp):
     tells annotators which volume to scribble next."""
 
     def __init__(self, app_dir, studies, conf):
+        conf = with_dataset_conf(conf, studies)  # the dataset's own labels and anatomy, under --conf
         unknown = unknown_keys(conf)
         if unknown:
             logger.warning(f"conf key(s) {unknown} are not read by this app (see lib/conf.py for the keys)")

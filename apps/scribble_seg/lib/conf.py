@@ -12,13 +12,18 @@ equal, so neither drifts). The readers take a key's default from the registry an
 A key whose default depends on other settings (``device``, ``al_model``, ...) has ``default``
 ``None`` and says in ``shown`` what the app then uses. Keys MONAI Label itself reads
 (``preload``, ``server_mode``, ...) are passed through untouched and are not listed here.
+
+A dataset brings its own conf in ``<studies>/scribble_seg.json`` (:data:`DATASET_CONF`): its labels
+and whatever its anatomy needs (the phantoms: ``anchor_structure`` ``myocardium`` and 6 mm
+supervoxels for the thin myocardium). ``--conf`` overrides it; the defaults here are neutral, with
+no anatomy assumed.
 """
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-from lib.scribbles.convention import DEFAULT_LABELS
 from lib.scribbles.propagation import PropagationParams
 from lib.scribbles.random_walk import RandomWalkParams
 from lib.scribbles.relabel import DEFAULT_ALPHA, MC_PASSES
@@ -64,9 +69,10 @@ _KEYS = (
     ConfKey("models", "all", "comma-separated recipes of `lib/configs/`; `all`: all but `full`", SERVING),
     ConfKey(
         "labels",
-        DEFAULT_LABELS,
+        None,
         'JSON `{"name": id}` (ids 1..K) or comma-separated names',
         SERVING,
+        "the studies' `scribble_seg.json`; required otherwise",
     ),
     ConfKey("background_scribble_id", None, "value of background strokes", SERVING, "`len(labels) + 1`"),
     ConfKey("scribble_tag", "final", "datastore tag holding the training scribbles", SERVING),
@@ -96,7 +102,15 @@ _KEYS = (
         "`true`: one component per structure; a structure name: its largest, and of every other the one "
         "bordering it most; `object`: the largest object first; `false`: off. Also an infer parameter",
         SERVING,
-        "`true`; `myocardium` where labelled, for `scribble2d5`, `exmod`, `zscribbleseg`",
+        "`true`; `anchor_structure` for `scribble2d5`, `exmod`, `zscribbleseg` when set",
+    ),
+    ConfKey(
+        "anchor_structure",
+        None,
+        "a structure that borders every other (e.g. a myocardium): the segmentations of `scribble2d5`, `exmod` "
+        "and `zscribbleseg` keep, of every other class, the component bordering it most",
+        SERVING,
+        "none (one component per structure)",
     ),
     ConfKey("gt_tag", "gt", "tag of dense ground truth: validation metrics only", SERVING),
     ConfKey("refinement", True, "`false` hides the `crf` / `random_walk` refinement tasks", SERVING),
@@ -143,10 +157,9 @@ _KEYS = (
     ConfKey("scribble2d5_supervoxel_mm", PropagationParams.supervoxel_mm, "supervoxel size (mm)", SCRIBBLE2D5),
     ConfKey(
         "scribble2d5_class_supervoxel_mm",
-        None,
-        'per-class sizes, JSON `{"name": mm}`; `{}`: one size',
+        {},
+        'per-class sizes for thin structures, JSON `{"name": mm}`',
         SCRIBBLE2D5,
-        '`{"myocardium": 6}` where labelled',
     ),
     ConfKey("scribble2d5_attention_supervision", 0.0, "attention deep-supervision weight", SCRIBBLE2D5),
     ConfKey(
@@ -205,6 +218,42 @@ _KEYS = (
 )
 
 KEYS: Dict[str, ConfKey] = {k.name: k for k in _KEYS}
+
+
+DATASET_CONF = "scribble_seg.json"
+"""File in a studies folder holding that dataset's conf (a JSON object of conf keys)."""
+
+
+def write_dataset_conf(studies: str, conf: Mapping[str, Any]) -> str:
+    """Write ``conf`` as ``studies``' :data:`DATASET_CONF` (every key must be declared)."""
+    undeclared = [k for k in conf if k not in KEYS]
+    if undeclared:
+        raise KeyError(f"conf keys {undeclared} are not declared in lib/conf.py")
+    path = os.path.join(studies, DATASET_CONF)
+    with open(path, "w") as f:
+        json.dump(dict(conf), f, indent=1)
+    return path
+
+
+def with_dataset_conf(conf: Mapping[str, Any], studies: str) -> Dict[str, Any]:
+    """``conf`` over the dataset's own (:data:`DATASET_CONF` in a local ``studies`` folder, when
+    there is one): every value as the string ``--conf`` would give (JSON for objects and lists).
+
+    Raises:
+        ValueError: the file is not a JSON object.
+    """
+    path = os.path.join(studies or "", DATASET_CONF)
+    if not studies or studies.startswith(("http://", "https://")) or not os.path.isfile(path):
+        return dict(conf)
+    try:
+        with open(path) as f:
+            dataset = json.load(f)
+        if not isinstance(dataset, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    text = {k: v if isinstance(v, str) else json.dumps(v) for k, v in dataset.items()}
+    return {**text, **conf}
 
 
 def _raw(conf: Mapping[str, Any], name: str) -> Optional[str]:

@@ -45,8 +45,9 @@ class RecipeConfig:
     benchmark_only = False
     """Registered only when named in conf ``models`` (not by ``all``): e.g. ``full`` needs dense masks."""
     anchored_components = False
-    """Segmentations keep the components bordering the labels' anchor structure (``ANCHOR_STRUCTURES``)
-    by default instead of the largest component per structure; set where fresh phantoms showed it."""
+    """Segmentations keep the components bordering conf ``anchor_structure``, when the dataset names
+    one, instead of the largest component per structure (recipes whose networks paint false blobs
+    of a class away from the structures it borders)."""
 
     def init(
         self,
@@ -87,10 +88,17 @@ class RecipeConfig:
         )
 
     def default_largest_component(self) -> str:
-        """``largest_component`` when the conf sets none: anchored on the labels' anchor structure
-        where the recipe sets ``anchored_components`` and the labels have one, else the largest
+        """``largest_component`` when the conf sets none: anchored on conf ``anchor_structure``
+        where the recipe sets ``anchored_components`` and the conf names one, else the largest
         component per structure."""
-        return (self.convention.anchor_structure if self.anchored_components else None) or "true"
+        anchor = conf_text(self.conf, "anchor_structure")
+        if not anchor:
+            return "true"
+        try:
+            name = self.convention.configured_name(anchor)
+        except ValueError as e:
+            raise ValueError(f"conf anchor_structure: {e}") from None
+        return name if self.anchored_components else "true"
 
     def infer_kwargs(self) -> Dict[str, Any]:
         """Recipe-specific keyword arguments of the segmentation infer task (from conf)."""
@@ -122,9 +130,9 @@ class MixRecipeConfig(RecipeConfig):
     """Shared by ``exmod`` and ``zscribbleseg``: a slice-wise 2D UNet (``network_class``, widths
     from conf ``unet2d_features``) and the mix conf (``mix``, ``mix_occlusion``).
 
-    Components anchored on the myocardium by default: slice by slice, the 2D networks also paint
-    structures into slices that hold none and carry no stroke (above and below the heart), blobs
-    that the per-class rule often keeps instead of the heart's; they do not border the anchor."""
+    Components anchored on conf ``anchor_structure`` when set: slice by slice, the 2D networks also
+    paint structures into slices that hold none and carry no stroke, blobs that the per-class rule
+    may keep instead of the true ones; they do not border the anchor."""
 
     network_class = None
     anchored_components = True

@@ -15,12 +15,7 @@ class Scribble2D5(RecipeConfig, TaskConfig):
 
     Conf: the ``scribble2d5_*`` keys of :mod:`lib.conf` (``_lpm``, ``_boundary``, ``_abl`` are the
     paper's Table 2 ablations; ``_outer_slices_background``:
-    :func:`lib.scribbles.propagation.background_beyond_strokes`).
-
-    The per-class supervoxel default (the labels' thin structures,
-    :data:`lib.scribbles.convention.THIN_STRUCTURES`): a 12 mm supervoxel crossed by a stroke on a
-    thin wall spills into the tissue around it; smaller supervoxels keep that class's pseudo labels
-    precise while the other classes keep the coverage of the larger ones."""
+    :func:`lib.scribbles.propagation.background_beyond_strokes`)."""
 
     description = "Scribble2D5: 2.5D attention UNet + label propagation + static boundary + active boundary loss"
 
@@ -51,21 +46,19 @@ class Scribble2D5(RecipeConfig, TaskConfig):
     trainer_class = Scribble2D5TrainTask
 
     anchored_components = True
-    """Anchored on the myocardium where the labels have one (``ANCHOR_STRUCTURES``): a false blob
-    of one class can outgrow the true structure, but it does not border the anchor as much
+    """Anchored on conf ``anchor_structure`` when the dataset names one: a false blob of one class
+    can outgrow the true structure, but it does not border the anchor as much
     (:func:`lib.scribbles.components.anchored_labels`). ``can_em``'s networks keep the per-class
-    default, where the anchored rule did not help consistently."""
+    rule, where the anchored one did not help consistently."""
 
 
 def _class_sizes(text, convention) -> tuple:
-    """``scribble2d5_class_supervoxel_mm`` (``{"myocardium": 8}``) as checked ``((name, mm), ...)``;
-    unset: the labels' thin structures (:meth:`ScribbleConvention.thin_structure_supervoxels`)."""
-    if text is None:
-        return convention.thin_structure_supervoxels()
-    if not text.strip():
+    """``scribble2d5_class_supervoxel_mm`` (``{"myocardium": 8}``, text or parsed) as checked
+    ``((name, mm), ...)``; unset or ``{}``: one size for every class."""
+    if text is None or (isinstance(text, str) and not text.strip()):
         return ()
     try:
-        sizes = json.loads(text)
+        sizes = json.loads(text) if isinstance(text, str) else text
         if not isinstance(sizes, dict):
             raise ValueError
         params = PropagationParams(class_supervoxel_mm=tuple((str(n), float(mm)) for n, mm in sizes.items()))

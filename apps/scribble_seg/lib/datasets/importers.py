@@ -35,6 +35,11 @@ import numpy as np
 
 from .study import LabelledVolume, crop_to_label, resample
 
+ACDC_CLASS_NAMES: Dict[int, str] = {1: "rv", 2: "myocardium", 3: "lv"}
+"""ACDC / MSCMR scribble class values (Valvano et al.; CycleMix) and the phantoms' names for them:
+``from_ignore_index(label, convention, ACDC_CLASS_NAMES)`` converts their scribbles (0 =
+background, 4 = unannotated)."""
+
 CITI168_LABELS: Dict[str, int] = {"hippocampus": 1}
 ITK_BRAIN_LABELS: Dict[str, int] = {"brain": 1}
 ITK_EXAMPLES_PACKAGE = "insighttoolkit5-examples"

@@ -27,7 +27,23 @@ from scipy import ndimage
 from .study import LabelledVolume
 
 PHANTOM_LABELS: Dict[str, int] = {"lv": 1, "myocardium": 2, "rv": 3}
-"""Class ids of the phantom ground truth (and the app's default ``labels`` conf)."""
+"""Class ids of the phantom ground truth."""
+
+PHANTOM_CONF: Dict[str, object] = {
+    "labels": PHANTOM_LABELS,
+    "anchor_structure": "myocardium",
+    "scribble2d5_class_supervoxel_mm": {"myocardium": 6},
+}
+"""The cardiac knowledge the app's generic code leaves out, as the phantom studies' own conf
+(written beside them, :data:`lib.conf.DATASET_CONF`):
+
+* ``anchor_structure``: the myocardium borders every other structure of the heart (the LV inside
+  it, the RV along the septum), so a segmentation keeps, of every other class, the component
+  bordering it most: a false blob of one class can outgrow the true structure, but it does not
+  border the myocardium as much (:func:`lib.scribbles.components.anchored_labels`).
+* ``scribble2d5_class_supervoxel_mm``: the myocardial wall (7-11 mm) is thinner than Scribble2D5's
+  12 mm supervoxels; one crossed by a myocardium stroke spills into the tissue around the ring,
+  6 mm ones keep its pseudo labels on the wall and leave every other class as it is."""
 
 
 def _ellipse(x, y, cx, cy, a, b, angle):

@@ -4,7 +4,9 @@ For each case: the image goes into ``<root>/studies``, its dense ground truth in
 ``<root>/groundtruth`` (outside the datastore), and for the first ``scribbled`` cases simulated
 scribbles are saved through MONAI Label's ``LocalDatastore`` as tag ``final`` with their
 ``label_info``, exactly as a client's "Submit Label" would store them. The other cases stay
-unlabeled for active learning. ``<root>/sample.json`` records what was built (labels, spacing,
+unlabeled for active learning. ``<root>/studies/scribble_seg.json`` holds the source's conf
+(its labels and any anatomy-specific settings), which the app reads as the dataset's defaults.
+``<root>/sample.json`` records what was built (labels, spacing,
 scribble coverage per case); building again with the same arguments is a no-op.
 """
 
@@ -17,11 +19,12 @@ from typing import Callable, Dict, List, Optional, Tuple
 import nibabel as nib
 import numpy as np
 
+from lib.conf import write_dataset_conf
 from lib.scribbles.convention import ScribbleConvention
 from lib.scribbles.simulate import ScribbleSimulation, scribble_coverage, simulate_scribbles
 
 from .importers import CITI168_LABELS, ITK_BRAIN_LABELS, load_citi168, load_itk_brain
-from .phantoms import PHANTOM_LABELS, make_cardiac_phantom
+from .phantoms import PHANTOM_CONF, make_cardiac_phantom
 from .study import LabelledVolume, write_case
 
 logger = logging.getLogger(__name__)
@@ -30,11 +33,13 @@ GENERATOR_VERSION = 2
 """Bump when phantoms or simulated scribbles change, so cached sample folders are rebuilt."""
 
 Cases = Callable[[int, int], List[Tuple[str, LabelledVolume]]]
-SOURCES: Dict[str, Tuple[Dict[str, int], Cases]] = {
-    "phantoms": (PHANTOM_LABELS, lambda n, seed: [(f"case_{i:03d}", make_cardiac_phantom(seed + i)) for i in range(n)]),
-    "citi168": (CITI168_LABELS, lambda n, seed: [(f"citi168_{h}", load_citi168(h)) for h in ("L", "R")][:n]),
-    "itk-brain": (ITK_BRAIN_LABELS, lambda n, seed: [("itk_brain", load_itk_brain())][:n]),
+SOURCES: Dict[str, Tuple[Dict[str, object], Cases]] = {
+    "phantoms": (PHANTOM_CONF, lambda n, seed: [(f"case_{i:03d}", make_cardiac_phantom(seed + i)) for i in range(n)]),
+    "citi168": ({"labels": CITI168_LABELS}, lambda n, s: [(f"citi168_{h}", load_citi168(h)) for h in ("L", "R")][:n]),
+    "itk-brain": ({"labels": ITK_BRAIN_LABELS}, lambda n, seed: [("itk_brain", load_itk_brain())][:n]),
 }
+"""Per source: its conf (written beside the studies as :data:`lib.conf.DATASET_CONF`: labels and
+any anatomy-specific settings) and its cases."""
 
 
 def label_info(convention: ScribbleConvention) -> List[Dict[str, object]]:
@@ -70,7 +75,8 @@ def build_studies(
 
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; choose one of {sorted(SOURCES)}")
-    labels, make_cases = SOURCES[source]
+    dataset_conf, make_cases = SOURCES[source]
+    labels = dataset_conf["labels"]
     key = {
         "version": GENERATOR_VERSION,
         "source": source,
@@ -85,6 +91,7 @@ def build_studies(
             manifest = json.load(f)
         if manifest.get("key") == key:
             logger.info(f"{root} is up to date")
+            write_dataset_conf(os.path.join(root, "studies"), dataset_conf)
             return manifest
 
     convention = ScribbleConvention(labels)
@@ -111,6 +118,7 @@ def build_studies(
             datastore.save_label(case_id, path, "final", {"label_info": label_info(convention)})
             cov = scribble_coverage(scribbles, volume.label, convention)
             manifest["cases"][case_id]["coverage"] = {k: round(v, 4) for k, v in cov.items()}
+    write_dataset_conf(studies, dataset_conf)
     with open(manifest_path, "w") as f:
         json.dump(manifest, f, indent=1)
     return manifest

@@ -46,21 +46,6 @@ NO_SEED = -1
 """Value of a free (unseeded) voxel in a seed map: class indices where strokes are, ``NO_SEED``
 elsewhere (what CRF clamping and random-walk seeding take, see :meth:`ScribbleConvention.seeds`)."""
 
-DEFAULT_LABELS: Dict[str, int] = {"lv": 1, "myocardium": 2, "rv": 3}
-"""Labels of the embedded cardiac-like sample dataset, used when the app conf names none."""
-
-ANCHOR_STRUCTURES = ("myocardium",)
-"""Structures that border every other structure of their organ (the myocardium: the LV inside
-it, the RV along the septum). Where the labels have one, Scribble2D5's segmentations keep the
-components bordering it (``largest_component=<name>``, :mod:`lib.transforms.components`)."""
-
-THIN_STRUCTURES: Dict[str, float] = {"myocardium": 6.0}
-"""Structures thinner than Scribble2D5's default 12 mm supervoxels, with the supervoxel edge (mm)
-their labels are propagated through instead (the myocardial wall is 7-11 mm thick: a 12 mm
-supervoxel crossed by a myocardium stroke spills into the tissue around the ring; 6 mm keeps its
-pseudo labels on the wall and leaves every other class as it is); see
-:meth:`ScribbleConvention.thin_structure_supervoxels`."""
-
 FOREGROUND_SCRIBBLES = "foreground_scribbles"
 BACKGROUND_SCRIBBLES = "background_scribbles"
 BACKGROUND_SEGMENT_NAMES = ("background", BACKGROUND_SCRIBBLES, "background_strokes")
@@ -87,7 +72,10 @@ def parse_labels(labels: Union[str, Mapping[str, Any], Sequence[str], None]) -> 
             ``1..K`` each used once.
     """
     if labels is None or (isinstance(labels, str) and not labels.strip()):
-        return dict(DEFAULT_LABELS)
+        raise ValueError(
+            'no labels: name the structures to segment with conf labels, e.g. \'{"liver": 1, "spleen": 2}\' '
+            "(or a scribble_seg.json beside the studies, see lib/conf.py)"
+        )
     if isinstance(labels, str):
         text = labels.strip()
         if text[0] in "{[":
@@ -168,19 +156,19 @@ class ScribbleConvention:
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, str]) -> "ScribbleConvention":
-        """Build from the app conf keys ``labels`` and ``background_scribble_id`` (both optional)."""
-        return cls(conf.get("labels") or DEFAULT_LABELS, conf.get("background_scribble_id") or None)
+        """Build from the app conf keys ``labels`` (required) and ``background_scribble_id``."""
+        return cls(conf.get("labels"), conf.get("background_scribble_id") or None)
 
-    @property
-    def anchor_structure(self) -> Optional[str]:
-        """The first of ``ANCHOR_STRUCTURES`` among the labels (its name as configured), else ``None``."""
+    def configured_name(self, name: str) -> str:
+        """``name`` as the labels spell it (names compare case-insensitively).
+
+        Raises:
+            ValueError: ``name`` is no label.
+        """
         names = {_norm(n): n for n in self.labels}
-        return next((names[_norm(a)] for a in ANCHOR_STRUCTURES if _norm(a) in names), None)
-
-    def thin_structure_supervoxels(self) -> Tuple[Tuple[str, float], ...]:
-        """``((name as configured, mm), ...)`` of the :data:`THIN_STRUCTURES` among the labels."""
-        sizes = {_norm(n): mm for n, mm in THIN_STRUCTURES.items()}
-        return tuple((n, sizes[_norm(n)]) for n in self.labels if _norm(n) in sizes)
+        if _norm(name) not in names:
+            raise ValueError(f"{name!r} is not a label of this app; labels are {list(self.labels)}")
+        return names[_norm(name)]
 
     @property
     def num_classes(self) -> int:
@@ -460,19 +448,16 @@ def _relabel(a: np.ndarray, mapping: Mapping[int, Any], default: Any, dtype) -> 
     return out
 
 
-ACDC_CLASS_NAMES: Dict[int, str] = {1: "rv", 2: "myocardium", 3: "lv"}
-"""ACDC / MSCMR scribble class values (Valvano et al.; CycleMix) and their names in this app."""
-
-
 def from_ignore_index(
     label: np.ndarray,
     convention: ScribbleConvention,
-    class_names: Mapping[int, str] = ACDC_CLASS_NAMES,
+    class_names: Mapping[int, str],
     background_value: int = 0,
     unannotated_value: int = 4,
 ) -> np.ndarray:
-    """Convert an "ignore index" scribble convention (ACDC / MSCMR: 0 = background, 1 = RV,
-    2 = Myo, 3 = LV, 4 = unannotated) into ours, mapping classes by name through ``class_names``.
+    """Convert an "ignore index" scribble convention into ours, mapping classes by name through
+    ``class_names`` (ACDC / MSCMR: 0 = background, 4 = unannotated and
+    :data:`lib.datasets.importers.ACDC_CLASS_NAMES`).
 
     Raises:
         ValueError: values that are neither ``background_value``, ``unannotated_value`` nor a key
