@@ -135,3 +135,60 @@ def test_largest_component_conf_takes_its_modes_and_names_them_when_wrong():
         component_mode("biggest")
     with pytest.raises(ValueError, match="false, lv, myocardium, rv .*'spleen'"):
         component_mode("spleen", labels)
+
+
+def test_pce_all_pixel_mean_is_cyclemix_normalisation(convention):
+    """CycleMix divides the partial CE by every pixel, ours by the annotated ones: the ratio is the
+    annotated fraction, so the consistency terms weigh as in the paper only with ``all``."""
+    from lib.losses import PartialCrossEntropyLoss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 16, 16)
+    scribbles = torch.zeros(2, 1, 16, 16, dtype=torch.int64)
+    scribbles[:, :, 4:6, 2:14] = 1
+    scribbles[:, :, 12, :] = 4
+    annotated = float((scribbles > 0).float().mean())
+    per_annotated = PartialCrossEntropyLoss(convention)(logits, scribbles)
+    per_pixel = PartialCrossEntropyLoss(convention, mean="all")(logits, scribbles)
+    assert per_pixel.item() == pytest.approx(per_annotated.item() * annotated, rel=1e-5)
+    assert 0.1 < annotated < 0.2
+    with pytest.raises(ValueError, match="mean must be 'annotated' or 'all'"):
+        PartialCrossEntropyLoss(convention, mean="voxels")
+
+
+def test_outer_slices_become_background_strokes_for_the_2d_recipes(convention):
+    """Strokes on slices 2..4 of 8: slices 0-1 and 5-7 become background strokes, the stroked
+    range keeps exactly its strokes (and its unannotated voxels)."""
+    from lib.transforms import BackgroundBeyondStrokesd
+
+    label = torch.zeros(1, 6, 6, 8, dtype=torch.int64)
+    label[0, 2, 2, 2], label[0, 3, 3, 4] = 1, convention.background_scribble_id
+    out = BackgroundBeyondStrokesd("label", convention)({"label": label})["label"]
+    bg = convention.background_scribble_id
+    assert out.shape == label.shape and out.dtype == torch.int64
+    assert (out[0, ..., [0, 1, 5, 6, 7]] == bg).all()
+    assert torch.equal(out[0, ..., 2:5], label[0, ..., 2:5])
+    untouched = BackgroundBeyondStrokesd("label", convention)({"label": torch.zeros_like(label)})["label"]
+    assert int(untouched.abs().sum()) == 0  # no stroke at all: nothing to extend
+
+
+@pytest.mark.parametrize("recipe", ["exmod", "zscribbleseg"])
+def test_mix_recipes_take_the_stroke_less_slice_switches_from_conf(tmp_path, convention, recipe):
+    import importlib
+
+    from lib.transforms import BackgroundBeyondStrokesd
+
+    cls = getattr(importlib.import_module(f"lib.configs.{recipe}"), recipe.capitalize())
+
+    def trainer(conf):
+        config = cls()
+        config.init(recipe, str(tmp_path), {"unet2d_features": "[4, 8, 16, 32]", **conf}, None, convention=convention)
+        return config.trainer()
+
+    default = trainer({})
+    assert default.recipe_transforms(None) == [] and default.pce_mean == "annotated"
+    switched = trainer({"mix_outer_slices_background": "true", "mix_pce_mean": "all"})
+    assert [type(t) for t in switched.recipe_transforms(None)] == [BackgroundBeyondStrokesd]
+    assert switched.loss_function(None).mean == "all"
+    with pytest.raises(ValueError, match="conf mix_pce_mean must be one of annotated, all, got 'pixels'"):
+        trainer({"mix_pce_mean": "pixels"})

@@ -272,5 +272,9 @@ def test_anatomy_comes_from_the_dataset_conf_not_from_the_label_names(tmp_path, 
     assert largest == "myocardium" and propagation.class_supervoxel_mm == (("myocardium", 6.0),)
     assert built(Pce, conf)[0] == "true"  # a recipe without anchored components keeps the per-class rule
     assert with_dataset_conf({"anchor_structure": ""}, str(studies))["anchor_structure"] == ""  # --conf wins
+    same = with_dataset_conf({"labels": "lv, myocardium, rv"}, str(studies))  # the same labels written otherwise
+    assert same["anchor_structure"] == "myocardium"
+    other = with_dataset_conf({"labels": '{"lung": 1, "spine": 2}'}, str(studies))  # other labels: not its anatomy
+    assert "anchor_structure" not in other and "scribble2d5_class_supervoxel_mm" not in other
     with pytest.raises(ValueError, match="conf anchor_structure: 'spine' is not a label"):
         built(Scribble2D5, {**conf, "anchor_structure": "spine"})

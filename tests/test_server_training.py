@@ -82,7 +82,8 @@ def test_training_without_scribbles_fails_with_a_message(tmp_path, sample_root):
     studies.mkdir()
     shutil.copy(os.path.join(sample_root, "studies", "case_004.nii.gz"), studies)
     app = copy_app(str(tmp_path / "app"))
-    with LiveServer(app, str(studies), conf={"models": "pce"}, workdir=str(tmp_path)) as s:
+    conf = {"models": "pce", "labels": '{"lv": 1, "myocardium": 2, "rv": 3}'}
+    with LiveServer(app, str(studies), conf=conf, workdir=str(tmp_path)) as s:
         client = s.client()
         client.train_start("pce", TINY)
         status = wait_for_training(client)

@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Sequence
 
+from lib.scribbles.convention import parse_labels
 from lib.scribbles.propagation import PropagationParams
 from lib.scribbles.random_walk import RandomWalkParams
 from lib.scribbles.relabel import DEFAULT_ALPHA, MC_PASSES
@@ -238,6 +239,8 @@ def write_dataset_conf(studies: str, conf: Mapping[str, Any]) -> str:
 def with_dataset_conf(conf: Mapping[str, Any], studies: str) -> Dict[str, Any]:
     """``conf`` over the dataset's own (:data:`DATASET_CONF` in a local ``studies`` folder, when
     there is one): every value as the string ``--conf`` would give (JSON for objects and lists).
+    A ``labels`` conf other than the dataset's sets the dataset's conf aside: its other keys (an
+    anchor, thin structures) describe its own labels.
 
     Raises:
         ValueError: the file is not a JSON object.
@@ -252,6 +255,9 @@ def with_dataset_conf(conf: Mapping[str, Any], studies: str) -> Dict[str, Any]:
             raise ValueError("not a JSON object")
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+    if _raw(conf, "labels") is not None and "labels" in dataset:
+        if parse_labels(conf["labels"]) != parse_labels(dataset["labels"]):
+            return dict(conf)
     text = {k: v if isinstance(v, str) else json.dumps(v) for k, v in dataset.items()}
     return {**text, **conf}
 
