@@ -70,3 +70,28 @@ def test_plain_mixup_blends_with_one_lambda(convention, tmp_path):
     assert (m == lam).all() and torch.allclose(x, torch.full_like(x, 1 - lam))
     with pytest.raises(ValueError, match="cutmix"):
         ExModTrainTask(str(tmp_path), UNet2DBN(features=(4, 8)), convention, str(tmp_path / "x.pt"), mix="puzzle")
+
+
+def test_outer_slices_background_reaches_the_training_patches(tmp_path, convention):
+    """Through the recipe's real load pipeline (NIfTI in, resampled, cropped): with the switch on,
+    every patch slice beyond the stroked range is a background stroke; off, it is unannotated."""
+    import nibabel as nib
+    from monai.transforms import Compose
+
+    v = make_cardiac_phantom(4, shape=(64, 64, 12), spacing=(3.0, 3.0, 8.0))
+    s = simulate_scribbles(v.label, v.spacing, convention, seed=0)
+    stroked = np.flatnonzero((s > 0).any(axis=(0, 1)))
+    assert stroked[0] > 0 or stroked[-1] < 11, "the phantom must leave stroke-less slices"
+    paths = {}
+    for key, array in (("image", v.image.astype(np.float32)), ("label", s.astype(np.uint8))):
+        paths[key] = str(tmp_path / f"{key}.nii.gz")
+        nib.save(nib.Nifti1Image(array, np.diag([3.0, 3.0, 8.0, 1.0])), paths[key])
+    request = {"target_spacing": [3.0, 3.0, 8.0], "patch_size": [32, 32, 12]}
+    net = UNet2DBN(out_channels=convention.num_classes, features=(8, 16, 32))
+    outside = [z for z in range(12) if z < stroked[0] or z > stroked[-1]]
+    for switch, expected in ((True, convention.background_scribble_id), (False, 0)):
+        task = ExModTrainTask(str(tmp_path), net, convention, str(tmp_path / "m.pt"), outer_slices_background=switch)
+        out = Compose(task.train_pre_transforms(types.SimpleNamespace(request=request)))(dict(paths))
+        label = (out[0] if isinstance(out, list) else out)["label"]
+        assert label.shape[-1] == 12
+        assert (label[0][..., outside] == expected).all()

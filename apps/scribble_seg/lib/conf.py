@@ -199,6 +199,13 @@ _KEYS = (
     ),
     ConfKey("mix_occlusion", 32, "occluded square (px)", MIX),
     ConfKey("mix", "cutmix", "`cutmix` (saliency-guided), `mixup`, `none`", MIX),
+    ConfKey(
+        "mix_outer_slices_background",
+        False,
+        "slices beyond the scribbled ones are background strokes: for every-slice scribbling",
+        MIX,
+    ),
+    ConfKey("mix_pce_mean", "annotated", "partial CE over the `annotated` voxels or `all` (CycleMix)", MIX),
     ConfKey("exmod_global_weight", 0.1, "mix consistency weight", MIX),
     ConfKey("exmod_local_weight", 0.1, "integrity consistency weight", MIX),
     ConfKey("zscribbleseg_prior_start_epoch", 5, "first epoch of the EM + spatial-prior loss", MIX),

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from lib.conf import conf_choice, conf_float, conf_int, conf_json, conf_text
+from lib.conf import conf_choice, conf_flag, conf_float, conf_int, conf_json, conf_text
 from lib.datastore import scribble_tag
 from lib.infers import ScribbleSegmentation
 from lib.model_meta import meta_path
@@ -148,6 +148,8 @@ class MixRecipeConfig(RecipeConfig):
         return {
             "occlusion": conf_int(self.conf, "mix_occlusion", minimum=0),
             "mix": conf_choice(self.conf, "mix", ("cutmix", "mixup", "none")),
+            "outer_slices_background": conf_flag(self.conf, "mix_outer_slices_background"),
+            "pce_mean": conf_choice(self.conf, "mix_pce_mean", ("annotated", "all")),
             **self.recipe_kwargs(),
         }
 

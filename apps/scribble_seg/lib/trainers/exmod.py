@@ -22,6 +22,7 @@ from lib.losses.consistency import global_consistency, local_consistency
 from lib.networks import final_logits
 from lib.scribbles.convention import UNANNOTATED
 from lib.scribbles.mixing import mixup, occlude, saliency_cutmix
+from lib.transforms import BackgroundBeyondStrokesd
 
 from .base import ScribbleTrainTask
 
@@ -48,6 +49,11 @@ class ExModTrainTask(ScribbleTrainTask):
         mix_alpha: ``lambda ~ Beta(alpha, alpha)``.
         mix: ``cutmix`` (saliency-guided, default), ``mixup`` (plain, the benchmark's comparison) or
             ``none`` (ablation: no mixed branch, no mix consistency).
+        outer_slices_background: the slices beyond the stroked range are background strokes
+            (:class:`lib.transforms.BackgroundBeyondStrokesd`): the slice-wise network gets a signal
+            on the slices above and below the structures, which carry no stroke.
+        pce_mean: ``annotated`` or ``all`` (CycleMix's normalisation of the partial CE,
+            :class:`lib.losses.PartialCrossEntropyLoss`).
     """
 
     def __init__(
@@ -58,9 +64,14 @@ class ExModTrainTask(ScribbleTrainTask):
         occlusion: int = 32,
         mix_alpha: float = 0.5,
         mix: str = "cutmix",
+        outer_slices_background: bool = False,
+        pce_mean: str = "annotated",
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        if pce_mean not in ("annotated", "all"):
+            raise ValueError(f"pce_mean must be 'annotated' or 'all', got {pce_mean!r}")
+        self.outer_slices_background, self.pce_mean = bool(outer_slices_background), pce_mean
         if mix not in ("cutmix", "mixup", "none"):
             raise ValueError(f"mix must be 'cutmix' (saliency-guided), 'mixup' or 'none', got {mix!r}")
         self.mix = mix
@@ -68,7 +79,10 @@ class ExModTrainTask(ScribbleTrainTask):
         self.occlusion, self.mix_alpha = int(occlusion), float(mix_alpha)
 
     def loss_function(self, context):
-        return PartialCrossEntropyLoss(self.convention)
+        return PartialCrossEntropyLoss(self.convention, mean=self.pce_mean)
+
+    def recipe_transforms(self, context):
+        return [BackgroundBeyondStrokesd("label", self.convention)] if self.outer_slices_background else []
 
     def local_term(self, probabilities: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
         """``L_local`` on 2D probabilities ``(N, C, H, W)`` (ExMod: cosine to the LCC one-hot)."""

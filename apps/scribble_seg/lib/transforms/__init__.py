@@ -1,6 +1,6 @@
 from .components import KeepAnchoredComponentsd, KeepLargestObjectd
 from .propagation import PropagateScribblesd
-from .scribbles import AnnotatedMaskd, ScribbleMapd
+from .scribbles import AnnotatedMaskd, BackgroundBeyondStrokesd, ScribbleMapd
 from .seed_areas import CurrentLabelsd, SeedAreasd
 from .spacing import Spacingd
 from .template import TemplateWeightsd

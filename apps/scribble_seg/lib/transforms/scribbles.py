@@ -9,6 +9,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
 from lib.scribbles.convention import ScribbleConvention, to_scribble_map
+from lib.scribbles.propagation import background_beyond_strokes
 
 
 def _like(array: np.ndarray, ref) -> torch.Tensor:
@@ -74,4 +75,23 @@ class AnnotatedMaskd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[self.output_key] = self.convention.annotated(d[key]).to(torch.uint8)
+        return d
+
+
+class BackgroundBeyondStrokesd(MapTransform):
+    """Each scribble map of ``keys`` ``(1, H, W, D)`` with its slices beyond the first and last
+    stroked one (along the last axis) made background strokes
+    (:func:`lib.scribbles.propagation.background_beyond_strokes`): right when every slice that
+    shows a structure was scribbled, so the stroke-less slices hold none."""
+
+    def __init__(self, keys: KeysCollection, convention: ScribbleConvention, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.convention = convention
+
+    def __call__(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            scribbles = np.asarray(d[key])[0]
+            extended = background_beyond_strokes(scribbles, scribbles, self.convention)
+            d[key] = _like(extended[None].astype(np.int64), d[key])
         return d
