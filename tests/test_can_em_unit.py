@@ -100,3 +100,63 @@ def test_from_seeds_inverts_seeds(convention):
     assert (convention.seeds(convention.from_seeds(seeds)) == seeds).all()
     with pytest.raises(ValueError, match="neither class indices"):
         convention.from_seeds(np.array([7]))
+
+
+def test_seed_areas_per_slice_stay_on_the_stroked_slices_and_equal_a_2d_walk(convention):
+    """Can et al.'s walk: one 2D walk per stroked slice; a slice without strokes gets none."""
+    v = make_cardiac_phantom(5, shape=SHAPE, spacing=SPACING)
+    strokes = convention.seeds(simulate_scribbles(v.label, SPACING, convention, seed=0))
+    keep = np.zeros(SHAPE[-1], bool)
+    keep[[2, 5]] = True
+    strokes[..., ~keep] = NO_SEED  # strokes on two slices only
+    grown = seed_areas(v.image, strokes, SPACING, convention.num_classes, tau=0.99, per_slice=True)
+    assert (grown[..., ~keep] == NO_SEED).all()
+    alone = seed_areas(v.image[..., 5:6], strokes[..., 5:6], SPACING, convention.num_classes, tau=0.99)
+    assert np.array_equal(grown[..., 5:6], alone)
+    labelled = grown != NO_SEED
+    assert (grown[labelled] == v.label[labelled]).mean() > 0.97
+    walked = seed_areas(v.image, strokes, SPACING, convention.num_classes, tau=0.99)
+    assert (walked[..., ~keep] != NO_SEED).any()  # the 3D walk reaches the slices between
+
+
+def test_crf_per_slice_couples_no_slices_and_reads_z_scores(convention):
+    """Per slice, a change in one slice's image leaves every other slice's answer as it was; with
+    z-scores an affine change of the intensities changes nothing."""
+    from lib.scribbles.crf import dense_crf
+
+    v = make_cardiac_phantom(6, shape=SHAPE, spacing=SPACING)
+    C = convention.num_classes
+    probs = np.full((C,) + SHAPE, 0.1, np.float32)
+    np.put_along_axis(probs, v.label[None].astype(np.int64), 0.7, axis=0)
+    params = DenseCRFParams.can_et_al_slices()
+    assert params.iterations == 100 and params.gaussian_weight == 10.0
+    out = dense_crf(v.image, probs, SPACING, params=params, per_slice=True, zscore=True)
+    changed = v.image.copy()
+    changed[..., 3] = changed[..., 3][::-1]
+    other = dense_crf(changed, probs, SPACING, params=params, per_slice=True, zscore=True)
+    untouched = [z for z in range(SHAPE[-1]) if z != 3]
+    assert np.allclose(out[..., untouched], other[..., untouched], atol=1e-6)
+    assert not np.allclose(out[..., 3], other[..., 3], atol=1e-3)
+    scaled = dense_crf(3.0 * v.image + 100.0, probs, SPACING, params=params, per_slice=True, zscore=True)
+    assert np.allclose(out, scaled, atol=1e-4)
+    coupled = dense_crf(changed, probs, SPACING, params=DenseCRFParams.can_et_al())  # 3D: slices talk
+    reference = dense_crf(v.image, probs, SPACING, params=DenseCRFParams.can_et_al())
+    assert not np.allclose(coupled[..., untouched], reference[..., untouched], atol=1e-4)
+
+
+def test_can_em_conf_switches_reach_the_trainer(tmp_path, convention):
+    from lib.configs.can_em import CanEm
+
+    def trainer(conf):
+        config = CanEm()
+        config.init("can_em", str(tmp_path), conf, None, convention=convention)
+        return config.trainer()
+
+    default = trainer({})
+    assert not default.seed_areas_per_slice and not default.crf_per_slice and default.crf.iterations == 5
+    paper = trainer({"can_em_seed_areas": "slice", "can_em_crf_mode": "slice"})
+    assert paper.seed_areas_per_slice and paper.crf_per_slice and paper.crf.iterations == 100
+    assert paper._seed_areas_transform({"target_spacing": list(SPACING)}).per_slice
+    assert trainer({"can_em_crf": "false", "can_em_crf_mode": "slice"}).crf is None
+    with pytest.raises(ValueError, match="conf can_em_seed_areas must be one of 3d, slice, got '2d'"):
+        trainer({"can_em_seed_areas": "2d"})

@@ -178,6 +178,13 @@ _KEYS = (
         CAN_EM,
     ),
     ConfKey("can_em_crf", True, "dense-CRF relabelling (Table 1 rows)", CAN_EM),
+    ConfKey(
+        "can_em_crf_mode",
+        "3d",
+        "`3d` CRF, or `slice`: Can et al.'s, per 2D slice on z-scored intensities, 100 iterations",
+        CAN_EM,
+    ),
+    ConfKey("can_em_seed_areas", "3d", "`3d` random walk, or `slice`: one 2D walk per stroked slice", CAN_EM),
     ConfKey("can_em_uncertainty", True, "MC-dropout Welch-test relabelling", CAN_EM),
     ConfKey("can_em_passes", MC_PASSES, "MC-dropout passes of the E step", CAN_EM),
     ConfKey("can_em_alpha", DEFAULT_ALPHA, "Welch-test significance", CAN_EM),

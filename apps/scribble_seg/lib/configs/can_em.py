@@ -1,6 +1,6 @@
 from monailabel.interfaces.config import TaskConfig
 
-from lib.conf import KEYS, conf_flag, conf_float, conf_int, conf_json, conf_text
+from lib.conf import KEYS, conf_choice, conf_flag, conf_float, conf_int, conf_json, conf_text
 from lib.networks import AttentionUNet2D5
 from lib.scribbles.crf import DenseCRFParams
 from lib.trainers.can_em import CanEMTrainTask
@@ -30,12 +30,19 @@ class CanEm(RecipeConfig, TaskConfig):
 
     def trainer_kwargs(self):
         conf = self.conf
+        crf_slices = conf_choice(conf, "can_em_crf_mode", ("3d", "slice")) == "slice"
         return {
             "recursions": conf_int(conf, "can_em_recursions", minimum=1),
             "epochs_per_recursion": conf_int(conf, "can_em_epochs_per_recursion", minimum=0),
             "tau": conf_float(conf, "can_em_tau", minimum=0, maximum=1),
             "beta": conf_float(conf, "can_em_beta", minimum=0),
-            "crf": DenseCRFParams.can_et_al() if conf_flag(conf, "can_em_crf") else None,
+            "crf": (
+                (DenseCRFParams.can_et_al_slices() if crf_slices else DenseCRFParams.can_et_al())
+                if conf_flag(conf, "can_em_crf")
+                else None
+            ),
+            "crf_per_slice": crf_slices,
+            "seed_areas_per_slice": conf_choice(conf, "can_em_seed_areas", ("3d", "slice")) == "slice",
             "uncertainty": conf_flag(conf, "can_em_uncertainty"),
             "passes": conf_int(conf, "can_em_passes", minimum=2),
             "alpha": conf_float(conf, "can_em_alpha", minimum=0, maximum=1),

@@ -4,8 +4,8 @@ network (Can et al., DLMIA 2018, sections 2.2-2.4; their ``predict_next_gt``).
 Given the MC-dropout mean softmax ``p`` ``(C, H, W, D)`` and, per class, the mean ``m_k`` and
 unbiased variance ``v_k`` of the *logits* over ``T`` stochastic passes:
 
-1. **label**: ``c_hat = argmax_k p_k`` (the network), or the argmax of a 3D dense CRF on ``p``
-   with the seed areas clamped (:func:`lib.scribbles.crf.dense_crf`);
+1. **label**: ``c_hat = argmax_k p_k`` (the network), or the argmax of a dense CRF on ``p``
+   with the seed areas clamped (:func:`lib.scribbles.crf.dense_crf`: 3D, or per slice as Can et al.);
 2. **uncertainty** (optional): the runner-up ``c_2 = argmax_{k != c_hat} m_k`` and Welch's
    unequal-variance t-test between the ``T`` logits of ``c_hat`` and of ``c_2``::
 
@@ -83,6 +83,7 @@ def relabel(
     logit_var: Optional[np.ndarray] = None,
     passes: int = 0,
     alpha: float = DEFAULT_ALPHA,
+    crf_per_slice: bool = False,
 ) -> np.ndarray:
     """New training labels of one volume (see the module docstring).
 
@@ -93,6 +94,8 @@ def relabel(
         crf: dense-CRF parameters, or ``None`` for the network's argmax.
         logit_mean, logit_var, passes: MC-dropout logit moments for the Welch test, or ``None``.
         alpha: significance level of the Welch test.
+        crf_per_slice: Can et al.'s CRF, one per axial slice on z-scored intensities (see
+            :func:`lib.scribbles.crf.dense_crf`), instead of one 3D CRF.
 
     Returns:
         ``(H, W, D)`` int64 class index, ``NO_SEED`` where unknown.
@@ -103,7 +106,9 @@ def relabel(
     if crf is not None:
         if image is None or spacing is None:
             raise ValueError("the CRF relabelling needs the image and its spacing")
-        probabilities = dense_crf(image, probabilities, spacing, seeds=seeds, params=crf)
+        probabilities = dense_crf(
+            image, probabilities, spacing, seeds=seeds, params=crf, per_slice=crf_per_slice, zscore=crf_per_slice
+        )
     label = probabilities.argmax(axis=0).astype(np.int64)
     if logit_mean is not None:
         label = np.where(uncertain_voxels(label, logit_mean, logit_var, passes, alpha), NO_SEED, label)

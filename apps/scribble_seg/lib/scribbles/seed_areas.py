@@ -7,12 +7,18 @@ class ``c`` (Grady 2006; :func:`lib.scribbles.random_walk.random_walk` with no d
     seed_area(i) = c          if P_c(i) > tau   (tau = 0.99 for cardiac images in the paper)
                    NO_SEED    otherwise (unknown: ignored by the partial cross-entropy)
 
-Strokes keep their class (``P`` is one-hot there). The paper ran this per 2D slice on
-intensities scaled to [-1, 1] with ``beta = 1000`` per pixel; here it is 3D on the 6-connected
-grid of :func:`lib.scribbles.random_walk.edge_weights`, whose conductances make walkers diffuse as far
-in mm through thick slices as in plane, with intensities robustly normalised to [0, 1]
-(:func:`lib.scribbles.prior.normalise_intensity`), so strokes on a few slices grow into the
-slices between them.
+Strokes keep their class (``P`` is one-hot there). Two walks:
+
+* ``per_slice=False`` (default): 3D on the 6-connected grid of
+  :func:`lib.scribbles.random_walk.edge_weights`, whose conductances make walkers diffuse as far in
+  mm through thick slices as in plane, so strokes on a few slices grow into the slices between
+  them;
+* ``per_slice=True``: the paper's, one 2D walk per axial slice that holds a stroke (intensities
+  normalised per slice); slices without a stroke get no seed area.
+
+Intensities are robustly normalised to [0, 1] (:func:`lib.scribbles.prior.normalise_intensity`);
+the paper scaled them to [-1, 1] with ``beta = 1000`` per pixel. ``benchmarks/seed_areas.py``
+measures both walks' coverage and precision against the dense truth.
 """
 
 from typing import Sequence
@@ -35,6 +41,7 @@ def seed_areas(
     num_classes: int,
     tau: float = DEFAULT_TAU,
     beta: float = RandomWalkParams.beta,
+    per_slice: bool = False,
 ) -> np.ndarray:
     """Grow strokes into confident seed areas.
 
@@ -45,6 +52,7 @@ def seed_areas(
         num_classes: ``C`` (background included).
         tau: probability a voxel's class must exceed, in ``[0, 1)``; 0 labels every voxel.
         beta: random-walk edge sensitivity (see :class:`lib.scribbles.random_walk.RandomWalkParams`).
+        per_slice: one 2D walk per stroked axial slice (last axis) instead of one 3D walk.
 
     Returns:
         ``(H, W, D)`` int64 class index inside the seed areas, ``NO_SEED`` outside.
@@ -52,6 +60,13 @@ def seed_areas(
     if not 0.0 <= tau < 1.0:
         raise ValueError(f"tau must be in [0, 1), got {tau}")
     seeds = np.asarray(seeds)
+    if per_slice:
+        grown = np.full(seeds.shape, NO_SEED, dtype=np.int64)
+        for z in np.flatnonzero((seeds != NO_SEED).any(axis=(0, 1))):
+            grown[..., z : z + 1] = seed_areas(
+                image[..., z : z + 1], seeds[..., z : z + 1], spacing, num_classes, tau, beta
+            )
+        return grown
     # walkers absorbed at a small rate (a flat prior, as the strokes-only refinement): far from every
     # stroke the walk stays undecided rather than handing the voxel to whichever stroke it reaches
     flat = np.full((num_classes,) + seeds.shape, 1.0 / num_classes, dtype=np.float32)

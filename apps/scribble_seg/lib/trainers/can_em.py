@@ -65,6 +65,8 @@ class CanEMTrainTask(ScribbleTrainTask):
             (``None``: by device, :func:`lib.activelearning.uncertainty.passes_per_forward`).
         alpha: significance level of the Welch test.
         relabel_tag: datastore tag of the relabelled maps (empty: not saved).
+        seed_areas_per_slice: one 2D walk per stroked slice (the paper's) instead of one 3D walk.
+        crf_per_slice: the E step's CRF per slice on z-scored intensities (the paper's).
     """
 
     parameters = {"recursions": integer(1), "epochs_per_recursion": integer(0), "mc_passes": integer(1)}
@@ -82,6 +84,8 @@ class CanEMTrainTask(ScribbleTrainTask):
         mc_batch: Optional[int] = None,
         alpha: float = DEFAULT_ALPHA,
         relabel_tag: str = "can_em",
+        seed_areas_per_slice: bool = False,
+        crf_per_slice: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -90,6 +94,7 @@ class CanEMTrainTask(ScribbleTrainTask):
         )
         self.tau, self.beta, self.crf, self.uncertainty = tau, beta, crf, uncertainty
         self.mc_batch, self.alpha, self.relabel_tag = mc_batch, float(alpha), relabel_tag
+        self.seed_areas_per_slice, self.crf_per_slice = bool(seed_areas_per_slice), bool(crf_per_slice)
         self._datastore = None
         self._relabelled: Dict[str, np.ndarray] = {}
 
@@ -106,6 +111,7 @@ class CanEMTrainTask(ScribbleTrainTask):
             self.tau,
             self.beta,
             cache_dir=os.path.join(self._model_dir, "seed_area_cache"),
+            per_slice=self.seed_areas_per_slice,
         )
 
     def recipe_transforms(self, context):
@@ -201,6 +207,7 @@ class CanEMTrainTask(ScribbleTrainTask):
                 spacing=spacing,
                 crf=self.crf,
                 alpha=self.alpha,
+                crf_per_slice=self.crf_per_slice,
                 **moments,
             )
             new = self.convention.from_seeds(label)

@@ -15,9 +15,9 @@ from .cache import ContentCache
 
 class SeedAreasd(MapTransform):
     """Replaces each scribble map of ``keys`` ``(1, H, W, D)`` by its seed areas (a scribble map:
-    strokes grown by the random walk on ``data[image_key]`` where it is sure,
-    :func:`lib.scribbles.seed_areas.seed_areas`), cached on disk by image/scribble content and
-    parameters."""
+    strokes grown by the random walk on ``data[image_key]`` where it is sure -- in 3D, or per
+    stroked slice with ``per_slice`` -- :func:`lib.scribbles.seed_areas.seed_areas`), cached on disk
+    by image/scribble content and parameters."""
 
     def __init__(
         self,
@@ -28,11 +28,12 @@ class SeedAreasd(MapTransform):
         beta: float,
         cache_dir: Optional[str] = None,
         image_key: str = "image",
+        per_slice: bool = False,
         allow_missing_keys: bool = False,
     ):
         super().__init__(keys, allow_missing_keys)
         self.convention, self.spacing = convention, [float(s) for s in spacing]
-        self.tau, self.beta = float(tau), float(beta)
+        self.tau, self.beta, self.per_slice = float(tau), float(beta), bool(per_slice)
         self.cache = ContentCache(cache_dir)
         self.image_key = image_key
 
@@ -41,7 +42,7 @@ class SeedAreasd(MapTransform):
         image = np.asarray(d[self.image_key], dtype=np.float32)[0]
         for key in self.key_iterator(d):
             scribbles = np.asarray(d[key], dtype=np.int64)[0]
-            params = repr((self.spacing, self.tau, self.beta, self.convention.values))
+            params = repr((self.spacing, self.tau, self.beta, self.convention.values, self.per_slice))
             cache_key = self.cache.key([image, scribbles], params)
             cached = self.cache.load(cache_key)
             if cached is None:
@@ -52,6 +53,7 @@ class SeedAreasd(MapTransform):
                     self.convention.num_classes,
                     tau=self.tau,
                     beta=self.beta,
+                    per_slice=self.per_slice,
                 )
                 cached = {"label": self.convention.from_seeds(grown).astype(np.int16)}
                 self.cache.save(cache_key, **cached)
