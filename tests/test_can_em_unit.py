@@ -160,3 +160,29 @@ def test_can_em_conf_switches_reach_the_trainer(tmp_path, convention):
     assert trainer({"can_em_crf": "false", "can_em_crf_mode": "slice"}).crf is None
     with pytest.raises(ValueError, match="conf can_em_seed_areas must be one of 3d, slice, got '2d'"):
         trainer({"can_em_seed_areas": "2d"})
+
+
+def test_continued_schedule_is_one_decay_over_all_recursions(tmp_path, convention):
+    import types
+
+    from lib.configs.can_em import CanEm
+    from lib.trainers.can_em import continued_decay
+
+    R, E = 3, 4
+    starts = [continued_decay(r, R, E)(0) for r in range(R)]
+    assert starts[0] == 1.0 and starts[0] > starts[1] > starts[2] > 0  # later M steps start lower
+    for r in range(R - 1):  # each M step starts where the previous one ended
+        assert continued_decay(r, R, E)(E) == pytest.approx(continued_decay(r + 1, R, E)(0))
+    assert continued_decay(R - 1, R, E)(E) == 0.0
+    assert continued_decay(0, 1, E)(2) == pytest.approx((1 - 2 / E) ** 0.9)  # one recursion: the usual decay
+
+    config = CanEm()
+    config.init("can_em", str(tmp_path), {"can_em_schedule": "continued"}, None, convention=convention)
+    task = config.trainer()
+    net = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    context = types.SimpleNamespace(
+        request={"recursion_index": 2, "recursion_count": 3}, optimizer=optimizer, max_epochs=4
+    )
+    task.lr_scheduler_handler(context)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * continued_decay(2, 3, 4)(0))

@@ -177,6 +177,12 @@ _KEYS = (
         "epochs per M step; 0: `max_epochs` split over the recursions",
         CAN_EM,
     ),
+    ConfKey(
+        "can_em_schedule",
+        "restart",
+        "learning rate of the M steps: `restart` each at `learning_rate`, or `continued`: one decay over all",
+        CAN_EM,
+    ),
     ConfKey("can_em_crf", True, "dense-CRF relabelling (Table 1 rows)", CAN_EM),
     ConfKey(
         "can_em_crf_mode",

@@ -43,6 +43,7 @@ class CanEm(RecipeConfig, TaskConfig):
             ),
             "crf_per_slice": crf_slices,
             "seed_areas_per_slice": conf_choice(conf, "can_em_seed_areas", ("3d", "slice")) == "slice",
+            "continued_schedule": conf_choice(conf, "can_em_schedule", ("restart", "continued")) == "continued",
             "uncertainty": conf_flag(conf, "can_em_uncertainty"),
             "passes": conf_int(conf, "can_em_passes", minimum=2),
             "alpha": conf_float(conf, "can_em_alpha", minimum=0, maximum=1),

@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 from monai.data import MetaTensor
+from monai.handlers import LrScheduleHandler
 from monai.transforms import Compose, LoadImage, ResampleToMatch, SaveImage, Spacing
 
 from lib.activelearning.uncertainty import enable_mc_dropout, mc_dropout_maps, passes_per_forward
@@ -51,6 +52,13 @@ from .parameters import integer
 logger = logging.getLogger(__name__)
 
 
+def continued_decay(recursion: int, recursions: int, epochs: int, power: float = 0.9):
+    """Learning-rate factor of epoch ``e`` of M step ``recursion`` (0-based) when one polynomial
+    decay spans all ``recursions`` of ``epochs`` epochs each: ``(1 - (r E + e) / (R E))^power``."""
+    total = recursions * epochs
+    return lambda epoch: max(0.0, 1.0 - (recursion * epochs + min(epoch, epochs)) / total) ** power
+
+
 class CanEMTrainTask(ScribbleTrainTask):
     """Can et al.'s recursive training (see the module docstring).
 
@@ -67,6 +75,10 @@ class CanEMTrainTask(ScribbleTrainTask):
         relabel_tag: datastore tag of the relabelled maps (empty: not saved).
         seed_areas_per_slice: one 2D walk per stroked slice (the paper's) instead of one 3D walk.
         crf_per_slice: the E step's CRF per slice on z-scored intensities (the paper's).
+        continued_schedule: the learning rate follows one polynomial decay over all recursions
+            (recursion ``r`` of ``R``, epoch ``e`` of ``E``: ``lr * (1 - (r E + e) / (R E))^0.9``), as
+            Can et al.'s optimiser carries on from recursion to recursion; off, every M step starts
+            again at ``lr`` and decays to 0.
     """
 
     parameters = {"recursions": integer(1), "epochs_per_recursion": integer(0), "mc_passes": integer(1)}
@@ -86,6 +98,7 @@ class CanEMTrainTask(ScribbleTrainTask):
         relabel_tag: str = "can_em",
         seed_areas_per_slice: bool = False,
         crf_per_slice: bool = False,
+        continued_schedule: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -95,6 +108,7 @@ class CanEMTrainTask(ScribbleTrainTask):
         self.tau, self.beta, self.crf, self.uncertainty = tau, beta, crf, uncertainty
         self.mc_batch, self.alpha, self.relabel_tag = mc_batch, float(alpha), relabel_tag
         self.seed_areas_per_slice, self.crf_per_slice = bool(seed_areas_per_slice), bool(crf_per_slice)
+        self.continued_schedule = bool(continued_schedule)
         self._datastore = None
         self._relabelled: Dict[str, np.ndarray] = {}
 
@@ -120,6 +134,16 @@ class CanEMTrainTask(ScribbleTrainTask):
     def loss_function(self, context):
         return PartialCrossEntropyLoss(self.convention)
 
+    def lr_scheduler_handler(self, context):
+        if not self.continued_schedule:
+            return super().lr_scheduler_handler(context)
+        factor = continued_decay(
+            int(context.request.get("recursion_index", 0)),
+            int(context.request.get("recursion_count", 1)),
+            max(1, int(context.max_epochs)),
+        )
+        return LrScheduleHandler(torch.optim.lr_scheduler.LambdaLR(context.optimizer, factor), print_lr=False)
+
     # -------------------------------------------------------------------------- recursion
     def train(self, rank, world_size, request, datalist):
         recursions = int(request.get("recursions", 3))
@@ -136,7 +160,8 @@ class CanEMTrainTask(ScribbleTrainTask):
         for r in range(recursions):
             # what CurrentLabelsd hands this M step: the last E step's map, else the seed areas
             labels = {i: self._relabelled.get(i, m) for i, m in seed_maps.items()}
-            stats = super().train(rank, world_size, {**request, "max_epochs": per_recursion}, datalist)
+            m_step = {**request, "max_epochs": per_recursion, "recursion_index": r, "recursion_count": recursions}
+            stats = super().train(rank, world_size, m_step, datalist)
             entry = {
                 "recursion": r + 1,
                 "epochs": per_recursion,
