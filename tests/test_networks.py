@@ -95,6 +95,36 @@ def test_can_em_network_has_can_et_al_dropout_unless_conf_says_otherwise(convent
     assert rates({"can_em_dropout": "0.2"}) == [0.2]
 
 
+def test_block_placement_puts_one_dropout_on_each_of_the_5_innermost_blocks(convention):
+    """Can et al.'s layout: one dropout layer on the output of the encoder's 3 deepest blocks and
+    the decoder's 2 deepest, none inside the residual units; still stochastic for MC dropout."""
+    from lib.configs.can_em import CanEm
+
+    net = AttentionUNet2D5(dropout=(0.0, 0.0, 0.0, 0.5, 0.5, 0.5), dropout_placement="blocks")
+    active = sorted(n for n, m in net.named_modules() if isinstance(m, torch.nn.Dropout) and m.p > 0)
+    assert active == [
+        "decoder_dropout.0",
+        "decoder_dropout.1",
+        "encoder_dropout.3",
+        "encoder_dropout.4",
+        "encoder_dropout.5",
+    ]
+    same_weights = AttentionUNet2D5(dropout=(0.0, 0.0, 0.0, 0.5, 0.5, 0.5))
+    assert net.state_dict().keys() == same_weights.state_dict().keys()  # checkpoints load either way
+    x = torch.randn(1, 1, 32, 32, 8)
+    net.eval()
+    with torch.no_grad():
+        assert torch.equal(net(x)["final"], net(x)["final"])
+        for m in net.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.train()
+        assert not torch.equal(net(x)["final"], net(x)["final"])
+    built = CanEm.build_network(types.SimpleNamespace(convention=convention), {"can_em_dropout_placement": "blocks"})
+    assert len([m for m in built.modules() if isinstance(m, torch.nn.Dropout) and m.p > 0]) == 5
+    with pytest.raises(ValueError, match="dropout_placement must be 'units' or 'blocks'"):
+        AttentionUNet2D5(dropout_placement="everywhere")
+
+
 @pytest.mark.parametrize("cls", [UNet2DBN, ExModUNet])
 def test_2d_unets_run_slice_wise_on_volumes_and_on_slices(cls):
     net = cls(out_channels=4, features=(8, 16, 32, 64, 128)).eval()

@@ -203,6 +203,12 @@ _KEYS = (
         "dropout per UNet level (JSON list or one number): Can et al.'s 5 innermost blocks",
         CAN_EM,
     ),
+    ConfKey(
+        "can_em_dropout_placement",
+        "units",
+        "`units`: dropout in every residual sub-unit; `blocks`: one layer on each block's output (Can et al.'s)",
+        CAN_EM,
+    ),
     # ------------------------------------------------------------------- exmod and zscribbleseg
     ConfKey(
         "unet2d_features",

@@ -23,7 +23,10 @@ class CanEm(RecipeConfig, TaskConfig):
 
     def build_network(self, conf):
         rates = conf_json(conf, "can_em_dropout")
-        return AttentionUNet2D5(in_channels=1, out_channels=self.convention.num_classes, dropout=rates)
+        placement = conf_choice(conf, "can_em_dropout_placement", ("units", "blocks"))
+        return AttentionUNet2D5(
+            in_channels=1, out_channels=self.convention.num_classes, dropout=rates, dropout_placement=placement
+        )
 
     description = "Can et al.: random-walk seed areas + recursive EM with dense-CRF / MC-dropout relabelling"
     trainer_class = CanEMTrainTask

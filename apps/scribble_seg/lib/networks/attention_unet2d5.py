@@ -113,6 +113,10 @@ class ASPP(nn.Module):
         return self.project(torch.cat(feats, dim=1))
 
 
+def _dropout(rate: float) -> nn.Module:
+    return nn.Dropout(rate) if rate > 0 else nn.Identity()
+
+
 class AttentionUNet2D5(nn.Module):
     """2.5D attention UNet with ASPP, boundary and refinement heads (see the module docstring).
 
@@ -128,6 +132,10 @@ class AttentionUNet2D5(nn.Module):
             up-sampling and decoder unit that output level ``i``, use ``dropout[i]``. Can et al.'s
             ``(0, 0, 0, 0.5, 0.5, 0.5)`` puts dropout 0.5 in the 5 innermost blocks only (the
             encoder's 3 deepest levels, the decoder's 2 deepest).
+        dropout_placement: ``units``: a dropout in every sub-unit of the residual units and in the
+            up-sampling convolutions (MONAI's blocks); ``blocks``: one dropout on the output of each
+            encoder and decoder block instead, as Can et al.'s ``tf.nn.dropout`` after pool3, pool4,
+            conv5_2, conv6_2, conv7_2 (with their rates, one layer in each of the 5 innermost blocks).
         attention: attention gates on the decoder levels.
         deep_supervision: return coarse logits of the decoder levels.
         aspp_rates: dilation rates of the bottleneck ASPP; ``None`` or ``()`` disables it.
@@ -144,6 +152,7 @@ class AttentionUNet2D5(nn.Module):
         inplane_levels: int = 2,
         num_res_units: int = 2,
         dropout: Union[float, Sequence[float]] = 0.1,
+        dropout_placement: str = "units",
         attention: bool = True,
         deep_supervision: bool = False,
         aspp_rates: Optional[Sequence[int]] = (6, 12, 18),
@@ -160,6 +169,11 @@ class AttentionUNet2D5(nn.Module):
             raise ValueError(
                 f"dropout must be in [0, 1), or {len(channels)} such values (one per level), got {dropout}"
             )
+        if dropout_placement not in ("units", "blocks"):
+            raise ValueError(f"dropout_placement must be 'units' or 'blocks', got {dropout_placement!r}")
+        block_rates = rates if dropout_placement == "blocks" else [0.0] * len(rates)
+        if dropout_placement == "blocks":
+            rates = [0.0] * len(rates)
         self.out_channels = out_channels
         self.strides = [tuple(s) for s in strides]
         self.divisor = tuple(int(np.prod([s[i] for s in self.strides])) for i in range(3))
@@ -184,6 +198,9 @@ class AttentionUNet2D5(nn.Module):
                 )
             )
         self.aspp = ASPP(channels[-1], aspp_rates) if aspp_rates else None
+        # one dropout on each block's output (``dropout_placement="blocks"``), identity otherwise
+        self.encoder_dropout = nn.ModuleList([_dropout(block_rates[i]) for i in range(len(channels))])
+        self.decoder_dropout = nn.ModuleList([_dropout(block_rates[i]) for i in reversed(range(len(channels) - 1))])
 
         self.ups, self.gates, self.decoders, self.ds_heads = (nn.ModuleList() for _ in range(4))
         for i in reversed(range(len(channels) - 1)):
@@ -259,8 +276,8 @@ class AttentionUNet2D5(nn.Module):
         crop = (slice(None), slice(None)) + tuple(slice(0, n) for n in size)
 
         skips = []
-        for enc in self.encoders:
-            x = enc(x)
+        for enc, drop in zip(self.encoders, self.encoder_dropout):
+            x = drop(enc(x))
             skips.append(x)
         if self.aspp is not None:
             x = x + self.aspp(x)
@@ -272,7 +289,7 @@ class AttentionUNet2D5(nn.Module):
             if self.attention:
                 x, a = self.gates[j](x)
                 attention.append(a)
-            x = self.decoders[j](x)
+            x = self.decoder_dropout[j](self.decoders[j](x))
             decoded[lvl] = x
             if self.deep_supervision and lvl > 0:
                 deep.append(next(ds_iter)(x))
