@@ -80,14 +80,14 @@ _KEYS = (
     ConfKey(
         "scribble_label_info",
         "required",
-        "scribbles name their values in `label_info`, as Slicer sends them; `optional`: bare maps too",
+        "scribbles name their values in `label_info` (Slicer does); `optional`: bare maps too",
         SERVING,
     ),
     ConfKey("device", None, "`cpu`, `cuda` or `cuda:N`: where models run", SERVING, "`cuda` if available, else `cpu`"),
     ConfKey(
         "target_spacing",
         "auto",
-        "training/inference spacing (mm, JSON list); `auto`: median of the training volumes",
+        "spacing of training and inference (mm, JSON list); `auto`: the median",
         SERVING,
     ),
     ConfKey(
@@ -100,16 +100,16 @@ _KEYS = (
     ConfKey(
         "largest_component",
         None,
-        "`true`: one component per structure; a structure name: its largest, and of every other the one "
-        "bordering it most; `object`: the largest object first; `false`: off. Also an infer parameter",
+        "`true`: one component per structure; a structure name: anchored on it; `object`: the largest "
+        "object first; `false`: off. Also an infer parameter",
         SERVING,
-        "`true`; `anchor_structure` for `scribble2d5`, `exmod`, `zscribbleseg` when set",
+        "`true`; anchored recipes: `anchor_structure`",
     ),
     ConfKey(
         "anchor_structure",
         None,
-        "a structure that borders every other (e.g. a myocardium): the segmentations of `scribble2d5`, `exmod` "
-        "and `zscribbleseg` keep, of every other class, the component bordering it most",
+        "a structure bordering all others (a myocardium): `scribble2d5`, `exmod`, `zscribbleseg` keep its "
+        "largest component and, of each other class, the one bordering it most",
         SERVING,
         "none (one component per structure)",
     ),
@@ -119,7 +119,7 @@ _KEYS = (
     ConfKey(
         "infer_in_worker",
         True,
-        "inference on one worker thread, so other requests answer meanwhile; `false`: MONAI Label's endpoint",
+        "inference on one worker thread, other requests answered meanwhile",
         SERVING,
     ),
     ConfKey(
@@ -166,7 +166,7 @@ _KEYS = (
     ConfKey(
         "scribble2d5_outer_slices_background",
         False,
-        "slices beyond the scribbled ones are background: for every-slice scribbling (ACDC)",
+        "slices beyond the scribbled ones are background (every-slice scribbling)",
         SCRIBBLE2D5,
     ),
     # ---------------------------------------------------------------------------------- can_em
@@ -180,14 +180,14 @@ _KEYS = (
     ConfKey(
         "can_em_schedule",
         "restart",
-        "learning rate of the M steps: `restart` each at `learning_rate`, or `continued`: one decay over all",
+        "M-step learning rate: `restart` each, or `continued`: one decay over all",
         CAN_EM,
     ),
     ConfKey("can_em_crf", True, "dense-CRF relabelling (Table 1 rows)", CAN_EM),
     ConfKey(
         "can_em_crf_mode",
         "3d",
-        "`3d` CRF, or `slice`: Can et al.'s, per 2D slice on z-scored intensities, 100 iterations",
+        "`3d`, or `slice`: Can et al.'s 2D CRF per slice, z-scored, 100 iterations",
         CAN_EM,
     ),
     ConfKey("can_em_seed_areas", "3d", "`3d` random walk, or `slice`: one 2D walk per stroked slice", CAN_EM),
@@ -200,20 +200,20 @@ _KEYS = (
     ConfKey(
         "can_em_dropout",
         (0.0, 0.0, 0.0, 0.5, 0.5, 0.5),
-        "dropout per UNet level (JSON list or one number): Can et al.'s 5 innermost blocks",
+        "dropout per UNet level (JSON list or a number)",
         CAN_EM,
     ),
     ConfKey(
         "can_em_dropout_placement",
         "units",
-        "`units`: dropout in every residual sub-unit; `blocks`: one layer on each block's output (Can et al.'s)",
+        "`units`: in every residual sub-unit; `blocks`: one per block output (Can et al.'s)",
         CAN_EM,
     ),
     # ------------------------------------------------------------------- exmod and zscribbleseg
     ConfKey(
         "unet2d_features",
         (64, 128, 256, 512, 1024),
-        "2D UNet widths (the papers'; a quarter trains ~10x faster on CPU)",
+        "2D UNet widths (the papers')",
         MIX,
     ),
     ConfKey("mix_occlusion", 32, "occluded square (px)", MIX),
@@ -221,7 +221,7 @@ _KEYS = (
     ConfKey(
         "mix_outer_slices_background",
         False,
-        "slices beyond the scribbled ones are background strokes: for every-slice scribbling",
+        "slices beyond the scribbled ones are background (every-slice scribbling)",
         MIX,
     ),
     ConfKey("mix_pce_mean", "annotated", "partial CE over the `annotated` voxels or `all` (CycleMix)", MIX),
@@ -234,7 +234,7 @@ _KEYS = (
     ConfKey(
         "zscribbleseg_em_max_ratio",
         4.0,
-        "EM ratio estimates beyond this factor of the scribbles' are not used",
+        "EM ratios beyond this factor of the scribbles' are not used",
         MIX,
     ),
     # --------------------------------------------------------------------------------- weaknet
