@@ -80,6 +80,9 @@ VARIANTS = {
     # dropout default: 0.1 in every block)
     "can_em + uncertainty (T=10)": ("can_em", {"can_em_crf": "false", "can_em_passes": "10", "can_em_dropout": "0.1"}),
     "can_em (T=10)": ("can_em", {"can_em_passes": "10", "can_em_dropout": "0.1"}),
+    # the `can_em` row's settings retrained at today's code (seed areas from the anisotropic walk with absorption):
+    # what the row below changes beyond the seed areas
+    "can_em (today's seed areas)": ("can_em", {}),
     # Can et al. as their code runs it: their per-slice CRF on z-scored intensities (100 iterations), one dropout
     # layer on each of the 5 innermost blocks, one learning-rate decay carried across the recursions
     "can_em (Can et al.'s CRF, dropout, schedule)": (
@@ -151,6 +154,7 @@ ROW_ORDER = [
     "can_em + uncertainty (T=10)",
     "can_em (T=10)",
     *CAN_EM_ROWS,
+    "can_em (today's seed areas)",
     "can_em (Can et al.'s CRF, dropout, schedule)",
     *MIX_ROWS,
     *map(narrow, MIX_ROWS),

@@ -298,8 +298,9 @@ def _raw(conf: Mapping[str, Any], name: str) -> Optional[str]:
     return str(value).strip()
 
 
-def conf_text(conf: Mapping[str, Any], name: str) -> Optional[str]:
-    """The key's text, else its default (``None`` for a derived default)."""
+def conf_text(conf: Mapping[str, Any], name: str) -> Any:
+    """The key's text, else its declared default as is (``None`` for a derived one; a JSON key's
+    default stays a Python value: read those with :func:`conf_json`)."""
     raw = _raw(conf, name)
     return raw if raw is not None else KEYS[name].default
 
