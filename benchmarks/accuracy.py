@@ -83,6 +83,7 @@ VARIANTS = {
     # the `can_em` row's settings retrained at today's code (seed areas from the anisotropic walk with absorption):
     # what the row below changes beyond the seed areas
     "can_em (today's seed areas)": ("can_em", {}),
+    "can_em base (no recursion, today's seed areas)": ("can_em", {"can_em_recursions": "1"}),
     # Can et al. as their code runs it: their per-slice CRF on z-scored intensities (100 iterations), one dropout
     # layer on each of the 5 innermost blocks, one learning-rate decay carried across the recursions
     "can_em (Can et al.'s CRF, dropout, schedule)": (
@@ -154,6 +155,7 @@ ROW_ORDER = [
     "can_em + uncertainty (T=10)",
     "can_em (T=10)",
     *CAN_EM_ROWS,
+    "can_em base (no recursion, today's seed areas)",
     "can_em (today's seed areas)",
     "can_em (Can et al.'s CRF, dropout, schedule)",
     *MIX_ROWS,
