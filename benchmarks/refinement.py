@@ -102,17 +102,24 @@ def strokes_only(method, image, seeds, spacing):
     return from_strokes(method, image, seeds, spacing, 2, params).argmax(0) == 1
 
 
-def plain_random_walker(image, seeds, spacing):
+def plain_random_walker_labels(image, seeds, spacing):
+    """``skimage.segmentation.random_walker`` on the same intensities and beta as ours: the class
+    index of every voxel from ``seeds`` (class indices, ``NO_SEED`` where free)."""
     from skimage.segmentation import random_walker
 
     from lib.scribbles.prior import normalise_intensity
     from lib.scribbles.random_walk import RandomWalkParams
 
-    labels = np.where(seeds >= 0, seeds + 1, 0)
-    return (
-        random_walker(normalise_intensity(image), labels, beta=RandomWalkParams().beta, mode="cg_j", spacing=spacing)
-        == 2
+    markers = np.where(seeds >= 0, seeds + 1, 0)  # skimage: 0 = free, labels from 1
+    walked = random_walker(
+        normalise_intensity(image), markers, beta=RandomWalkParams().beta, mode="cg_j", spacing=spacing
     )
+    return walked - 1
+
+
+def plain_random_walker(image, seeds, spacing):
+    """:func:`plain_random_walker_labels` of binary seeds (0 background, 1 foreground) as a mask."""
+    return plain_random_walker_labels(image, seeds, spacing) == 1
 
 
 def degraded(truth):

@@ -46,7 +46,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
-from refinement import dice, graphcut, plain_random_walker  # noqa: E402
+from refinement import dice, graphcut, plain_random_walker, plain_random_walker_labels  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from common import APP_DIR, REPO, RESULTS, machine  # noqa: E402
@@ -189,7 +189,7 @@ class Served:
 
 # ------------------------------------------------------------------------------------------------
 def run_case(case, served, seeds, rows, overlays):
-    from lib.scribbles.convention import NO_SEED, ScribbleConvention
+    from lib.scribbles.convention import ScribbleConvention
     from lib.scribbles.simulate import simulate_scribbles, slicer_protocol
 
     v = case.volume
@@ -248,8 +248,14 @@ def run_case(case, served, seeds, rows, overlays):
     for protocol, slices in PROTOCOLS.items():
         for seed in seeds:
             scribbles = simulate_scribbles(v.label, v.spacing, conv, seed=seed, config=slicer_protocol(slices))
+            multiclass = {}
             for method in METHODS:
                 out, sec, _ = served.infer(method, scribbles, {"label_info": info})
+                multiclass[method] = (out, sec)
+            t = time.perf_counter()
+            walked = plain_random_walker_labels(v.image, conv.seeds(scribbles), v.spacing)
+            multiclass["random_walker_plain"] = (walked, time.perf_counter() - t)
+            for method, (out, sec) in multiclass.items():
                 for name, value in case.labels.items():
                     rows.append(
                         dict(
@@ -264,38 +270,6 @@ def run_case(case, served, seeds, rows, overlays):
                             seconds=sec,
                         )
                     )
-            seeds_mc = conv.seeds(scribbles)
-            t = time.perf_counter()
-            from skimage.segmentation import random_walker
-
-            from lib.scribbles.prior import normalise_intensity
-            from lib.scribbles.random_walk import RandomWalkParams
-
-            labels = (
-                random_walker(
-                    normalise_intensity(v.image),
-                    np.where(seeds_mc == NO_SEED, 0, seeds_mc + 1),
-                    beta=RandomWalkParams().beta,
-                    mode="cg_j",
-                    spacing=v.spacing,
-                )
-                - 1
-            )
-            sec = time.perf_counter() - t
-            for name, value in case.labels.items():
-                rows.append(
-                    dict(
-                        case=case.name,
-                        structure=name,
-                        kind=case.kinds[name],
-                        protocol=protocol,
-                        seed=seed,
-                        situation="multiclass",
-                        method="random_walker_plain",
-                        dice=dice(labels == value, v.label == value),
-                        seconds=sec,
-                    )
-                )
 
 
 def run_latency(workdir, repeats, rows):
