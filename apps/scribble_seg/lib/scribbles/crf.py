@@ -110,31 +110,6 @@ def dense_crf(
         raise ValueError("prior must hold finite, non-negative probabilities")
     if len(spacing) != 3 or min(spacing) <= 0:
         raise ValueError(f"spacing must be 3 positive numbers (mm), got {spacing}")
-    intensity = (image - image.mean()) / max(float(image.std()), 1e-6) if zscore else normalise_intensity(image)
-    if per_slice:
-        return np.stack(
-            [
-                _dense_crf(
-                    intensity[..., z : z + 1],
-                    prior[..., z : z + 1],
-                    spacing,
-                    None if seeds is None else np.asarray(seeds)[..., z : z + 1],
-                    params,
-                )
-                for z in range(image.shape[-1])
-            ],
-            axis=-1,
-        )[..., 0, :]
-    return _dense_crf(intensity, prior, spacing, seeds, params)
-
-
-def _dense_crf(intensity, prior, spacing, seeds, params) -> np.ndarray:
-    """:func:`dense_crf` on ``intensity`` already scaled (a single slice is a ``(H, W, 1)`` volume:
-    its through-plane kernel sees no neighbour)."""
-    import pydensecrf.densecrf as dcrf
-    from pydensecrf.utils import create_pairwise_bilateral, create_pairwise_gaussian
-
-    image = intensity
     n_classes = prior.shape[0]
     prior = prior / np.maximum(prior.sum(axis=0, keepdims=True), 1e-12)
     seeded = None
@@ -149,13 +124,36 @@ def _dense_crf(intensity, prior, spacing, seeds, params) -> np.ndarray:
         np.put_along_axis(onehot, np.where(seeded, seeds, 0)[None], 1.0, axis=0)
         prior = np.where(seeded[None], onehot, prior)
 
-    n = int(np.prod(image.shape))
+    intensity = (image - image.mean()) / max(float(image.std()), 1e-6) if zscore else normalise_intensity(image)
+    if per_slice:
+        slices = [
+            _mean_field(intensity[..., z : z + 1], prior[..., z : z + 1], spacing, params)
+            for z in range(image.shape[-1])
+        ]
+        q = np.concatenate(slices, axis=-1)
+    else:
+        q = _mean_field(intensity, prior, spacing, params)
+    if seeded is not None:
+        q = np.where(seeded[None], prior, q)
+    return q
+
+
+def _mean_field(
+    intensity: np.ndarray, prior: np.ndarray, spacing: Sequence[float], params: DenseCRFParams
+) -> np.ndarray:
+    """The dense CRF's marginals on ``intensity`` (already scaled) from the unary ``prior``
+    ``(C, H, W, D)``; a single slice is a ``(H, W, 1)`` volume, whose through-plane kernel sees no
+    neighbour."""
+    import pydensecrf.densecrf as dcrf
+    from pydensecrf.utils import create_pairwise_bilateral, create_pairwise_gaussian
+
+    n_classes, n = prior.shape[0], int(np.prod(intensity.shape))
     unary = np.ascontiguousarray(-np.log(np.clip(prior, params.clip, 1.0)).reshape(n_classes, n), dtype=np.float32)
     crf = dcrf.DenseCRF(n, n_classes)
     crf.setUnaryEnergy(unary)  # (C, N) C-contiguous float32: anything else can segfault the C++ side
     spacing = np.asarray(spacing, dtype=float)
     if params.gaussian_weight > 0:
-        feats = create_pairwise_gaussian(sdims=tuple(params.gaussian_spatial_mm / spacing), shape=image.shape)
+        feats = create_pairwise_gaussian(sdims=tuple(params.gaussian_spatial_mm / spacing), shape=intensity.shape)
         crf.addPairwiseEnergy(np.ascontiguousarray(feats, dtype=np.float32), compat=params.gaussian_weight)
     if params.bilateral_weight > 0:
         feats = create_pairwise_bilateral(
@@ -165,7 +163,4 @@ def _dense_crf(intensity, prior, spacing, seeds, params) -> np.ndarray:
             chdim=3,
         )
         crf.addPairwiseEnergy(np.ascontiguousarray(feats, dtype=np.float32), compat=params.bilateral_weight)
-    q = np.asarray(crf.inference(int(params.iterations)), dtype=np.float32).reshape(prior.shape)
-    if seeded is not None:
-        q = np.where(seeded[None], prior, q)
-    return q
+    return np.asarray(crf.inference(int(params.iterations)), dtype=np.float32).reshape(prior.shape)
