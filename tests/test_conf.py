@@ -32,7 +32,7 @@ def _read_keys():
         if path.name == "conf.py" and path.parent.name == "lib":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.Call) or len(node.args) < 2 and not node.args:
+            if not isinstance(node, ast.Call) or not node.args:
                 continue
             func = node.func
             name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)

@@ -73,7 +73,7 @@ class EpistemicScoring(ScoringMethod):
     Args:
         segmentation: the ``ScribbleSegmentation`` infer task of the model to score with.
         scribble_tag: images with a label under it are not scored.
-        passes: ``T`` (conf ``al_passes``, a number or its text); batch: passes per forward
+        passes: ``T`` (conf ``al_passes``); batch: passes per forward
             (``None``: by device, :func:`passes_per_forward`); metric: ``mutual_information`` or
             ``entropy``.
         margin_mm: context kept around the predicted foreground's box, per side (conf ``al_margin_mm``).
@@ -93,20 +93,14 @@ class EpistemicScoring(ScoringMethod):
         device: str = "cpu",
     ):
         super().__init__(f"MC-dropout {metric} of '{segmentation.name}' on the volumes still to scribble")
-        try:
-            self.passes = int(str(passes).strip())
-        except ValueError:
-            self.passes = 0
-        if self.passes < 2:
-            raise ValueError(f"al_passes must be a whole number of at least 2 (MC dropout), got {passes!r}")
-        try:
-            self.margin_mm = float(margin_mm)
-        except (TypeError, ValueError):
-            self.margin_mm = float("nan")
-        if not self.margin_mm >= 0:
-            raise ValueError(f"al_margin_mm must be a length in mm, at least 0, got {margin_mm!r}")
+        # conf values arrive checked by lib.conf; these guard direct callers (benchmarks)
+        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 2:
+            raise ValueError(f"passes must be a whole number of at least 2 (MC dropout), got {passes!r}")
+        if isinstance(margin_mm, bool) or not isinstance(margin_mm, (int, float)) or not margin_mm >= 0:
+            raise ValueError(f"margin_mm must be a length in mm, at least 0, got {margin_mm!r}")
         if str(bfloat16).lower() not in ("auto", "true", "false"):
-            raise ValueError(f"al_bfloat16 must be auto, true or false, got {bfloat16!r}")
+            raise ValueError(f"bfloat16 must be auto, true or false, got {bfloat16!r}")
+        self.passes, self.margin_mm = passes, float(margin_mm)
         self.segmentation, self.scribble_tag = segmentation, scribble_tag
         self.batch, self.metric, self.device = batch, metric, device
         self.bfloat16 = str(bfloat16).lower()
