@@ -2,6 +2,8 @@
 #   make serve   install if needed, build the sample studies if needed, start the server on 127.0.0.1:8000
 #                (your own data: make serve STUDIES=/path/to/folder LABELS='{"left lung": 1, "spine": 2}';
 #                more conf: CONF='--conf al_retrain_after 3 --conf device cpu')
+#   make serve-pacs  the same, served from a local PACS: Orthanc with DICOMweb on 127.0.0.1:$(PACS_PORT)
+#                (apt-installed when missing; `make stop-pacs` stops it)
 #   make test    install if needed, run the whole test suite
 #   make lint    ruff check and format check (CI runs it before the tests)
 # Both only need python3 (3.11), pip's registries, g++ and the Python headers (pydensecrf2 compiles).
@@ -21,7 +23,10 @@ BIN    := $(CURDIR)/$(VENV)/bin
 # rejects MLflow's default file store (the train request would fail with a 500).
 export MONAI_LABEL_TRACKING_ENABLED ?= false
 
-.PHONY: serve test lint sample install clean
+PACS_PORT ?= 8042
+PACS_URL := http://127.0.0.1:$(PACS_PORT)/dicom-web
+
+.PHONY: serve serve-pacs stop-pacs test lint sample install clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +46,19 @@ serve: $(if $(filter $(SAMPLE)/studies,$(STUDIES)),sample,install)
 		--studies "$(STUDIES)" --host $(HOST) --port $(PORT) --conf models $(MODELS) \
 		$(if $(LABELS),--conf labels '$(LABELS)') $(CONF)
 
+# the sample studies in a local PACS (Orthanc, apt-installed when missing), then the app served from it
+serve-pacs: sample
+	$(BIN)/python apps/scribble_seg/pacs.py --studies $(SAMPLE)/studies --port $(PACS_PORT)
+	PATH="$(BIN):$$PATH" $(BIN)/python -m monailabel.main start_server --app apps/scribble_seg \
+		--studies $(PACS_URL) --host $(HOST) --port $(PORT) --conf models $(MODELS) \
+		--conf dataset_conf $(SAMPLE)/studies/scribble_seg.json $(CONF)
+
+stop-pacs:
+	$(BIN)/python apps/scribble_seg/pacs.py --stop
+
+# the PACS tests need Debian's Orthanc: installed here with apt-get when missing (as root)
 test: $(VENV)/.installed
+	$(VENV)/bin/python apps/scribble_seg/pacs.py --install
 	$(VENV)/bin/python -m pytest
 
 # ruff's settings are in pyproject.toml (120 columns); `ruff format .` fixes the layout

@@ -93,7 +93,8 @@ class ScribbleSegApp(MONAILabelApp):
     tells annotators which volume to scribble next."""
 
     def __init__(self, app_dir, studies, conf):
-        conf = with_dataset_conf(conf, studies)  # the dataset's own labels and anatomy, under --conf
+        # the dataset's own labels and anatomy, under --conf
+        conf = with_dataset_conf(conf, studies, conf_text(conf, "dataset_conf"))
         unknown = unknown_keys(conf)
         if unknown:
             logger.warning(f"conf key(s) {unknown} are not read by this app (see lib/conf.py for the keys)")
@@ -216,19 +217,37 @@ class ScribbleSegApp(MONAILabelApp):
         return meta
 
     def init_datastore(self) -> Datastore:
-        """Local studies get the guarded datastore (bad writes refused with a 4xx, nothing stored)."""
-        if self.studies.startswith(("http://", "https://")):
-            return super().init_datastore()
-        return ScribbleDatastore(
-            self.studies,
-            extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
-            auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
-            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+        """The guarded datastore (bad writes refused with a 4xx, nothing stored): over the local studies
+        folder, or over a DICOMweb server when ``--studies`` is its URL (:mod:`lib.dicomweb`)."""
+        guards = dict(
             convention=self.convention,
             scribble_tag=self.scribble_tag,
             max_upload_mb=conf_float(self.conf, "max_upload_mb", minimum=0),
             points_tag=conf_text(self.conf, "points_tag"),
             label_info_required=conf_choice(self.conf, "scribble_label_info", ("required", "optional")) == "required",
+        )
+        if self.studies.startswith(("http://", "https://")):
+            from lib.dicomweb import ScribbleDICOMwebDatastore, dicomweb_client, require_dcmqi
+
+            self.studies = self.studies.rstrip("/").strip()
+            require_dcmqi()
+            modalities = conf_json(self.conf, "dicomweb_modalities")
+            if not isinstance(modalities, list) or not modalities or not all(isinstance(m, str) for m in modalities):
+                raise ValueError(f'conf dicomweb_modalities: a list, e.g. ["CT", "MR"]; got {modalities!r}')
+            cache = (settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip() or None
+            return ScribbleDICOMwebDatastore(
+                dicomweb_client(self.studies),
+                modalities=modalities,
+                listing_s=conf_float(self.conf, "dicomweb_listing_s", minimum=0),
+                cache_path=cache,
+                **guards,
+            )
+        return ScribbleDatastore(
+            self.studies,
+            extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+            auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+            **guards,
         )
 
     def server_mode(self, mode: bool):

@@ -56,6 +56,9 @@ class ConfKey:
         return str(self.default)
 
 
+DATASET_CONF = "scribble_seg.json"
+"""File in a studies folder holding that dataset's conf (a JSON object of conf keys)."""
+
 SERVING, ACTIVE, SCRIBBLE2D5, CAN_EM, MIX, WEAKNET = (
     "serving and training",
     "active learning",
@@ -116,6 +119,20 @@ _KEYS = (
     ConfKey("gt_tag", "gt", "tag of dense ground truth: validation metrics only", SERVING),
     ConfKey("refinement", True, "`false` hides the `crf` / `random_walk` refinement tasks", SERVING),
     ConfKey("max_upload_mb", 1024, "largest image or label accepted (larger: HTTP 413)", SERVING),
+    ConfKey(
+        "dataset_conf",
+        "",
+        f"with `--studies <DICOMweb URL>`: a dataset's `{DATASET_CONF}` to read as a local folder's would be",
+        SERVING,
+        "none",
+    ),
+    ConfKey("dicomweb_modalities", ["CT", "MR"], "with `--studies <DICOMweb URL>`: series modalities served", SERVING),
+    ConfKey(
+        "dicomweb_listing_s",
+        10,
+        "with `--studies <DICOMweb URL>`: seconds a series listing is reused (labels are always re-read)",
+        SERVING,
+    ),
     ConfKey(
         "infer_in_worker",
         True,
@@ -247,10 +264,6 @@ _KEYS = (
 KEYS: Dict[str, ConfKey] = {k.name: k for k in _KEYS}
 
 
-DATASET_CONF = "scribble_seg.json"
-"""File in a studies folder holding that dataset's conf (a JSON object of conf keys)."""
-
-
 def write_dataset_conf(studies: str, conf: Mapping[str, Any]) -> str:
     """Write ``conf`` as ``studies``' :data:`DATASET_CONF` (every key must be declared)."""
     undeclared = [k for k in conf if k not in KEYS]
@@ -262,17 +275,21 @@ def write_dataset_conf(studies: str, conf: Mapping[str, Any]) -> str:
     return path
 
 
-def with_dataset_conf(conf: Mapping[str, Any], studies: str) -> Dict[str, Any]:
-    """``conf`` over the dataset's own (:data:`DATASET_CONF` in a local ``studies`` folder, when
-    there is one): every value as the string ``--conf`` would give (JSON for objects and lists).
-    A ``labels`` conf other than the dataset's sets the dataset's conf aside: its other keys (an
-    anchor, thin structures) describe its own labels.
+def with_dataset_conf(conf: Mapping[str, Any], studies: str, remote_conf: str = "") -> Dict[str, Any]:
+    """``conf`` over the dataset's own: :data:`DATASET_CONF` in a local ``studies`` folder when there is
+    one, or the file ``remote_conf`` (conf ``dataset_conf``) when ``studies`` is a DICOMweb URL. Every
+    value as the string ``--conf`` would give (JSON for objects and lists). A ``labels`` conf other than
+    the dataset's sets the dataset's conf aside: its other keys (an anchor, thin structures) describe
+    its own labels.
 
     Raises:
-        ValueError: the file is not a JSON object.
+        ValueError: the file is not a JSON object, or ``remote_conf`` is not a file.
     """
-    path = os.path.join(studies or "", DATASET_CONF)
-    if not studies or studies.startswith(("http://", "https://")) or not os.path.isfile(path):
+    remote = (studies or "").startswith(("http://", "https://"))
+    path = remote_conf if remote else os.path.join(studies or "", DATASET_CONF)
+    if not studies or not path or not os.path.isfile(path):
+        if path and remote:
+            raise ValueError(f"conf dataset_conf: {path} is not a file")
         return dict(conf)
     try:
         with open(path) as f:

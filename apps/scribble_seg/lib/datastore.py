@@ -213,10 +213,15 @@ class ScribbleDatastore(LocalDatastore):
         self.refresh_metadata()
         return super().add_image(image_id, image_filename, image_info)
 
-    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
+    def require_image(self, image_id: str) -> None:
+        """404 unless ``image_id`` is an image of this datastore (a known id is a file name already: no
+        path in it)."""
         self.refresh_metadata()
-        if image_id not in self._datastore.objects:  # a known id is a file name already: no path in it
+        if image_id not in self._datastore.objects:
             raise RequestError(f"image {image_id!r} is not in the datastore", 404)
+
+    def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
+        self.require_image(image_id)
         check_name(label_tag, "label tag")
         self._check_size(label_filename, "the label")
         label = read_volume(label_filename, "the label")

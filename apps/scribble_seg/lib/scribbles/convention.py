@@ -203,6 +203,10 @@ class ScribbleConvention:
             "background_segment_names": list(BACKGROUND_SEGMENT_NAMES),
         }
 
+    def value_names(self) -> Dict[int, str]:
+        """``{scribble-map value: name}`` of every annotated value: the classes and the background stroke."""
+        return {**{i: n for n, i in self.labels.items()}, self.background_scribble_id: BACKGROUND_SEGMENT_NAMES[0]}
+
     def describe_values(self) -> str:
         classes = ", ".join(f"{i} = {n}" for n, i in self.labels.items())
         return f"{UNANNOTATED} = unannotated, {classes}, {self.background_scribble_id} = background scribble"

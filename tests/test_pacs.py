@@ -1,0 +1,195 @@
+"""The app served from a real PACS: Debian's Orthanc with DICOMweb (apt-installed by the test when
+missing), the sample phantoms stored in it as DICOM series with their scribbles as DICOM SEG, and
+two app servers on that one Orthanc -- a team's setup -- driven with ``MONAILabelClient`` the way 3D
+Slicer calls them."""
+
+import json
+import os
+import tempfile
+import time
+import urllib.request
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from monailabel.client.client import MONAILabelClientException
+
+from lib.datasets.dicom_series import read_series, series_uids, write_series
+from lib.datasets.orthanc import Orthanc, load_studies
+from lib.datasets.sample import label_info
+from lib.scribbles.convention import to_scribble_map
+from lib.scribbles.simulate import simulate_scribbles
+from live_server import TINY_TRAINING, LiveServer, copy_app, free_port, http_status, wait_for_training
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory, sample_root):
+    """Orthanc holding the six sample phantoms (MR, three with scribbles as SEG), one phantom as a CT
+    series and a one-slice series."""
+    folder = str(tmp_path_factory.mktemp("orthanc"))
+    with Orthanc(folder, free_port()) as orthanc:
+        orthanc.loaded = load_studies(orthanc, os.path.join(sample_root, "studies"), "MR")
+        image = sitk.ReadImage(os.path.join(sample_root, "studies", "case_005.nii.gz"))
+        with tempfile.TemporaryDirectory() as tmp:
+            orthanc.upload(write_series(image, os.path.join(tmp, "ct"), "CT", "ct_case", "ct_case"))
+            orthanc.upload(write_series(image[:, :, 3:4], os.path.join(tmp, "flat"), "MR", "flat_case", "flat"))
+        orthanc.ct = series_uids("ct_case")["SeriesInstanceUID"]
+        orthanc.flat = series_uids("flat_case")["SeriesInstanceUID"]
+        yield orthanc
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory, pacs, sample_root):
+    """Two app servers on the one Orthanc, each with its own cache folder (two machines)."""
+    conf = {"models": "pce", "dataset_conf": os.path.join(sample_root, "studies", "scribble_seg.json")}
+    started = []
+    try:
+        for name in ("a", "b"):
+            work = str(tmp_path_factory.mktemp(f"pacs_server_{name}"))
+            env = {"MONAI_LABEL_DICOMWEB_CACHE_PATH": os.path.join(work, "cache")}
+            app = copy_app(os.path.join(work, "app"))
+            started.append(LiveServer(app, pacs.dicomweb, conf=conf, workdir=work, env=env))
+        yield started
+    finally:
+        for s in started:
+            s.stop()
+
+
+def _segs(pacs):
+    with urllib.request.urlopen(f"{pacs.dicomweb}/series?Modality=SEG", timeout=30) as r:
+        return sorted(json.loads(r.read() or b"[]"), key=str)
+
+
+def _refused(call, status, message):
+    with pytest.raises(MONAILabelClientException) as e:
+        call()
+    assert http_status(e.value) == status, e.value.msg
+    assert message in e.value.msg, e.value.msg
+
+
+def _scribbles(sample_root, case, convention, path, seed=5):
+    truth = np.asarray(nib.load(os.path.join(sample_root, "groundtruth", f"{case}.nii.gz")).dataobj)
+    image = nib.load(os.path.join(sample_root, "studies", f"{case}.nii.gz"))
+    strokes = simulate_scribbles(truth, image.header.get_zooms()[:3], convention, seed=seed).astype(np.uint8)
+    nib.save(nib.Nifti1Image(strokes, image.affine), str(path))
+    return strokes
+
+
+def test_a_volume_written_as_dicom_reads_back_identical(sample_root, tmp_path):
+    original = sitk.ReadImage(os.path.join(sample_root, "studies", "case_000.nii.gz"))
+    files = write_series(original, str(tmp_path / "series"), "CT", "roundtrip", "roundtrip")
+    back = read_series(str(tmp_path / "series"))
+    assert len(files) == original.GetSize()[2]
+    assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(original))
+    assert np.allclose(back.GetOrigin(), original.GetOrigin(), atol=1e-3)
+    assert np.allclose(back.GetSpacing(), original.GetSpacing(), atol=1e-3)
+    assert np.allclose(back.GetDirection(), original.GetDirection(), atol=1e-6)
+
+
+def test_the_server_lists_mr_and_ct_series_and_counts_the_pacs_labels(servers, pacs):
+    stats = servers[0].get_json("/datastore/?output=stats")
+    assert stats["total"] == 7  # six MR phantoms and the CT one; the one-slice series is no volume
+    assert stats["completed"] == 3  # the three phantoms whose scribbles are SEGs in Orthanc
+
+
+def test_an_image_fetched_from_the_pacs_matches_the_original(servers, pacs, sample_root):
+    series = pacs.loaded["case_004"]
+    blob = servers[0].get_bytes(f"/datastore/image?image={series}")
+    path = os.path.join(servers[0].workdir, "fetched.nii.gz")
+    open(path, "wb").write(blob)
+    fetched, original = nib.load(path), nib.load(os.path.join(sample_root, "studies", "case_004.nii.gz"))
+    assert np.array_equal(np.asarray(fetched.dataobj), np.asarray(original.dataobj))
+    assert np.allclose(fetched.affine, original.affine, atol=1e-3)
+
+
+def test_a_scribble_saved_on_one_server_is_a_seg_both_servers_count_and_read_back(
+    servers, pacs, sample_root, convention, tmp_path
+):
+    a, b = servers
+    before = len(_segs(pacs))
+    series = pacs.loaded["case_004"]
+    strokes = _scribbles(sample_root, "case_004", convention, tmp_path / "strokes.nii.gz")
+    reply = a.client().save_label(
+        series, str(tmp_path / "strokes.nii.gz"), tag="final", params={"label_info": label_info(convention)}
+    )
+    assert reply["image"] == series
+    assert len(_segs(pacs)) == before + 1
+    assert a.get_json("/datastore/?output=stats")["completed"] == 4  # at once, not after MONAI Label's 2 h cache
+    assert b.get_json("/datastore/?output=stats")["completed"] == 4
+    # server b reads the SEG from Orthanc: the same scribble map, by the segment names
+    blob = b.get_bytes(f"/datastore/label?label={series}&tag=final")
+    path = os.path.join(b.workdir, "label.nii.gz")
+    open(path, "wb").write(blob)
+    info = b.client().datastore()["objects"][series]["labels"]["final"]["info"]
+    names = {e["name"] for e in info["label_info"]}
+    assert names == {e["name"] for e in label_info(convention)}
+    back = to_scribble_map(np.asarray(nib.load(path).dataobj), convention, info["label_info"])
+    assert np.array_equal(back, strokes)
+
+
+def test_next_sample_carries_the_study_and_skips_labelled_series(servers, pacs):
+    client = servers[1].client()
+    labelled = {pacs.loaded[c] for c in ("case_000", "case_001", "case_002", "case_004")}
+    studies = {}
+    for c in ("case_003", "case_005"):
+        studies[pacs.loaded[c]] = series_uids(c)["StudyInstanceUID"]
+    studies[pacs.ct] = series_uids("ct_case")["StudyInstanceUID"]
+    reply = client.next_sample("next_to_scribble", {"client_id": "ohif"})
+    assert reply["id"] not in labelled
+    if reply["id"] in studies:
+        assert reply["StudyInstanceUID"] == studies[reply["id"]]
+    assert reply["StudyInstanceUID"]
+
+
+def test_training_reads_the_scribbles_from_the_pacs(servers, pacs):
+    client = servers[1].client()
+    client.train_start("pce", TINY_TRAINING)  # in MONAI Label's training subprocess, its own datastore
+    status = wait_for_training(client)
+    assert status["status"] == "DONE", "\n".join(status.get("details", []))
+    image, reply = client.infer("pce", pacs.loaded["case_003"], {})
+    assert nib.load(image).shape == (160, 160, 16)
+
+
+def test_bad_input_through_dicomweb_is_refused_and_nothing_is_stored(servers, pacs, sample_root, convention, tmp_path):
+    a = servers[0]
+    client = a.client()
+    before = _segs(pacs)
+    strokes_path = tmp_path / "strokes.nii.gz"
+    _scribbles(sample_root, "case_003", convention, strokes_path)
+    named = {"label_info": label_info(convention)}
+    _refused(lambda: client.save_label("1.2.3.4", str(strokes_path), tag="final", params=named), 404, "1.2.3.4")
+    _refused(lambda: client.save_label(pacs.flat, str(strokes_path), tag="final", params=named), 422, "not a 3D")
+    _refused(lambda: client.save_label(pacs.ct, str(strokes_path), tag="final", params={}), 422, "label_info")
+    small = tmp_path / "small.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.uint8), np.eye(4)), str(small))
+    _refused(lambda: client.save_label(pacs.ct, str(small), tag="final", params=named), 422, "shape")
+    _refused(lambda: client.upload_image(str(strokes_path), "new_case"), 405, "DICOMweb")
+    assert _segs(pacs) == before
+    assert a.get_json("/datastore/?output=stats")["completed"] == 4
+
+
+def test_with_the_pacs_down_requests_answer_503_and_recover(servers, pacs, sample_root, convention, tmp_path):
+    a = servers[0]
+    strokes_path = tmp_path / "strokes.nii.gz"
+    _scribbles(sample_root, "case_005", convention, strokes_path)
+    pacs.stop()
+    try:
+        _refused(
+            lambda: a.client().save_label(
+                pacs.loaded["case_005"], str(strokes_path), tag="final", params={"label_info": label_info(convention)}
+            ),
+            503,
+            "not reachable",
+        )
+        assert a.proc.poll() is None
+    finally:
+        pacs.start()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if a.get_json("/datastore/?output=stats")["completed"] == 4:
+                break
+        except OSError:
+            time.sleep(0.5)
+    assert a.get_json("/datastore/?output=stats")["completed"] == 4
