@@ -128,18 +128,18 @@ def test_a_scribble_saved_on_one_server_is_a_seg_both_servers_count_and_read_bac
     assert np.array_equal(back, strokes)
 
 
-def test_next_sample_carries_the_study_and_skips_labelled_series(servers, pacs):
-    client = servers[1].client()
-    labelled = {pacs.loaded[c] for c in ("case_000", "case_001", "case_002", "case_004")}
-    studies = {}
-    for c in ("case_003", "case_005"):
-        studies[pacs.loaded[c]] = series_uids(c)["StudyInstanceUID"]
+def test_two_servers_never_serve_one_volume_twice_and_name_its_study(servers, pacs):
+    a, b = servers
+    unlabelled = {pacs.loaded["case_003"], pacs.loaded["case_005"], pacs.ct}
+    studies = {pacs.loaded[c]: series_uids(c)["StudyInstanceUID"] for c in ("case_003", "case_005")}
     studies[pacs.ct] = series_uids("ct_case")["StudyInstanceUID"]
-    reply = client.next_sample("next_to_scribble", {"client_id": "ohif"})
-    assert reply["id"] not in labelled
-    if reply["id"] in studies:
-        assert reply["StudyInstanceUID"] == studies[reply["id"]]
-    assert reply["StudyInstanceUID"]
+    served = []
+    for server, annotator in ((b, "ohif_1"), (a, "slicer_2"), (b, "ohif_3")):
+        reply = server.client().next_sample("next_to_scribble", {"client_id": annotator})
+        assert reply["id"] in unlabelled, reply
+        assert reply["StudyInstanceUID"] == studies[reply["id"]]  # what OHIF opens
+        served.append(reply["id"])
+    assert len(set(served)) == 3, served  # inside the exclusion window, across the two servers
 
 
 def test_training_reads_the_scribbles_from_the_pacs(servers, pacs):

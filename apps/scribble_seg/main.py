@@ -30,6 +30,7 @@ from monailabel.utils.others.class_utils import get_class_names
 
 import lib.configs
 from lib.activelearning import EpistemicScoring, NextToScribble, Random
+from lib.activelearning.next_to_scribble import SERVED_KEY
 from lib.background import yield_to_server
 from lib.conf import (
     conf_choice,
@@ -239,6 +240,7 @@ class ScribbleSegApp(MONAILabelApp):
                 dicomweb_client(self.studies),
                 modalities=modalities,
                 listing_s=conf_float(self.conf, "dicomweb_listing_s", minimum=0),
+                shared_keys=(SERVED_KEY,),  # Next Sample's exclusion window, across app servers
                 cache_path=cache,
                 **guards,
             )

@@ -25,6 +25,7 @@ MONAI Label's :class:`DICOMWebDatastore` keeps a local cache of the series it fe
 Images come from the PACS only: ``PUT /datastore/?image=`` is refused with a 405 naming the PACS.
 """
 
+import json
 import logging
 import os
 import shutil
@@ -138,6 +139,60 @@ def ordered_label_info(
     return [{"name": names.get(v, f"label {v}"), "idx": v} for v in values]
 
 
+class OrthancSharedInfo:
+    """Image-info entries shared by every app server on one Orthanc: a JSON object in the series' user
+    metadata ``index`` (Orthanc accepts indices 1024..65535 without configuration), through Orthanc's REST
+    API beside its DICOMweb root (``<root>/dicom-web`` -> ``<root>``).
+
+    Next Sample's served times live there, so two app servers on one PACS never serve the same volume
+    inside the exclusion window. A DICOMweb server that is not Orthanc has no such store: each app server
+    then keeps its served times to itself (:meth:`probe` is ``False``, logged at start-up).
+    """
+
+    def __init__(self, dicomweb_url: str, session: requests.Session, index: int = 4242):
+        self.root = dicomweb_url.rstrip("/").rsplit("/dicom-web", 1)[0]
+        self.session, self.index = session, int(index)
+        self._ids: Dict[str, str] = {}
+
+    def probe(self) -> bool:
+        try:
+            r = self.session.get(f"{self.root}/system", timeout=5)
+            return r.ok and "ApiVersion" in r.json()
+        except (requests.RequestException, ValueError):
+            return False
+
+    def _series_id(self, uid: str) -> Optional[str]:
+        if uid not in self._ids:
+            r = self.session.post(f"{self.root}/tools/lookup", data=uid, timeout=10)
+            r.raise_for_status()
+            found = [e["ID"] for e in r.json() if e.get("Type") == "Series"]
+            if not found:
+                return None
+            self._ids[uid] = found[0]
+        return self._ids[uid]
+
+    def get(self, uid: str) -> Dict[str, Any]:
+        series = self._series_id(uid)
+        if not series:
+            return {}
+        r = self.session.get(f"{self.root}/series/{series}/metadata/{self.index}", timeout=10)
+        if r.status_code == 404:
+            return {}
+        r.raise_for_status()
+        try:
+            value = r.json()
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def update(self, uid: str, info: Dict[str, Any]) -> None:
+        series = self._series_id(uid)
+        if series:
+            merged = {**self.get(uid), **info}
+            r = self.session.put(f"{self.root}/series/{series}/metadata/{self.index}", data=json.dumps(merged))
+            r.raise_for_status()
+
+
 class SegByValueDatastore(DICOMWebDatastore):
     """MONAI Label's SEG upload with each segment named after its own value: placed after the checks of
     :class:`ScribbleDatastore` in :class:`ScribbleDICOMwebDatastore`, so those read the label_info as sent."""
@@ -162,8 +217,27 @@ class ScribbleDICOMwebDatastore(ScribbleDatastore, SegByValueDatastore):
         (the keyword arguments of :class:`ScribbleDatastore`: convention, scribble_tag, ...)
     """
 
-    def __init__(self, client, *, modalities: Sequence[str] = ("CT", "MR"), listing_s: float = 10.0, **kwargs):
+    def __init__(
+        self,
+        client,
+        *,
+        modalities: Sequence[str] = ("CT", "MR"),
+        listing_s: float = 10.0,
+        shared_keys: Sequence[str] = (),
+        **kwargs,
+    ):
         cache_path = kwargs.pop("cache_path", None)
+        self.shared_keys = set(shared_keys)
+        self.shared: Optional[OrthancSharedInfo] = None
+        if self.shared_keys:
+            shared = OrthancSharedInfo(client.base_url, client._session)
+            if shared.probe():
+                self.shared = shared
+            else:
+                logger.warning(
+                    f"{client.base_url} is not Orthanc: image info {sorted(self.shared_keys)} stays on this server "
+                    "(two app servers on this PACS may serve the same volume to two annotators)"
+                )
         self.modalities = {str(m).upper() for m in modalities}
         self.listing_s = float(listing_s)
         self._series: Dict[str, Dict[str, str]] = {}
@@ -304,11 +378,17 @@ class ScribbleDICOMwebDatastore(ScribbleDatastore, SegByValueDatastore):
     def get_image_info(self, image_id: str) -> Dict[str, Any]:
         local = ScribbleDatastore.get_image_info(self, image_id) or {}
         remote = self._list_series().get(image_id) or {}
-        return {**{k: remote[k] for k in INFO_FIELDS if remote.get(k)}, **local}
+        info = {**{k: remote[k] for k in INFO_FIELDS if remote.get(k)}, **local}
+        if self.shared and remote:
+            info.update(self._remote("reading shared image info", self.shared.get, image_id))
+        return info
 
     def update_image_info(self, image_id: str, info: Dict[str, Any]) -> None:
         if image_id not in self._datastore.objects:
             self.get_image_uri(image_id)  # a series is cached (and its info kept) once it is fetched
+        shared = {k: v for k, v in info.items() if k in self.shared_keys}
+        if self.shared and shared:
+            self._remote("storing shared image info", self.shared.update, image_id, shared)
         super().update_image_info(image_id, info)
 
     def add_image(self, image_id: str, image_filename: str, image_info: Dict[str, Any]) -> str:
