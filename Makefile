@@ -26,7 +26,7 @@ export MONAI_LABEL_TRACKING_ENABLED ?= false
 PACS_PORT ?= 8042
 PACS_URL := http://127.0.0.1:$(PACS_PORT)/dicom-web
 
-.PHONY: serve serve-pacs stop-pacs test lint sample install clean
+.PHONY: serve serve-pacs stop-pacs system test lint sample install clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,9 +56,19 @@ serve-pacs: sample
 stop-pacs:
 	$(BIN)/python apps/scribble_seg/pacs.py --stop
 
-# the PACS tests need Debian's Orthanc: installed here with apt-get when missing (as root)
-test: $(VENV)/.installed
-	$(VENV)/bin/python apps/scribble_seg/pacs.py --install
+# what the PACS and browser tests run against: Debian's Orthanc with DICOMweb and Chromium, installed
+# with apt-get when missing (as root; otherwise the install line is printed)
+SYSTEM_PACKAGES := orthanc orthanc-dicomweb chromium
+
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+		else echo "missing system packages; as root run: apt-get install -y$$missing"; exit 1; fi; \
+	fi
+
+test: $(VENV)/.installed system
 	$(VENV)/bin/python -m pytest
 
 # ruff's settings are in pyproject.toml (120 columns); `ruff format .` fixes the layout

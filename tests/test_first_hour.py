@@ -62,7 +62,8 @@ def test_first_hour_on_a_fresh_folder_of_ones_own(tmp_path):
     with LiveServer(app, str(studies), conf=conf, workdir=str(tmp_path)) as server:
         client = server.client("annotator")
         info = client.info()
-        assert info["labels"] == LABELS and info["datastore"]["total"] == 0
+        assert info["labels"] == list(LABELS) and info["scribbles"]["labels"] == LABELS
+        assert info["datastore"]["total"] == 0
 
         # upload: each volume stored as sent
         for name, (image, _) in cases.items():

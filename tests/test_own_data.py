@@ -56,7 +56,7 @@ def test_make_serve_on_your_own_folder_with_labels_that_hold_spaces(tmp_path):
             except Exception:
                 time.sleep(1)
         assert info is not None, (tmp_path / "serve.log").read_text()[-3000:]
-        assert info["labels"] == labels and info["scribbles"]["labels"] == labels
+        assert info["labels"] == list(labels) and info["scribbles"]["labels"] == labels
         assert set(client.datastore()["objects"]) == {"chest_ras", "chest_lps", "spine"}
         # a Slicer-style refinement on the NRRD: strokes on 3 slices come back as the bright box
         node = np.zeros(_volume(2).shape, np.uint8)

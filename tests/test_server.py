@@ -25,7 +25,7 @@ def _unlabeled(server):
 def test_info_lists_labels_strategies_and_convention(server):
     info = server.client().info()
     assert info["name"] == "scribble_seg"
-    assert info["labels"] == {"lv": 1, "myocardium": 2, "rv": 3}
+    assert info["labels"] == ["lv", "myocardium", "rv"]  # names in id order, as OHIF reads them
     assert {"random", "first"} <= set(info["strategies"])
     assert info["scribbles"] == {
         "unannotated": 0,

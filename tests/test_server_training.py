@@ -198,3 +198,40 @@ def test_a_training_refreshes_the_scores_once_without_an_error_in_the_log(tmp_pa
         time.sleep(5)
         log = open(server.log_path, errors="replace").read()
         assert "Failed To Trigger" not in log
+
+
+def test_update_model_without_a_model_trains_the_one_recipe(tmp_path, sample_root):
+    """OHIF's Update Model sends ``POST /train/`` naming no model; MONAI Label's endpoint then trains every
+    trainer in a row. Here it trains conf ``al_recipe`` alone, with ``params[recipe]`` checked."""
+    import json
+    import shutil
+    import urllib.error
+    import urllib.request
+
+    from live_server import LiveServer, copy_app
+
+    app = copy_app(str(tmp_path / "app"))
+    studies = shutil.copytree(os.path.join(sample_root, "studies"), str(tmp_path / "studies"))
+    conf = {"models": "pce,scribble2d5", "al_recipe": "pce"}
+    with LiveServer(app, studies, conf=conf, workdir=str(tmp_path)) as server:
+
+        def post(body):
+            req = urllib.request.Request(
+                f"{server.url}/train/", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=60) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        status, reply = post({"pce": {**TINY, "max_epochs": "many"}})
+        assert status == 422 and "max_epochs" in reply["detail"], reply
+        status, reply = post({"unet": TINY})
+        assert status == 422 and "unet" in reply["detail"], reply
+        status, reply = post({"pce": TINY})
+        assert status == 200 and list(reply) == ["pce"], reply
+        client = server.client()
+        assert wait_for_training(client)["status"] == "DONE"
+        trained = {m for m in ("pce", "scribble2d5") if os.path.exists(os.path.join(app, "model", f"{m}.pt"))}
+        assert trained == {"pce"}

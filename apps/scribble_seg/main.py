@@ -44,12 +44,15 @@ from lib.conf import (
 )
 from lib.datastore import ScribbleDatastore, scribble_tag
 from lib.errors import RequestError
-from lib.infers import ScribbleRefinement, ScribbleSegmentation
+from lib.infers import ClickRefinement, ScribbleRefinement, ScribbleSegmentation
 from lib.infers.parameters import check_infer_request
 from lib.scribbles.convention import ScribbleConvention
 from lib.scribbles.refine import METHODS as REFINEMENT_METHODS
 
 logger = logging.getLogger(__name__)
+
+CLICKS = "scribble_clicks"
+"""The point-prompt model OHIF lists (type ``deepedit``)."""
 
 __version__ = "0.1.0"
 
@@ -125,7 +128,9 @@ class ScribbleSegApp(MONAILabelApp):
             name="scribble_seg",
             description="Segmentation networks trained from scribbles, scribble refinement, active learning",
             version=__version__,
-            labels=dict(self.convention.labels),
+            # names in id order, as MONAI Label lists them itself (OHIF's panel appends to this list and
+            # stops connecting on a dict); ids and the background stroke are under /info "scribbles"
+            labels=list(self.convention.labels),
         )
         self._retrain_params = self._checked_retrain_params()
 
@@ -136,7 +141,7 @@ class ScribbleSegApp(MONAILabelApp):
         if not isinstance(params, dict):
             text = conf_text(self.conf, "al_retrain_params")
             raise ValueError(f"conf al_retrain_params must be a JSON object, got {text!r}")
-        recipe = conf_text(self.conf, "al_recipe") or self._al_model()
+        recipe = self.update_model_recipe()
         trainer = self._trainers.get(recipe) if recipe else None
         if trainer is None or not hasattr(trainer, "check_request"):
             return params
@@ -156,6 +161,17 @@ class ScribbleSegApp(MONAILabelApp):
             segmentation = {k: v for k, v in infers.items() if isinstance(v, ScribbleSegmentation)}
             for method in REFINEMENT_METHODS:
                 infers[method] = ScribbleRefinement(method, self.convention, segmentation, device=self.device)
+            # OHIF's Point Prompts: clicks stored as scribbles, then refined (lib/infers/clicks.py)
+            infers[CLICKS] = ClickRefinement(
+                conf_choice(self.conf, "click_method", tuple(REFINEMENT_METHODS)),
+                self.convention,
+                segmentation,
+                self.datastore,
+                scribble_tag=self.scribble_tag,
+                radius_mm=conf_float(self.conf, "click_radius_mm", minimum=0),
+                prior_model=self.update_model_recipe(infers) or "",
+                device=self.device,
+            )
         return infers
 
     def init_trainers(self) -> Dict[str, TrainTask]:
@@ -167,9 +183,10 @@ class ScribbleSegApp(MONAILabelApp):
                 trainers[name] = task
         return trainers
 
-    def _al_model(self) -> Optional[str]:
+    def _al_model(self, infers: Optional[Dict[str, InferTask]] = None) -> Optional[str]:
         """The model whose uncertainty drives active learning (conf ``al_model``)."""
-        segmentation = [k for k, v in self._infers.items() if isinstance(v, ScribbleSegmentation)]
+        infers = self._infers if infers is None else infers
+        segmentation = [k for k, v in infers.items() if isinstance(v, ScribbleSegmentation)]
         name = conf_text(self.conf, "al_model") or (
             "scribble2d5" if "scribble2d5" in segmentation else (segmentation[0] if segmentation else None)
         )
@@ -273,6 +290,8 @@ class ScribbleSegApp(MONAILabelApp):
             if not (datastore or self.datastore()).get_image_uri(image):
                 raise RequestError(f"image {image!r} is not in the datastore", 404)
         check_infer_request(request, max(self.convention.labels.values()))
+        if isinstance(self._infers[model], ClickRefinement) and image and not os.path.exists(image):
+            request["image_id"] = image  # its clicks are stored with the image's scribbles
         with self._infer_lock:
             return super().infer(request, datastore)
 
@@ -288,10 +307,10 @@ class ScribbleSegApp(MONAILabelApp):
         every = conf_int(self.conf, "al_retrain_after", minimum=0)
         datastore = self.datastore()
         pending = getattr(datastore, "scribble_saves", 0)
-        recipe = conf_text(self.conf, "al_recipe") or self._al_model()
+        recipe = self.update_model_recipe()
         if every <= 0 or not recipe or recipe not in self._trainers or pending < every:
             return {"retraining": {"pending_scribbles": pending, "starts_after": every, "recipe": recipe}}
-        params = self._retrain_params
+        params = self.retrain_params()
         started = self.async_training(recipe, params={recipe: params} if params else None)
         if started:
             datastore.scribble_saves = 0
@@ -305,6 +324,15 @@ class ScribbleSegApp(MONAILabelApp):
                 "note": "a training is already running; it starts after the next submission",
             }
         }
+
+    def retrain_params(self) -> Dict:
+        """The training parameters of a retraining (conf ``al_retrain_params``, checked at start-up)."""
+        return dict(self._retrain_params or {})
+
+    def update_model_recipe(self, infers: Optional[Dict[str, InferTask]] = None) -> Optional[str]:
+        """The recipe that the retraining trigger and ``POST /train/`` (OHIF's Update Model, no model
+        named) train: conf ``al_recipe``, else the active-learning model."""
+        return conf_text(self.conf, "al_recipe") or self._al_model(infers)
 
     def train(self, request):
         """MONAI Label's train, then a refresh of the active-learning scores for the new weights

@@ -126,6 +126,10 @@ _KEYS = (
         SERVING,
         "none",
     ),
+    ConfKey(
+        "click_radius_mm", 3.0, "`scribble_clicks` (OHIF's point prompts): radius of the stroke a click draws", SERVING
+    ),
+    ConfKey("click_method", "random_walk", "`scribble_clicks`: `random_walk` or `crf` refines the clicks", SERVING),
     ConfKey("dicomweb_modalities", ["CT", "MR"], "with `--studies <DICOMweb URL>`: series modalities served", SERVING),
     ConfKey(
         "dicomweb_listing_s",

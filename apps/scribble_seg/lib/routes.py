@@ -110,11 +110,23 @@ async def train_all(
     run_sync: Optional[bool] = False,
     user: User = Depends(RBAC(settings.MONAI_LABEL_AUTH_ROLE_ADMIN)),
 ):
-    """``POST /train/`` (OHIF's Update Model): every trainer, each with its ``params[model]`` checked."""
-    params = dict(params or {})
-    for model, value in params.items():
-        params[model] = checked_training(model, value)
-    return await run_in_threadpool(train_endpoints.run, params, run_sync)
+    """``POST /train/`` (OHIF's Update Model, no model named): the one recipe the app retrains
+    (:meth:`ScribbleSegApp.update_model_recipe`, conf ``al_recipe``) -- MONAI Label's endpoint trains
+    every trainer one after the other, seven recipes here. ``params[recipe]`` (checked) overrides the
+    retraining parameters (conf ``al_retrain_params``)."""
+    instance = app_instance()
+    recipe = instance.update_model_recipe()
+    if not recipe or recipe not in instance._trainers:
+        raise RequestError(f"no recipe to train: set conf al_recipe to one of {sorted(instance._trainers)}")
+    unknown = sorted(set(params or {}) - set(instance._trainers))
+    if unknown:
+        raise RequestError(f"params for {unknown}, which are no trainers; trainers: {sorted(instance._trainers)}")
+    value = (params or {}).get(recipe, instance.retrain_params())
+    checked = checked_training(recipe, value or None)
+    result = await run_in_threadpool(
+        _with_busy_message, lambda: train_endpoints.run_model(recipe, checked, run_sync, False)
+    )
+    return {recipe: result}
 
 
 REPLACEMENTS = {

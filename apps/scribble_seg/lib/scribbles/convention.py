@@ -203,6 +203,11 @@ class ScribbleConvention:
             "background_segment_names": list(BACKGROUND_SEGMENT_NAMES),
         }
 
+    def scribble_value(self, name: str) -> int:
+        """Scribble-map value of a stroke named ``name``: its class id, or the background stroke value for
+        a background segment name (case-insensitive). ``ValueError`` for any other name."""
+        return self.background_scribble_id if _norm(name) in BACKGROUND_SEGMENT_NAMES else self.class_id(name)
+
     def value_names(self) -> Dict[int, str]:
         """``{scribble-map value: name}`` of every annotated value: the classes and the background stroke."""
         return {**{i: n for n, i in self.labels.items()}, self.background_scribble_id: BACKGROUND_SEGMENT_NAMES[0]}
