@@ -15,6 +15,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from monailabel.client.client import MONAILabelClientException
+from scipy import ndimage
 
 from lib.datasets.dicom_series import read_series, series_uids, write_series
 from lib.datasets.orthanc import Orthanc, load_studies
@@ -115,6 +116,7 @@ def test_a_scribble_saved_on_one_server_is_a_seg_both_servers_count_and_read_bac
         series, str(tmp_path / "strokes.nii.gz"), tag="final", params={"label_info": label_info(convention)}
     )
     assert reply["image"] == series
+    assert reply["retraining"]["pending_scribbles"] == 1  # counted for the retraining trigger
     assert len(_segs(pacs)) == before + 1
     assert a.get_json("/datastore/?output=stats")["completed"] == 4  # at once, not after MONAI Label's 2 h cache
     assert b.get_json("/datastore/?output=stats")["completed"] == 4
@@ -150,6 +152,22 @@ def test_training_reads_the_scribbles_from_the_pacs(servers, pacs):
     assert status["status"] == "DONE", "\n".join(status.get("details", []))
     image, reply = client.infer("pce", pacs.loaded["case_003"], {})
     assert nib.load(image).shape == (160, 160, 16)
+
+
+def test_after_training_pacs_series_are_scored_and_served_by_uncertainty(servers, pacs):
+    """The training above refreshes the scores in MONAI Label's scoring process (its own DICOMweb
+    datastore, writing the cache's metadata); Next Sample then ranks the PACS series by them."""
+    client = servers[1].client()
+    unlabelled = {pacs.loaded["case_003"], pacs.loaded["case_005"], pacs.ct}
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        infos = {k: v["image"]["info"] for k, v in client.datastore()["objects"].items()}
+        if all("scribble_uncertainty" in infos.get(i, {}) for i in unlabelled):
+            break
+        time.sleep(1)
+    assert all("scribble_uncertainty" in infos.get(i, {}) for i in unlabelled), sorted(infos)
+    reply = client.next_sample("next_to_scribble", {"client_id": "scored"})
+    assert reply["id"] in unlabelled and reply["score"] is not None and "fallback" not in reply, reply
 
 
 def test_bad_input_through_dicomweb_is_refused_and_nothing_is_stored(servers, pacs, sample_root, convention, tmp_path):
@@ -309,3 +327,36 @@ def test_ohif_point_indices_address_the_voxels_the_server_loads(servers, pacs, s
         )
         ras = affine @ np.array([i, j, k, 1.0])
         assert np.allclose(ras[:3] * [-1, -1, 1], lps, atol=1e-3), (i, j, k)
+
+
+def test_slicer_refines_a_pacs_series_on_either_server(servers, pacs, sample_root, convention, tmp_path):
+    """3D Slicer's scribbles panel against the PACS: the segmentation node (current segment, foreground
+    and background strokes on 3 axial slices) sent to ``random_walk`` on one server, ``crf`` on the other,
+    for a series neither has fetched yet."""
+    from monai.transforms import LoadImage
+
+    series = pacs.loaded["case_001"]
+    image = nib.load(os.path.join(sample_root, "studies", "case_001.nii.gz"))
+    truth = np.asarray(nib.load(os.path.join(sample_root, "groundtruth", "case_001.nii.gz")).dataobj)
+    lv = truth == convention.labels["lv"]
+    node = np.zeros(truth.shape, np.uint8)
+    for k in (5, 8, 11):  # strokes on three axial slices, as Slicer users draw them
+        inner = ndimage.binary_erosion(lv[:, :, k], iterations=2)
+        ring = ndimage.binary_dilation(lv[:, :, k], iterations=6) & ~ndimage.binary_dilation(lv[:, :, k], iterations=4)
+        node[:, :, k][inner] = 5  # foreground_scribbles
+        node[:, :, k][ring] = 4  # background_scribbles
+    path = str(tmp_path / "node.nii.gz")
+    nib.save(nib.Nifti1Image(node, image.affine), path)
+    info = [
+        {"name": "lv", "id": 1},
+        {"name": "background_scribbles", "id": 4},
+        {"name": "foreground_scribbles", "id": 5},
+    ]
+    params = {"label_info": info, "selected_label_name": "lv", "result_extension": ".nrrd", "result_dtype": "uint8"}
+    for server, method in zip(servers, ("random_walk", "crf")):
+        result, reply = server.client().infer(method, series, params, label_in=path)
+        mask = np.asarray(LoadImage(image_only=True)(result)) == 1
+        dice = 2 * np.sum(mask & lv) / (mask.sum() + lv.sum())
+        print(f"{method} on a PACS series, LV from 3 stroked slices: Dice {dice:.3f}")
+        assert reply["mode"] == "binary" and mask.shape == lv.shape
+        assert dice > 0.8, (method, dice)
