@@ -11,8 +11,9 @@ MONAI Label's :class:`DICOMWebDatastore` keeps a local cache of the series it fe
 * a PACS that does not answer is a 503 naming its URL, never a bare 500; the server stays up;
 * listings that follow the PACS: the series list is re-read after ``dicomweb_listing_s`` seconds and
   at once after a save through this server (MONAI Label caches both for 2 h, so a saved label did
-  not count as labelled), and the labelled series are re-read on every request -- a SEG saved by
-  another app server on the same PACS counts at once, and its scribbles are what training reads;
+  not count as labelled), and the labelled series are re-read on every listing (image by image:
+  after 2 s) -- a SEG saved by another app server on the same PACS counts at once, and its
+  scribbles are what training reads;
 * series of every modality in conf ``dicomweb_modalities`` (MONAI Label's default filter lists CT
   only, hiding MR);
 * SEG segment names that follow ``label_info`` by value (MONAI Label pairs ``label_info[i]`` with the
@@ -54,6 +55,8 @@ logger = logging.getLogger(__name__)
 FINAL = DefaultLabelTag.FINAL.value
 SERIES_FIELDS = ("StudyInstanceUID", "SeriesInstanceUID", "Modality", "PatientID", "StudyDate", "SeriesDate")
 COUNT_FIELD = "NumberOfSeriesRelatedInstances"
+SEG_LISTING_S = 2.0
+"""Seconds a SEG listing is reused by per-image lookups (listings of the labelled images read it afresh)."""
 INFO_FIELDS = ("StudyInstanceUID", "SeriesInstanceUID", "Modality", "PatientID", "StudyDate")
 """The PACS fields a series' image info carries before it is fetched (OHIF opens ``StudyInstanceUID``)."""
 
@@ -244,6 +247,8 @@ class ScribbleDICOMwebDatastore(ScribbleDatastore, SegByValueDatastore):
         self._listed_at = -np.inf
         self._frames: Dict[str, int] = {}  # a lone instance's frame count (immutable)
         self._seg_refs: Dict[str, Optional[str]] = {}  # SEG series -> the image series it labels (immutable)
+        self._segs: Dict[str, str] = {}
+        self._segs_at = -np.inf
         try:
             super().__init__(client=client, search_filter={}, cache_path=cache_path, **kwargs)
         except requests.RequestException as e:
@@ -310,9 +315,15 @@ class ScribbleDICOMwebDatastore(ScribbleDatastore, SegByValueDatastore):
             if s["Modality"].upper() in self.modalities and s["slices"] != 1
         )
 
-    def _latest_segs(self) -> Dict[str, str]:
-        """``{image series: its newest SEG series}``, read from the PACS on every call (new SEGs' headers
-        are fetched once: what a SEG references never changes)."""
+    def _latest_segs(self, fresh: bool = True) -> Dict[str, str]:
+        """``{image series: its newest SEG series}``, read from the PACS; with ``fresh=False`` a read at most
+        :data:`SEG_LISTING_S` old is reused (one read serves a pass over the images one by one, e.g. a
+        training's datalist). New SEGs' headers are fetched once: what a SEG references never changes."""
+        if fresh or time.monotonic() - self._segs_at > SEG_LISTING_S:
+            self._segs, self._segs_at = self._read_latest_segs(), time.monotonic()
+        return self._segs
+
+    def _read_latest_segs(self) -> Dict[str, str]:
         found = self._remote(
             "listing its segmentations",
             self._client.search_for_series,
@@ -411,7 +422,7 @@ class ScribbleDICOMwebDatastore(ScribbleDatastore, SegByValueDatastore):
     def get_label_by_image_id(self, image_id: str, tag: str) -> str:
         if tag != FINAL:
             return LocalDatastore.get_label_by_image_id(self, image_id, tag)
-        seg = self._latest_segs().get(image_id)
+        seg = self._latest_segs(fresh=False).get(image_id)
         if not seg or image_id not in self.list_images():
             return ""
         self._sync_label(image_id, seg)
@@ -455,7 +466,7 @@ class ScribbleDICOMwebDatastore(ScribbleDatastore, SegByValueDatastore):
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
         store = ScribbleDatastore.save_label
         label_id = self._remote("storing a segmentation", store, self, image_id, label_filename, label_tag, label_info)
-        self._listed_at = -np.inf
+        self._listed_at = self._segs_at = -np.inf
         return label_id
 
     def _dicom_info(self, series_id: str) -> Dict[str, str]:
