@@ -156,7 +156,7 @@ class LiveServer:
         self.stop()
 
 
-def wait_for_training(client, timeout: float = 300) -> dict:
+def wait_for_training(client, timeout: float = 600) -> dict:
     """Polls ``GET /train/`` until the latest training is DONE, ERROR or STOPPED; returns its status."""
     deadline = time.time() + timeout
     while time.time() < deadline:
