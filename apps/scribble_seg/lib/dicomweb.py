@@ -132,13 +132,13 @@ def seg_on_image_grid(seg_file: str, image_file: str, out_file: str) -> str:
 
 
 def ordered_label_info(
-    label_file: str, label_info: Optional[Sequence[Dict[str, Any]]], convention: Optional[ScribbleConvention] = None
+    label: np.ndarray, label_info: Optional[Sequence[Dict[str, Any]]], convention: Optional[ScribbleConvention] = None
 ) -> List[Dict[str, Any]]:
-    """``label_info`` with one entry per value present in ``label_file``, ascending, as
+    """``label_info`` with one entry per value present in ``label`` (the label map), ascending, as
     :func:`nifti_to_dicom_seg` pairs them by position; a value ``label_info`` does not name (a bare map
     under conf ``scribble_label_info optional``) is named by ``convention``."""
     names = {**(convention.value_names() if convention else {}), **parse_label_info(label_info or [])}
-    values = [int(v) for v in present_values(read_volume(label_file, "the label")) if v != 0]
+    values = [int(v) for v in present_values(label) if v != 0]
     return [{"name": names.get(v, f"label {v}"), "idx": v} for v in values]
 
 
@@ -203,9 +203,10 @@ class SegByValueDatastore(DICOMWebDatastore):
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
         label_info = dict(label_info or {})
         if label_tag == FINAL:
-            if not np.any(read_volume(label_filename, "the label")):
+            label = read_volume(label_filename, "the label")
+            if not np.any(label):
                 raise RequestError(f"the label for {image_id!r} is empty: a DICOM SEG needs at least one segment")
-            label_info["label_info"] = ordered_label_info(label_filename, label_info.get("label_info"), self.convention)
+            label_info["label_info"] = ordered_label_info(label, label_info.get("label_info"), self.convention)
         return super().save_label(image_id, label_filename, label_tag, label_info)
 
 
@@ -441,7 +442,7 @@ class ScribbleDICOMwebDatastore(ScribbleDatastore, SegByValueDatastore):
         label = obj.labels.get(FINAL) if obj else None
         if label and label.info.get("SeriesInstanceUID") == seg:
             return
-        self.get_image_uri(image_id)
+        image_uri = self.get_image_uri(image_id)
         with tempfile.TemporaryDirectory() as tmp:
             self._remote(
                 "sending a segmentation",
@@ -455,7 +456,7 @@ class ScribbleDICOMwebDatastore(ScribbleDatastore, SegByValueDatastore):
             files = [os.path.join(tmp, f) for f in os.listdir(tmp)]
             if not files:
                 raise RequestError(f"the SEG {seg!r} of series {image_id!r} holds no instance", 502)
-            label_file = seg_on_image_grid(files[0], self.get_image_uri(image_id), os.path.join(tmp, "label.nii.gz"))
+            label_file = seg_on_image_grid(files[0], image_uri, os.path.join(tmp, "label.nii.gz"))
             info = {
                 **self._dicom_info(seg),
                 "SeriesInstanceUID": seg,

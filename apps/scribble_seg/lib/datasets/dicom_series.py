@@ -20,7 +20,6 @@ import os
 from typing import Dict, List
 
 import numpy as np
-import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -108,8 +107,3 @@ def read_series(series_dir: str) -> sitk.Image:
         raise ValueError(f"no DICOM series in {series_dir}")
     reader.SetFileNames(names)
     return reader.Execute()
-
-
-def dicom_header(path: str) -> pydicom.Dataset:
-    """One file's header (no pixels)."""
-    return pydicom.dcmread(path, stop_before_pixels=True)

@@ -145,6 +145,7 @@ def load_studies(orthanc: Orthanc, studies: str, modality: str = "MR", labels: b
     Loading the same folder again stores nothing new (the UIDs derive from the image ids)."""
     from monailabel.datastore.utils.convert import nifti_to_dicom_seg
 
+    from lib.datastore import read_volume
     from lib.dicomweb import ordered_label_info, require_dcmqi
 
     from .dicom_series import series_uids, write_series
@@ -165,7 +166,7 @@ def load_studies(orthanc: Orthanc, studies: str, modality: str = "MR", labels: b
             if labels and label:
                 require_dcmqi()
                 info = ((objects.get(image_id) or {}).get("labels", {}).get("final") or {}).get("info") or {}
-                named = ordered_label_info(label[0], info.get("label_info"))
+                named = ordered_label_info(read_volume(label[0], "the label"), info.get("label_info"))
                 seg = nifti_to_dicom_seg(series_dir, label[0], named)
                 try:
                     orthanc.upload([seg])
