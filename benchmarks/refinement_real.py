@@ -79,10 +79,12 @@ def degrade(truth, spacing, how, rng):
         return ndimage.distance_transform_edt(~truth, sampling=spacing) <= reach
     zs = np.flatnonzero(truth.any(axis=(0, 1)))
     if how == "missed slab":
+        # a quarter of the slices that hold the structure, consecutive among them (a structure in
+        # pieces along z, such as the discs, loses some of its pieces, never only the gaps between)
         n = max(1, int(round(0.25 * zs.size)))
-        start = zs[0] + int(rng.integers(0, max(1, zs.size - n)))
+        start = int(rng.integers(0, max(1, zs.size - n)))
         out = truth.copy()
-        out[:, :, start : start + n] = False
+        out[:, :, zs[start : start + n]] = False
         return out
     # false blob: a ball of the structure's equivalent radius (at least 5 mm), 5-15 mm outside it
     radius = max(5.0, 0.5 * (3.0 * truth.sum() * np.prod(spacing) / (4.0 * np.pi)) ** (1.0 / 3.0))

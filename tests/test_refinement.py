@@ -281,7 +281,19 @@ def test_a_background_stroke_across_a_false_blob_removes_it(method):
     seeds_both[34, 34, 4] = 1  # a foreground stroke in it too: the blob is the user's, not contradicted
     assert not contradicted(segment.astype(int), seeds_both).any()
 
-    prior = segmentation_prior(segment.astype(int), 2, 0.9, seeds=seeds)
-    params = RandomWalkParams() if method == "random_walk" else DenseCRFParams()
-    out = refine(method, image, seeds, SPACING, prior, params, region=segment, labels=True) == 1
-    assert _dice(out, structure) > 0.95 and not (out & blob).any()
+    # Slicer sends the node with the strokes written over the segment: the blob arrives cut in two
+    sent = segment & (seeds == NO_SEED)
+    assert np.array_equal(contradicted(sent.astype(int), seeds), blob & sent)
+    beside = np.full(structure.shape, NO_SEED)
+    beside[34, 41:44, 2] = 0  # an arc beside the blob, not across it
+    beside[14:19, 16, 2] = 1
+    assert not contradicted(segment.astype(int), beside).any()
+    trim = np.full(structure.shape, NO_SEED)
+    trim[16, 6:27, 2] = 0  # across the structure itself, the largest piece: refined, never voided
+    assert not contradicted((segment & (trim == NO_SEED)).astype(int), trim)[structure].any()
+
+    for segment_sent in (segment, sent):
+        prior = segmentation_prior(segment_sent.astype(int), 2, 0.9, seeds=seeds)
+        params = RandomWalkParams() if method == "random_walk" else DenseCRFParams()
+        out = refine(method, image, seeds, SPACING, prior, params, region=segment_sent, labels=True) == 1
+        assert _dice(out, structure) > 0.95 and not (out & blob).any()

@@ -26,10 +26,13 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-from .convention import BACKGROUND_CLASS, NO_SEED
+from .convention import BACKGROUND_CLASS, NO_SEED, present_values
 from .crop import roi_box
 
 PERCENTILE_SAMPLES = 262144
+STROKE_GAP = 2
+"""Widest stroke, in voxels, that :func:`contradicted` bridges when it finds the segment a stroke
+was drawn across (Slicer writes the stroke over the segment)."""
 PROXIMITY_REACH = 8.0
 """The proximity term is computed within ``PROXIMITY_REACH * lambda`` of the strokes, 0 beyond."""
 
@@ -99,21 +102,35 @@ def segmentation_prior(
 
 
 def contradicted(segmentation: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """``(H, W, D)`` bool: the connected components (6-connected) of every non-background class of
-    ``segmentation`` that hold strokes of another class and none of their own."""
+    """``(H, W, D)`` bool: the pieces of every non-background class ``c`` of ``segmentation`` that
+    strokes of another class cross and none of its own touches -- never a class's largest piece.
+
+    A piece is a 6-connected component of ``segmentation == c`` closed in plane over gaps up to
+    :data:`STROKE_GAP` voxels wide: 3D Slicer exports its segmentation node with the strokes written
+    over the segment, so a background stroke across a blob arrives as a gap in it, not inside it.
+    A stroke crosses a piece where it lies in that closed piece; an arc drawn beside it does not.
+    The largest piece is left alone: a stroke that trims a leak off the structure itself refines
+    it, it does not void it."""
     seg, seeds = np.asarray(segmentation), np.asarray(seeds)
     if seeds.shape != seg.shape:
         raise ValueError(f"seeds {seeds.shape} do not match the segmentation {seg.shape}")
     out = np.zeros(seg.shape, bool)
     stroked = seeds != NO_SEED
-    for c in np.unique(seg[stroked & (seeds != seg)]):  # classes that some other stroke crosses
-        if c == BACKGROUND_CLASS:
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[:, :, 1] = True
+    for c in present_values(seg):
+        other = stroked & (seeds != c)
+        if c == BACKGROUND_CLASS or not other.any():
             continue
-        components, n = ndimage.label(seg == c)
-        crossed = np.unique(components[stroked & (seeds != c) & (components > 0)])
-        own = np.unique(components[(seeds == c) & (components > 0)])
-        for k in np.setdiff1d(crossed, own):
-            out |= components == k
+        mask = seg == c
+        closed = mask | ndimage.binary_closing(mask, in_plane, iterations=(STROKE_GAP + 1) // 2, border_value=0)
+        pieces, n = ndimage.label(closed)
+        sizes = np.bincount(pieces[mask], minlength=n + 1)
+        sizes[0] = 0
+        crossed = np.unique(pieces[other & (pieces > 0)])
+        own = np.unique(pieces[(seeds == c) & (pieces > 0)])
+        for k in np.setdiff1d(crossed, np.r_[own, np.argmax(sizes)]):
+            out |= (pieces == k) & mask
     return out
 
 
