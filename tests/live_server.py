@@ -16,6 +16,7 @@ import time
 import urllib.request
 from typing import Dict, Optional
 
+import psutil
 from monailabel.client import MONAILabelClient
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -140,6 +141,19 @@ class LiveServer:
             return f.read().decode(errors="replace")[-n:]
 
     def stop(self):
+        """Stop the server and whatever it started: a training or scoring subprocess left running
+        would hold the CPU through the next test or benchmark (the server, on SIGTERM, waits for
+        them, and a server killed after 20 s leaves them orphaned)."""
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        for child in children:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(children, timeout=10)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)  # uvicorn shuts down cleanly
             try:

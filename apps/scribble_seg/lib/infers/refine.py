@@ -150,7 +150,11 @@ class ScribbleRefinement(BasicInferTask):
             raise RequestError(f"{self.method}: {error.detail}", error.status_code) from None
 
     def pre_transforms(self, data=None):
-        return [LoadedImaged("image", LOADED), LoadImaged("label", image_only=True), EnsureChannelFirstd("label")]
+        return [
+            LoadedImaged("image", LOADED),
+            LoadImaged("label", image_only=True, dtype=None),
+            EnsureChannelFirstd("label"),
+        ]
 
     def inferer(self, data=None):
         return Compose([self._refine])

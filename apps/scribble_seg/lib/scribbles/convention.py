@@ -339,10 +339,16 @@ def _check_values_described(label: np.ndarray, described: Iterable[int], what: s
 
 
 def _as_int_labelmap(label: np.ndarray) -> np.ndarray:
+    """An integer label map as it is (a Slicer node of a full CT is ~27 M voxels: no widening
+    copy); a float one checked to hold whole numbers and cast to int64."""
     a = np.asarray(label)
+    if a.dtype.kind in "iu":
+        return a
+    if a.dtype.kind == "b":
+        return a.astype(np.uint8)
     if a.dtype.kind == "f" and (not np.all(np.isfinite(a)) or not np.all(a == np.round(a))):
         raise ValueError("label map holds non-integer, NaN or Inf values")
-    return a.astype(np.int64, copy=False)
+    return a.astype(np.int64)
 
 
 def from_label_info(
