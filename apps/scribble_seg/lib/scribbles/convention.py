@@ -255,8 +255,14 @@ class ScribbleConvention:
 
     def seeds(self, scribbles):
         """Seed map: the class index of each stroke, ``NO_SEED`` on unannotated voxels."""
-        if isinstance(scribbles, np.ndarray):  # in place on one copy: no full-size temporaries
-            out = scribbles.astype(np.int64)
+        if isinstance(scribbles, np.ndarray):
+            a = scribbles
+            if a.size and a.dtype.kind in "iu" and a.min() >= 0 and a.max() < 1 << 16:
+                table = np.arange(int(a.max()) + 1, dtype=np.int64)  # one lookup per voxel
+                table[table == self.background_scribble_id] = BACKGROUND_CLASS
+                table[UNANNOTATED] = NO_SEED
+                return table[a]
+            out = scribbles.astype(np.int64)  # in place on one copy: no full-size temporaries
             out[scribbles == self.background_scribble_id] = BACKGROUND_CLASS
             out[scribbles == UNANNOTATED] = NO_SEED
             return out
@@ -443,7 +449,7 @@ def from_slicer_binary(
         )
     convention = ScribbleConvention({str(selected_label_name).strip(): 1})
     code = {**{v: convention.background_scribble_id for v in bg_ids}, **{v: 1 for v in fg_ids}}
-    scribbles = _relabel(a, code, UNANNOTATED, np.int64)
+    scribbles = _relabel(a, code, UNANNOTATED, np.uint8)
     prior = _relabel(a, {v: True for v in by_name.get(_norm(selected_label_name), [])}, False, bool)
     return BinaryScribbles(convention=convention, scribbles=scribbles, prior=prior)
 
