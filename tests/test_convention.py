@@ -161,3 +161,19 @@ def test_to_scribble_map_dispatches_on_label_info(convention):
     assert to_scribble_map(np.array([0, 9]), convention, [{"name": "rv", "id": 9}]).tolist() == [0, 3]
     with pytest.raises(ValueError, match="outside the convention"):
         to_scribble_map(np.array([0, 9]), convention)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64])
+def test_seeds_of_any_integer_map_equal_the_tensor_rule(dtype):
+    """The seed map (class index at strokes, NO_SEED elsewhere) is the same whatever the integer
+    type the scribbles arrive in, and the same as the tensor path computes."""
+    from lib.scribbles.convention import NO_SEED
+
+    conv = ScribbleConvention({"lv": 1, "myocardium": 2, "rv": 3})
+    scribbles = np.random.default_rng(0).integers(0, 5, size=(7, 6, 5)).astype(dtype)
+    seeds = conv.seeds(scribbles)
+    assert seeds.dtype == np.int64
+    expected = np.where(scribbles == conv.background_scribble_id, 0, scribbles).astype(np.int64)
+    expected[scribbles == UNANNOTATED] = NO_SEED
+    np.testing.assert_array_equal(seeds, expected)
+    np.testing.assert_array_equal(seeds, conv.seeds(torch.as_tensor(scribbles.astype(np.int64))).numpy())
