@@ -234,6 +234,38 @@ def test_loaded_images_reads_a_file_once_and_again_when_it_changes(tmp_path):
         LoadedImages(capacity=0)
 
 
+def test_a_preloaded_image_is_read_once_even_when_a_request_comes_meanwhile(tmp_path, monkeypatch):
+    import threading
+
+    import nibabel as nib
+
+    from lib.transforms.loaded_images import LoadedImages
+
+    path = str(tmp_path / "ct.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((4, 5, 6), np.int16), np.eye(4)), path)
+    images = LoadedImages(capacity=2)
+    reads, started, release = [], threading.Event(), threading.Event()
+    load = images._load
+
+    def slow_load(d):  # the read ahead is still under way when the request arrives
+        reads.append(d["image"])
+        started.set()
+        release.wait(5)
+        return load(d)
+
+    monkeypatch.setattr(images, "_load", slow_load)
+    ahead = images.preload(path)
+    assert started.wait(5)
+    assert not images.has(path)
+    waiting = threading.Thread(target=lambda: images(path))
+    waiting.start()
+    release.set()
+    ahead.join(5), waiting.join(5)
+    assert reads == [path] and images.has(path) and (images.hits, images.misses) == (1, 0)
+    images.preload(str(tmp_path / "missing.nii.gz")).join(5)  # a failed read ahead is only logged
+    assert images.has(path)
+
+
 def test_absorption_reaches_as_far_in_mm_on_every_grid():
     """A walk from a stroke plane with ``absorption(spacing, reach_mm)``: the probability 10 / 20 /
     40 mm away is the same on 1 mm and 2 mm voxels, whereas one ``gamma`` per voxel is not."""

@@ -251,3 +251,26 @@ def test_other_requests_are_answered_while_an_inference_runs(server, convention,
     assert _dice(labels == first, ball) > 0.9
     assert duration > 1.0, duration  # long enough for a blocked poll to show
     assert len(latencies) >= 5 and max(latencies) < 0.5 * duration, (max(latencies), duration, len(latencies))
+
+
+def test_next_sample_reads_the_image_ahead_of_the_first_stroke(server, convention, sample_root, tmp_path):
+    """Next Sample hands out a volume and the server reads it into memory meanwhile: the first
+    stroke on it reports the image in memory. A volume nobody handed out is read by its first
+    stroke (not in memory) and kept for the next one."""
+    import time
+
+    client = server.client()
+    served = client.next_sample("random", {})
+    others = [f"case_{i:03d}" for i in range(6) if f"case_{i:03d}" not in (served["id"], CASE)]
+    time.sleep(3)  # the read ahead of a 160 x 160 x 16 phantom takes a fraction of a second
+
+    def stroke(image_id):
+        nii = nib.load(os.path.join(server.studies, f"{image_id}.nii.gz"))
+        truth = np.asarray(nib.load(os.path.join(sample_root, "groundtruth", f"{image_id}.nii.gz")).dataobj)
+        strokes = simulate_scribbles(truth, nii.header.get_zooms()[:3], convention, seed=3)
+        path = _save(strokes, nii.affine, tmp_path / f"{image_id}.nii.gz")
+        return client.infer("random_walk", image_id, {"label_info": scribble_label_info(convention)}, label_in=path)[1]
+
+    assert stroke(served["id"])["image_in_memory"] is True
+    assert stroke(others[0])["image_in_memory"] is False
+    assert stroke(others[0])["image_in_memory"] is True

@@ -46,6 +46,7 @@ from lib.datastore import ScribbleDatastore, scribble_tag
 from lib.errors import RequestError
 from lib.infers import ClickRefinement, ScribbleRefinement, ScribbleSegmentation
 from lib.infers.parameters import check_infer_request
+from lib.infers.refine import LOADED
 from lib.scribbles.convention import ScribbleConvention
 from lib.scribbles.refine import METHODS as REFINEMENT_METHODS
 
@@ -299,7 +300,12 @@ class ScribbleSegApp(MONAILabelApp):
         strategy = request.get("strategy") or "random"
         if strategy not in self._strategies:
             raise RequestError(f"unknown strategy {strategy!r}; available: {sorted(self._strategies)}", 404)
-        return super().next_sample(request)
+        reply = super().next_sample(request)
+        path = (reply or {}).get("path")
+        refining = any(isinstance(t, ScribbleRefinement) for t in self._infers.values())
+        if refining and isinstance(path, str) and os.path.isfile(path):
+            LOADED.preload(path)  # the annotator's first stroke on it will not wait for the read
+        return reply
 
     def on_save_label(self, image_id, label_id):
         """Count scribble submissions; after ``al_retrain_after`` of them start the active-learning

@@ -27,6 +27,7 @@ HTTP 422 with the reason; nothing is written. The image is read once per session
 """
 
 import logging
+import os
 import time
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -141,6 +142,8 @@ class ScribbleRefinement(BasicInferTask):
     def __call__(self, request, callbacks: Optional[Dict[Any, Callable]] = None):
         if not request.get("label"):
             raise RequestError("send the scribbles as the 'label' file (a labelmap of the image's shape)")
+        image = request.get("image")
+        request = {**request, "image_in_memory": isinstance(image, str) and os.path.isfile(image) and LOADED.has(image)}
         try:
             return super().__call__(request, callbacks)
         except Exception as e:
@@ -207,6 +210,7 @@ class ScribbleRefinement(BasicInferTask):
             "mode": mode,
             "prior": source,
             "refine_seconds": round(time.time() - start, 3),
+            "image_in_memory": bool(data.get("image_in_memory")),  # read ahead or by an earlier stroke
         }
         return data
 
