@@ -161,10 +161,10 @@ def main():
                     "random_walker_plain": lambda: plain_random_walker(vol.image, seeds, spacing),
                     "prior_only+seg": lambda: seg,
                     "crf+seg": lambda: ours(
-                        "crf", vol.image, seeds, spacing, segmentation_prior(seg.astype(int), 2, 0.9), seg
+                        "crf", vol.image, seeds, spacing, segmentation_prior(seg.astype(int), 2, 0.9), None
                     ),
                     "random_walk+seg": lambda: ours(
-                        "random_walk", vol.image, seeds, spacing, segmentation_prior(seg.astype(int), 2, 0.9), seg
+                        "random_walk", vol.image, seeds, spacing, segmentation_prior(seg.astype(int), 2, 0.9), None
                     ),
                 }
                 for method, fn in runs.items():

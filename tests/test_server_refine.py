@@ -82,6 +82,26 @@ def test_slicer_binary_mode_refines_the_current_segment(server, case, convention
 
 
 @pytest.mark.parametrize("method", ["crf", "random_walk"])
+def test_a_correction_on_one_slice_leaves_the_segment_as_it_was_far_from_it(server, case, tmp_path, method):
+    """Corrective strokes on one slice of a segment re-solve the box around them only: slices beyond
+    the margin come back exactly as the segment was sent, the stroked slice closer to the truth."""
+    image, truth, strokes, spacing = case
+    current = _degrade(truth) == 1
+    z = int(np.flatnonzero((truth == 1).any(axis=(0, 1)))[0])  # the first slice of the LV
+    node = current.astype(np.uint8)  # lv = 1
+    node[:, :, z][(truth[:, :, z] == 1) & ~current[:, :, z]] = 5  # foreground strokes on what it missed
+    node[:, :, z][(truth[:, :, z] != 1) & current[:, :, z]] = 4  # background strokes on what it over-reached
+    path = _save(node, image.affine, tmp_path / "node.nii.gz")
+    params = {"label_info": SLICER_INFO, "selected_label_name": "lv", "margin_mm": 10}
+    result, reply = server.client().infer(method, CASE, params, label_in=path)
+    mask = _load(result) == 1
+    assert reply["prior"] == "segmentation"
+    far = np.abs(np.arange(truth.shape[2]) - z) * spacing[2] > 10 + spacing[2]
+    assert np.array_equal(mask[:, :, far], current[:, :, far])  # untouched where nobody drew
+    assert _dice(mask[:, :, z], truth[:, :, z] == 1) > _dice(current[:, :, z], truth[:, :, z] == 1) + 0.05
+
+
+@pytest.mark.parametrize("method", ["crf", "random_walk"])
 def test_multiclass_mode_from_strokes_alone(server, case, convention, tmp_path, method):
     image, truth, strokes, spacing = case
     path = _save(strokes, image.affine, tmp_path / "scribbles.nii.gz")

@@ -3,9 +3,10 @@
 ``refine`` is the one entry point of the ``crf`` and ``random_walk`` infer tasks:
 
 1. the box = bounding box of the foreground strokes (all strokes if there are only background
-   ones) and of ``region`` (the prior's foreground when the prior is spatial: a model's or the
-   current segmentation) grown by ``margin_mm``, within the Slicer ROI when one is given;
-   background strokes outside it only matter through the prior;
+   ones) and of ``region`` (a model prior's foreground: the strokes refine the model's whole
+   structure; none when correcting the current segmentation, which stays as it is away from the
+   strokes) grown by ``margin_mm``, within the Slicer ROI when one is given; background strokes
+   outside it only matter through the prior;
 2. the chosen solver runs on the box (for the random walk, the box's inner faces are fixed to
    the prior; the dense CRF refines a random walk's answer);
 3. outside the box the prior is returned unchanged.
