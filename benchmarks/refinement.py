@@ -83,13 +83,14 @@ def graphcut(image, fg, bg, spacing):
     return ndimage.zoom(pred, zoom, order=0)[tuple(slice(0, n) for n in image.shape)] > 0
 
 
-def ours(method, image, seeds, spacing, prior, region):
+def ours(method, image, seeds, spacing, prior):
+    """Our refinement of ``prior`` as the app corrects a segment: the box around the strokes."""
     from lib.scribbles.crf import DenseCRFParams
     from lib.scribbles.random_walk import RandomWalkParams
     from lib.scribbles.refine import refine
 
     params = DenseCRFParams() if method == "crf" else RandomWalkParams()
-    return refine(method, image, seeds, spacing, prior, params, region=region).argmax(0) == 1
+    return refine(method, image, seeds, spacing, prior, params).argmax(0) == 1
 
 
 def strokes_only(method, image, seeds, spacing):
@@ -161,10 +162,10 @@ def main():
                     "random_walker_plain": lambda: plain_random_walker(vol.image, seeds, spacing),
                     "prior_only+seg": lambda: seg,
                     "crf+seg": lambda: ours(
-                        "crf", vol.image, seeds, spacing, segmentation_prior(seg.astype(int), 2, 0.9), None
+                        "crf", vol.image, seeds, spacing, segmentation_prior(seg.astype(int), 2, 0.9)
                     ),
                     "random_walk+seg": lambda: ours(
-                        "random_walk", vol.image, seeds, spacing, segmentation_prior(seg.astype(int), 2, 0.9), None
+                        "random_walk", vol.image, seeds, spacing, segmentation_prior(seg.astype(int), 2, 0.9)
                     ),
                 }
                 for method, fn in runs.items():

@@ -256,16 +256,8 @@ class ScribbleConvention:
     def seeds(self, scribbles):
         """Seed map: the class index of each stroke, ``NO_SEED`` on unannotated voxels."""
         if isinstance(scribbles, np.ndarray):
-            a = scribbles
-            if a.size and a.dtype.kind in "iu" and a.min() >= 0 and a.max() < 1 << 16:
-                table = np.arange(int(a.max()) + 1, dtype=np.int64)  # one lookup per voxel
-                table[table == self.background_scribble_id] = BACKGROUND_CLASS
-                table[UNANNOTATED] = NO_SEED
-                return table[a]
-            out = scribbles.astype(np.int64)  # in place on one copy: no full-size temporaries
-            out[scribbles == self.background_scribble_id] = BACKGROUND_CLASS
-            out[scribbles == UNANNOTATED] = NO_SEED
-            return out
+            code = {self.background_scribble_id: BACKGROUND_CLASS, UNANNOTATED: NO_SEED}
+            return _relabel(scribbles, code, None, np.int64)
         class_index, annotated = self.targets(scribbles)
         return class_index.masked_fill(~annotated, NO_SEED)
 
@@ -455,15 +447,17 @@ def from_slicer_binary(
 
 
 def _relabel(a: np.ndarray, mapping: Mapping[int, Any], default: Any, dtype) -> np.ndarray:
-    """``mapping[v]`` at every voxel of value ``v``, ``default`` elsewhere: one table lookup per voxel
-    (a Slicer node of a full CT holds ~27 M of them) when the values are small non-negative ids."""
-    if a.size and a.min() >= 0 and a.max() < 1 << 16:
-        table = np.full(int(a.max()) + 1, default, dtype=dtype)
+    """``mapping[v]`` at every voxel of value ``v``, ``default`` elsewhere (``None``: the value
+    itself): one table lookup per voxel (a Slicer node of a full CT holds ~27 M of them) when the
+    values are small non-negative integers."""
+    if a.size and a.dtype.kind in "iub" and a.min() >= 0 and a.max() < 1 << 16:
+        n = int(a.max()) + 1
+        table = np.arange(n, dtype=dtype) if default is None else np.full(n, default, dtype=dtype)
         for value, to in mapping.items():
             if 0 <= value < table.size:
                 table[value] = to
         return table[a]
-    out = np.full(a.shape, default, dtype=dtype)
+    out = a.astype(dtype) if default is None else np.full(a.shape, default, dtype=dtype)
     for value, to in mapping.items():
         out[a == value] = to
     return out
