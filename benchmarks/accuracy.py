@@ -48,7 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import RESULTS, machine, make_app  # noqa: E402
+from common import RESULTS, machine, make_app, train_request  # noqa: E402
 
 OUT = os.path.join(RESULTS, "accuracy")
 NOTES = os.path.join(OUT, "reading.md")
@@ -241,15 +241,7 @@ def run_recipe(row, args, root, manifest, test, gt_train):
     row = row_label(spec, args)
     work = os.path.join(args.workdir, file_name(row)[:-5])
     app = make_app(work, os.path.join(root, "studies"), {"models": recipe, **overrides})
-    request = {
-        "model": recipe,
-        "max_epochs": args.epochs,
-        "epoch_length": args.epoch_length,
-        "seed": args.seed,
-        "train_batch_size": args.batch,
-        "device": args.device,
-        "pretrained": False,
-    }
+    request = train_request(recipe, args)
     if app._trainers[recipe].dense_targets:
         request["gt_dir"] = gt_train
     previous = {}

@@ -35,6 +35,21 @@ def make_app(workdir: str, studies: str, conf: Dict[str, str]):
     return ScribbleSegApp(app_dir, work_studies, conf)
 
 
+def train_request(model: str, args, **extra) -> Dict[str, object]:
+    """A training request of ``model`` with the budget, seed and device of a benchmark's ``args``
+    (``epochs``, ``epoch_length``, ``batch``, ``seed``, ``device``), from scratch."""
+    return {
+        "model": model,
+        "max_epochs": args.epochs,
+        "epoch_length": args.epoch_length,
+        "train_batch_size": args.batch,
+        "seed": args.seed,
+        "device": args.device,
+        "pretrained": False,
+        **extra,
+    }
+
+
 def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Dict[str, float]:
     for _ in range(warmup):
         fn()

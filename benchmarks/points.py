@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import RESULTS, machine, make_app  # noqa: E402
+from common import RESULTS, machine, make_app, train_request  # noqa: E402
 
 STRUCTURE = "lv"
 
@@ -101,18 +101,9 @@ def run_n(n, args, root, cases, train, test, convention):
     }
     if app is None:
         return row
-    budget = {
-        "max_epochs": args.epochs,
-        "epoch_length": args.epoch_length,
-        "train_batch_size": args.batch,
-        "seed": args.seed,
-        "device": args.device,
-        "pretrained": False,
-        "val_split": 0.0,
-    }
     for model in ("weaknet", "pce"):
         t = time.time()
-        app.train({**budget, "model": model})
+        app.train(train_request(model, args, val_split=0.0))
         scores = []
         for case in test:
             res = app.infer({"model": model, "image": case, "device": args.device})

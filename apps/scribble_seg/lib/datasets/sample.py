@@ -48,6 +48,32 @@ def label_info(convention: ScribbleConvention) -> List[Dict[str, object]]:
     return info + [{"name": "background", "id": convention.background_scribble_id}]
 
 
+def studies_datastore(studies: str):
+    """MONAI Label's ``LocalDatastore`` on ``studies`` (the real datastore writes the labels)."""
+    from monailabel.datastore.local import LocalDatastore
+
+    return LocalDatastore(studies, extensions=("*.nii.gz", "*.nii", "*.nrrd"), auto_reload=False)
+
+
+def save_scribbles(
+    datastore,
+    case_id: str,
+    volume: LabelledVolume,
+    convention: ScribbleConvention,
+    seed: int,
+    simulation: ScribbleSimulation = ScribbleSimulation(),
+) -> Dict[str, float]:
+    """Simulate an annotator's scribbles on ``volume.label`` and save them for ``case_id`` as tag
+    ``final`` with their ``label_info``, as a client's "Submit Label" would; returns their coverage
+    (:func:`lib.scribbles.simulate.scribble_coverage`)."""
+    scribbles = simulate_scribbles(volume.label, volume.spacing, convention, seed=seed, config=simulation)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, f"{case_id}.nii.gz")
+        nib.save(nib.Nifti1Image(scribbles.astype(np.uint8), volume.affine), path)
+        datastore.save_label(case_id, path, "final", {"label_info": label_info(convention)})
+    return scribble_coverage(scribbles, volume.label, convention)
+
+
 def build_studies(
     root: str,
     source: str = "phantoms",
@@ -71,8 +97,6 @@ def build_studies(
     Returns:
         the manifest written to ``root/sample.json``.
     """
-    from monailabel.datastore.local import LocalDatastore  # the real datastore writes the labels
-
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; choose one of {sorted(SOURCES)}")
     dataset_conf, make_cases = SOURCES[source]
@@ -109,15 +133,10 @@ def build_studies(
             "scribbled": i < n_scribbled,
         }
 
-    datastore = LocalDatastore(studies, extensions=("*.nii.gz", "*.nii", "*.nrrd"), auto_reload=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, (case_id, volume) in enumerate(written[:n_scribbled]):
-            scribbles = simulate_scribbles(volume.label, volume.spacing, convention, seed=seed + i, config=simulation)
-            path = os.path.join(tmp, f"{case_id}.nii.gz")
-            nib.save(nib.Nifti1Image(scribbles.astype(np.uint8), volume.affine), path)
-            datastore.save_label(case_id, path, "final", {"label_info": label_info(convention)})
-            cov = scribble_coverage(scribbles, volume.label, convention)
-            manifest["cases"][case_id]["coverage"] = {k: round(v, 4) for k, v in cov.items()}
+    datastore = studies_datastore(studies)
+    for i, (case_id, volume) in enumerate(written[:n_scribbled]):
+        cov = save_scribbles(datastore, case_id, volume, convention, seed + i, simulation)
+        manifest["cases"][case_id]["coverage"] = {k: round(v, 4) for k, v in cov.items()}
     write_dataset_conf(studies, dataset_conf)
     with open(manifest_path, "w") as f:
         json.dump(manifest, f, indent=1)
