@@ -103,10 +103,11 @@ def build_case(root, case, partner, protocol, seed):
 def run(case, partner, protocol, recipe, args):
     from lib.metrics import evaluate
 
-    work = os.path.join(args.workdir, file_name(f"{protocol} {case.name} {recipe}")[:-5])
+    work = os.path.join(args.workdir, row_name(protocol, case.name, recipe, args.variant)[:-5])
     root = os.path.join(work, "data")
     convention, coverage, gt_train = build_case(root, case, partner, protocol, args.seed)
-    app = make_app(work, os.path.join(root, "studies"), {"models": recipe, **CONF.get(recipe, {})})
+    conf = {**CONF.get(recipe, {}), **json.loads(args.conf)}
+    app = make_app(work, os.path.join(root, "studies"), {"models": recipe, **conf})
     patch = [int(v) for v in args.patch.split(",")]
     request = train_request(recipe, args, val_split=0.0, patch_size=patch)
     if recipe == "full":
@@ -130,7 +131,8 @@ def run(case, partner, protocol, recipe, args):
         "case": case.name,
         "held_out": partner.name if partner else None,
         "recipe": recipe,
-        "conf": CONF.get(recipe, {}),
+        "variant": args.variant or None,
+        "conf": conf,
         "machine": machine(),
         "seed": args.seed,
         "budget": {"epochs": args.epochs, "epoch_length": args.epoch_length, "batch": args.batch},
@@ -152,6 +154,11 @@ def case_dice(row, case=None, mode=DEFAULT):
     return float(np.mean([s[n]["dice"] for n in row["kinds"]]))
 
 
+def row_name(protocol, case, recipe, variant=""):
+    """JSON file name of one row; a variant (a conf change) gets its own."""
+    return file_name(f"{protocol} {case} {recipe}" + (f" {variant}" if variant else ""))
+
+
 def structure_dice(row, name, mode=DEFAULT):
     """Dice of structure ``name`` on the trained volume after the clean-up ``mode``."""
     return row["scores_by_components"][mode][row["case"]][name]["dice"]
@@ -161,9 +168,10 @@ def load_rows():
     return [json.load(open(p)) for p in sorted(glob.glob(os.path.join(OUT, "*.json")))]
 
 
-def report(rows, cases):
+def report(all_rows, cases):
     from lib.datasets.development import CASES
 
+    rows = [r for r in all_rows if not r.get("variant")]
     lines = [
         "# Every recipe on real volumes (`benchmarks/recipes_real.py`)",
         "",
@@ -253,12 +261,48 @@ def report(rows, cases):
                     + " |"
                 )
         lines.append("")
+    lines += variant_table(all_rows)
     lines += [
         'Command: `python benchmarks/recipes_real.py --protocols "3 slices,every slice" --device cpu` '
         "(rows add up over runs; see `benchmarks/README.md` for the reading).",
         "",
     ]
     return lines
+
+
+def variant_table(rows):
+    """Conf variants against the same recipe at its defaults: same protocol, case, seed, budget."""
+    from lib.datasets.development import CASES
+
+    plain = {(r["protocol"], r["case"], r["recipe"]): r for r in rows if not r.get("variant")}
+    variants = sorted({(r["protocol"], r["recipe"], r["variant"]) for r in rows if r.get("variant")})
+    if not variants:
+        return []
+    names = [c for c in CASES if any(r["case"] == c and r.get("variant") for r in rows)]
+    lines = [
+        "## Conf variants",
+        "",
+        "Mean Dice on the trained volume (default clean-up); each variant follows its recipe at the",
+        "defaults; `paired diff` is the mean change over the cases both ran, and how many went up:",
+        "",
+        "| protocol | recipe | conf | " + " | ".join(names) + " | mean | paired diff |",
+        "|---" * (len(names) + 5) + "|",
+    ]
+    for protocol, recipe, variant in variants:
+        key = (protocol, recipe, variant)
+        mine = {r["case"]: r for r in rows if (r["protocol"], r["recipe"], r.get("variant")) == key}
+        base = {c: plain[(protocol, c, recipe)] for c in names if (protocol, c, recipe) in plain}
+        both = [c for c in mine if c in base]
+        d = [case_dice(mine[c]) - case_dice(base[c]) for c in both]
+        conf = json.dumps(next(iter(mine.values()))["conf"])
+        for label, got, diff in (
+            ("defaults", base, ""),
+            (f"`{conf}`", mine, f"{np.mean(d):+.3f} ({sum(x > 0 for x in d)}/{len(d)} up)" if d else ""),
+        ):
+            cells = [f"{case_dice(got[c]):.3f}" if c in got else "" for c in names]
+            mean = f"{np.mean([case_dice(got[c]) for c in both]):.3f}" if both else ""
+            lines.append(f"| {protocol} | `{recipe}` | {label} | " + " | ".join(cells) + f" | {mean} | {diff} |")
+    return lines + [""]
 
 
 def overlay(row):
@@ -270,7 +314,7 @@ def overlay_png(rows, cases, path):
     """One row per case (its slice with the most structure), 3-slice protocol: image, truth, recipes."""
     from PIL import Image, ImageDraw
 
-    got = {(r["case"], r["recipe"]): r for r in rows if r["protocol"] == "3 slices"}
+    got = {(r["case"], r["recipe"]): r for r in rows if r["protocol"] == "3 slices" and not r.get("variant")}
     recipes = [r for r in RECIPES if any(k[1] == r for k in got)]
     tiles = []
     for case in cases:
@@ -326,6 +370,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--workdir", default="/tmp/recipes_real")
+    parser.add_argument("--conf", default="{}", help="JSON conf added to every row's app (with --variant)")
+    parser.add_argument("--variant", default="", help="name of the --conf change; its rows get their own JSONs")
     parser.add_argument("--cache-dir", default=os.path.join(REPO, ".cache"))
     parser.add_argument("--force", action="store_true", help="retrain rows that have a JSON already")
     parser.add_argument("--keep", action="store_true", help="keep each row's app, model and studies")
@@ -341,7 +387,7 @@ def main():
                 case = all_cases[name]
                 partner = all_cases.get(HELD_OUT.get(name, ""))
                 for recipe in args.recipes.split(","):
-                    out = os.path.join(OUT, file_name(f"{protocol} {name} {recipe}"))
+                    out = os.path.join(OUT, row_name(protocol, name, recipe, args.variant))
                     if os.path.exists(out) and not args.force:
                         continue
                     row = run(case, partner, protocol, recipe, args)

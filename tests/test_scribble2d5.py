@@ -262,7 +262,7 @@ def test_anatomy_comes_from_the_dataset_conf_not_from_the_label_names(tmp_path, 
         return config.default_largest_component(), config.trainer_kwargs().get("propagation")
 
     largest, propagation = built(Scribble2D5, {"labels": json.dumps(convention.labels)})
-    assert largest == "true" and propagation.class_supervoxel_mm == ()
+    assert largest == "false" and propagation.class_supervoxel_mm == ()  # no anchor: every component kept
     studies = tmp_path / "studies"
     studies.mkdir()
     write_dataset_conf(str(studies), PHANTOM_CONF)

@@ -106,7 +106,7 @@ _KEYS = (
         "`true`: one component per structure; a structure name: anchored on it; `object`: the largest "
         "object first; `false`: off. Also an infer parameter",
         SERVING,
-        "`true`; anchored recipes: `anchor_structure`",
+        "`false`; with `anchor_structure` set: `true`, anchored recipes: the anchor",
     ),
     ConfKey(
         "anchor_structure",
@@ -114,7 +114,7 @@ _KEYS = (
         "a structure bordering all others (a myocardium): `scribble2d5`, `exmod`, `zscribbleseg` keep its "
         "largest component and, of each other class, the one bordering it most",
         SERVING,
-        "none (one component per structure)",
+        "none (every component kept)",
     ),
     ConfKey("gt_tag", "gt", "tag of dense ground truth: validation metrics only", SERVING),
     ConfKey("refinement", True, "`false` hides the `crf` / `random_walk` refinement tasks", SERVING),

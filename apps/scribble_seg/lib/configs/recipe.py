@@ -88,12 +88,19 @@ class RecipeConfig:
         )
 
     def default_largest_component(self) -> str:
-        """``largest_component`` when the conf sets none: anchored on conf ``anchor_structure``
-        where the recipe sets ``anchored_components`` and the conf names one, else the largest
-        component per structure."""
+        """``largest_component`` when the conf sets none.
+
+        - The conf names an ``anchor_structure`` (the dataset declares connected anatomy, e.g. the
+          cardiac phantoms): anchored on it where the recipe sets ``anchored_components``, else the
+          largest component per structure.
+        - It names none: ``"false"``, every component kept. Nothing says a user's structures are in
+          one piece, and on real volumes many are not (ribs, discs, left/right pairs under one
+          label), so cutting each class to one component deletes correct voxels; see
+          ``benchmarks/results/recipes_real.md``, connected-component table.
+        """
         anchor = conf_text(self.conf, "anchor_structure")
         if not anchor:
-            return "true"
+            return "false"
         try:
             name = self.convention.configured_name(anchor)
         except ValueError as e:
