@@ -185,7 +185,7 @@ def load_rows():
     return [json.load(open(p)) for p in sorted(glob.glob(os.path.join(OUT, "*.json")))]
 
 
-def report(all_rows, cases):
+def report(all_rows):
     from lib.datasets.development import CASES
 
     rows = [r for r in all_rows if not r.get("variant")]
@@ -263,7 +263,7 @@ def report(all_rows, cases):
                     with_n = [r for r in mine if n in r["kinds"]]
                     cells.append(" / ".join(f"{structure_dice(r, n, m):.2f}" for r in with_n for m in COMPONENTS))
             lines.append(f"| `{recipe}` | " + " | ".join(cells) + " |")
-        lines += ["", cleanup_summary([r for k, r in got.items() if k[1] not in STROKELESS or protocol == "3 slices"])]
+        lines += ["", cleanup_summary([r for r in got.values() if r["protocol"] == protocol])]  # not the borrowed
         lines += ["", "Per structure (Dice on the trained volume):", ""]
         structures = [(c, n) for c in names for n in next(r for k, r in got.items() if k[0] == c)["kinds"]]
         lines += ["| recipe | " + " | ".join(f"{c}: {n}" for c, n in structures) + " |"]
@@ -306,26 +306,33 @@ def variant_table(rows):
         "| protocol | recipe | conf | " + " | ".join(names) + " | mean | paired diff |",
         "|---" * (len(names) + 5) + "|",
     ]
-    for protocol, recipe, variant in variants:
-        key = (protocol, recipe, variant)
-        mine = {r["case"]: r for r in rows if (r["protocol"], r["recipe"], r.get("variant")) == key}
+
+    def line(protocol, recipe, label, got, diff=""):
+        cells = [f"{case_dice(got[c]):.3f}" if c in got else "" for c in names]
+        mean = f"{np.mean([case_dice(r) for r in got.values()]):.3f}" if got else ""
+        return f"| {protocol} | `{recipe}` | {label} | " + " | ".join(cells) + f" | {mean} | {diff} |"
+
+    for protocol, recipe in sorted({(p, r) for p, r, _ in variants}):
         base = {c: plain[(protocol, c, recipe)] for c in names if (protocol, c, recipe) in plain}
-        both = [c for c in mine if c in base]
-        d = [case_dice(mine[c]) - case_dice(base[c]) for c in both]
-        conf = json.dumps(next(iter(mine.values()))["conf"])
-        for label, got, diff in (
-            ("defaults", base, ""),
-            (f"`{conf}`", mine, f"{np.mean(d):+.3f} ({sum(x > 0 for x in d)}/{len(d)} up)" if d else ""),
-        ):
-            cells = [f"{case_dice(got[c]):.3f}" if c in got else "" for c in names]
-            mean = f"{np.mean([case_dice(got[c]) for c in both]):.3f}" if both else ""
-            lines.append(f"| {protocol} | `{recipe}` | {label} | " + " | ".join(cells) + f" | {mean} | {diff} |")
+        lines.append(line(protocol, recipe, "defaults", base))
+        for variant in [v for p, r, v in variants if (p, r) == (protocol, recipe)]:
+            key = (protocol, recipe, variant)
+            mine = {r["case"]: r for r in rows if (r["protocol"], r["recipe"], r.get("variant")) == key}
+            d = [case_dice(mine[c]) - case_dice(base[c]) for c in mine if c in base]
+            diff = f"{np.mean(d):+.3f} ({sum(x > 0 for x in d)}/{len(d)} up)" if d else ""
+            conf = json.dumps(next(iter(mine.values()))["conf"])
+            lines.append(line(protocol, recipe, f"`{conf}`", mine, diff))
     return lines + [""]
 
 
+def overlay_mode(row):
+    """The clean-up whose stored slice of ``row`` is drawn: the default where it was kept."""
+    return DEFAULT if DEFAULT in row["overlays"] else next(iter(row["overlays"]))
+
+
 def overlay(row):
-    """The stored slice of ``row``'s prediction: after the default clean-up where it was kept."""
-    return row["overlays"].get(DEFAULT) or next(iter(row["overlays"].values()))
+    """The stored slice of ``row``'s prediction after :func:`overlay_mode`."""
+    return row["overlays"][overlay_mode(row)]
 
 
 def overlay_png(rows, cases, path):
@@ -359,7 +366,7 @@ def overlay_png(rows, cases, path):
         tiles.append(tile)
     if not tiles:
         return None
-    modes = {m for r in got.values() for m in [DEFAULT if DEFAULT in r["overlays"] else next(iter(r["overlays"]))]}
+    modes = {overlay_mode(r) for r in got.values()}
     width = max(t.shape[1] for t in tiles)
     grid = np.concatenate([np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0))) for t in tiles], axis=0)
     im = Image.fromarray(np.pad(grid, ((14, 0), (0, 0), (0, 0))))
@@ -414,7 +421,7 @@ def main():
                     print(f"{protocol} | {name} | {recipe}: {case_dice(row):.3f} ({row['train_seconds']:.0f} s)")
     rows = load_rows()
     png = overlay_png(rows, list(all_cases.values()), os.path.join(RESULTS, "recipes_real_overlays.png"))
-    lines = report(rows, all_cases)
+    lines = report(rows)
     if png:
         lines += ["![overlays](recipes_real_overlays.png)", ""]
     with open(os.path.join(RESULTS, "recipes_real.md"), "w") as f:
