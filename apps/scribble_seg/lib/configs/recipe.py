@@ -94,8 +94,8 @@ class RecipeConfig:
           cardiac phantoms): anchored on it where the recipe sets ``anchored_components``, else the
           largest component per structure.
         - It names none: ``"false"``, every component kept. Nothing says a user's structures are in
-          one piece, and on real volumes many are not (ribs, discs, left/right pairs under one
-          label), so cutting each class to one component deletes correct voxels; see
+          one piece, and on real volumes many are not (ribs, intervertebral discs), so cutting each
+          class to one component deletes correct voxels; see
           ``benchmarks/results/recipes_real.md``, connected-component table.
         """
         anchor = conf_text(self.conf, "anchor_structure")
