@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 from accuracy import NARROW_2D, file_name  # noqa: E402
 
 from common import REPO, RESULTS, machine, make_app, train_request  # noqa: E402
+from lib.configs.recipe import UNANCHORED_LARGEST_COMPONENT  # noqa: E402
 
 OUT = os.path.join(RESULTS, "recipes_real")
 PROTOCOLS = {"3 slices": 3, "every slice": None}
@@ -58,7 +59,7 @@ COMPONENTS = {
 }
 """Inference post-processings scored from the same weights: each class cut to its largest connected
 component, and none (every component kept: ribs, discs and other structures in pieces)."""
-DEFAULT = "all components"
+DEFAULT = next(k for k, v in COMPONENTS.items() if v["largest_component"] == UNANCHORED_LARGEST_COMPONENT)
 """The clean-up the app applies when the dataset conf names no ``anchor_structure`` (as here)."""
 PIECES = ("ribs", "intervertebral discs", "vertebral column")
 """Structures made of several pieces, whose Dice the clean-up moves most (largest / all shown)."""

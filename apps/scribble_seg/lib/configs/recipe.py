@@ -37,6 +37,11 @@ def _positive_list(conf: Dict[str, str], name: str, length: Optional[int] = None
     return value
 
 
+UNANCHORED_LARGEST_COMPONENT = "false"
+"""``largest_component`` for a dataset conf that names no ``anchor_structure``: every component kept
+(see :meth:`RecipeConfig.default_largest_component`)."""
+
+
 class RecipeConfig:
     """One recipe = one trainer + one segmentation infer task, both named after the config file."""
 
@@ -100,7 +105,7 @@ class RecipeConfig:
         """
         anchor = conf_text(self.conf, "anchor_structure")
         if not anchor:
-            return "false"
+            return UNANCHORED_LARGEST_COMPONENT
         try:
             name = self.convention.configured_name(anchor)
         except ValueError as e:
