@@ -163,17 +163,35 @@ def test_to_scribble_map_dispatches_on_label_info(convention):
         to_scribble_map(np.array([0, 9]), convention)
 
 
+@pytest.mark.parametrize("stroked", [0.8, 0.05], ids=["dense", "strokes"])
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64])
-def test_seeds_of_any_integer_map_equal_the_tensor_rule(dtype):
+def test_seeds_of_any_integer_map_equal_the_tensor_rule(dtype, stroked):
     """The seed map (class index at strokes, NO_SEED elsewhere) is the same whatever the integer
-    type the scribbles arrive in, and the same as the tensor path computes."""
+    type the scribbles arrive in, and the same as the tensor path computes: for a dense map and
+    for one whose strokes are a sliver of the volume (relabelled voxel by voxel)."""
     from lib.scribbles.convention import NO_SEED
 
     conv = ScribbleConvention({"lv": 1, "myocardium": 2, "rv": 3})
-    scribbles = np.random.default_rng(0).integers(0, 5, size=(7, 6, 5)).astype(dtype)
+    rng = np.random.default_rng(0)
+    scribbles = (rng.integers(1, 5, size=(17, 16, 5)) * (rng.random((17, 16, 5)) < stroked)).astype(dtype)
     seeds = conv.seeds(scribbles)
     assert seeds.dtype == np.int64
     expected = np.where(scribbles == conv.background_scribble_id, 0, scribbles).astype(np.int64)
     expected[scribbles == UNANNOTATED] = NO_SEED
     np.testing.assert_array_equal(seeds, expected)
     np.testing.assert_array_equal(seeds, conv.seeds(torch.as_tensor(scribbles.astype(np.int64))).numpy())
+
+
+@pytest.mark.parametrize("stroked", [0.8, 0.05, 0.0], ids=["dense", "strokes", "empty"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int64, bool])
+def test_present_values_equal_numpy_unique(dtype, stroked):
+    """The one-pass value census (dense maps) and its non-zero-only form (stroke maps) give what
+    ``np.unique`` gives, in the array's own type."""
+    from lib.scribbles.convention import present_values
+
+    rng = np.random.default_rng(1)
+    a = (rng.integers(1, 9, size=(20, 10, 6)) * (rng.random((20, 10, 6)) < stroked)).astype(dtype)
+    for view in (a, a[:, ::3]):  # contiguous and strided
+        got = present_values(view)
+        np.testing.assert_array_equal(got, np.unique(view))
+        assert got.dtype == view.dtype

@@ -320,6 +320,9 @@ def present_values(a: np.ndarray) -> np.ndarray:
     """Sorted distinct values of an integer array. Label maps hold a few small integers: counted in
     one pass (``bincount``) instead of ``np.unique``'s sort, which takes seconds on a full CT."""
     a = np.asarray(a)
+    if _mostly_zero(a):  # a Slicer node or scribble map: the strokes are a sliver of the volume
+        values = present_values(a.reshape(-1)[np.flatnonzero(a)])
+        return np.union1d(np.zeros(1, a.dtype), values).astype(a.dtype)
     if a.size and (a.dtype.kind in "ub" or a.dtype.kind == "i"):
         lo, hi = int(a.min()), int(a.max())
         if hi - lo < 1 << 16:
@@ -446,17 +449,29 @@ def from_slicer_binary(
     return BinaryScribbles(convention=convention, scribbles=scribbles, prior=prior)
 
 
+def _mostly_zero(a: np.ndarray) -> bool:
+    """An integer array at least three quarters zeros: a label map whose non-zero voxels are
+    cheaper to visit one by one (``flatnonzero``) than the whole volume through a lookup table,
+    which widens every index to 64 bits."""
+    return a.size > 0 and a.dtype.kind in "iub" and np.count_nonzero(a) <= a.size // 4
+
+
 def _relabel(a: np.ndarray, mapping: Mapping[int, Any], default: Any, dtype) -> np.ndarray:
     """``mapping[v]`` at every voxel of value ``v``, ``default`` elsewhere (``None``: the value
     itself): one table lookup per voxel (a Slicer node of a full CT holds ~27 M of them) when the
-    values are small non-negative integers."""
+    values are small non-negative integers; only the non-zero voxels when they are few (strokes)."""
+    if _mostly_zero(a):
+        out = np.full(a.shape, mapping.get(0, 0 if default is None else default), dtype=dtype)
+        where = np.flatnonzero(a)
+        out.reshape(-1)[where] = _relabel(a.reshape(-1)[where], mapping, default, dtype)
+        return out
     if a.size and a.dtype.kind in "iub" and a.min() >= 0 and a.max() < 1 << 16:
         n = int(a.max()) + 1
         table = np.arange(n, dtype=dtype) if default is None else np.full(n, default, dtype=dtype)
         for value, to in mapping.items():
             if 0 <= value < table.size:
                 table[value] = to
-        return table[a]
+        return table[a.view(np.uint8) if a.dtype.kind == "b" else a]  # a bool index would be a mask
     out = a.astype(dtype) if default is None else np.full(a.shape, default, dtype=dtype)
     for value, to in mapping.items():
         out[a == value] = to
