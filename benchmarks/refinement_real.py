@@ -29,6 +29,7 @@ Dice against the dense truth; seconds are client round trips (upload, solve, dow
 server methods and in-process calls for the others.
 
     python benchmarks/refinement_real.py [--seeds 0] [--cases ct_chest,...] [--skip-latency]
+    python benchmarks/refinement_real.py --latency-only     # the committed accuracy rows kept
 
 Writes ``benchmarks/results/refinement_real.{md,json}`` and overlays ``refinement_real_*.png``.
 """
@@ -354,6 +355,10 @@ def run_latency(workdir, repeats, rows):
 
 
 # ------------------------------------------------------------------------------------------------
+def overlay_path(case, structure):
+    return os.path.join(RESULTS, f"refinement_real_{case}_{structure.replace(' ', '_')}.png")
+
+
 def overlay_png(path, image, parts):
     """Axial slice through the middle stroke: truth (green), result (red), strokes (yellow / blue)."""
     from PIL import Image
@@ -385,7 +390,10 @@ def cell(results, method, key, digits):
     return f"{results[method][key]:.{digits}f}" if method in results else "n/a"
 
 
-def summarise(rows, latency, args, pngs):
+def summarise(rows, latency, args, pngs, command=None, rows_machine=None):
+    """Writes the JSON and the report. ``command`` and ``rows_machine``: what measured ``rows`` when
+    it was not this run (``--latency-only`` keeps the committed rows); the latency's own command
+    and machine are then written beside them."""
     from collections import defaultdict
 
     def mean(xs):
@@ -410,11 +418,22 @@ def summarise(rows, latency, args, pngs):
         for m in METHODS
     }
     summary["corrective_raised_fraction"] = {m: float(np.mean(v)) for m, v in raised.items()}
-    command = "python benchmarks/refinement_real.py " + " ".join(args.argv)
+    this_run = ("python benchmarks/refinement_real.py " + " ".join(args.argv)).strip()
+    command = command or this_run
+    latency_command = this_run if latency else None
+    rows_machine = rows_machine or machine()
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "refinement_real.json"), "w") as f:
         json.dump(
-            {"command": command.strip(), "machine": machine(), "summary": summary, "latency": latency, "rows": rows},
+            {
+                "command": command.strip(),
+                "latency_command": latency_command,
+                "machine": rows_machine,
+                "latency_machine": machine() if latency else None,
+                "summary": summary,
+                "latency": latency,
+                "rows": rows,
+            },
             f,
             indent=1,
         )
@@ -423,7 +442,7 @@ def summarise(rows, latency, args, pngs):
         "# Scribble refinement on real CT and MR volumes, through the server",
         "",
         f"Command: `{command.strip()}`  ",
-        f"Machine: {machine()}  ",
+        f"Machine: {rows_machine}  ",
         f"Development set: {len({(r['case'], r['structure']) for r in rows})} structures on "
         f"{len({r['case'] for r in rows})} volumes; stroke seeds {args.seeds}. Dice against the dense truth; "
         "seconds: median client round trip (ours) or in-process call (graph cut, plain random walker).",
@@ -540,6 +559,9 @@ def summarise(rows, latency, args, pngs):
             "",
             "## Latency against volume size (right lung, 3 slices, a training running on the server)",
             "",
+            f"Command: `{latency_command}`  ",
+            f"Machine: {machine()}",
+            "",
             "| grid | voxels | method | median s | Dice | training running |",
             "|---|---|---|---|---|---|",
         ]
@@ -568,6 +590,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=5, help="latency requests per method and grid")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="measure the latency only; the committed accuracy rows, their command and overlays are kept",
+    )
+    parser.add_argument(
         "--overlays",
         default="ct_chest/ribs,ct_chest/right lung,ct_spine/vertebra L3,"
         "mr_spine/spinal cord,mr_deep_grey/left thalamus,mr_hippocampus_L/hippocampus",
@@ -580,6 +607,18 @@ def main():
 
     rows, latency, overlays = [], [], {}
     workdir = tempfile.mkdtemp(prefix="refinement_real_")
+    if args.latency_only:
+        with open(os.path.join(RESULTS, "refinement_real.json")) as f:
+            kept = json.load(f)
+        try:
+            run_latency(workdir, args.repeats, latency)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        order = list(dict.fromkeys((r["case"], r["structure"]) for r in kept["rows"]))  # as first measured
+        wanted = {tuple(x.split("/", 1)) for x in args.overlays.split(",") if x}
+        pngs = [overlay_path(*k) for k in order if k in wanted and os.path.exists(overlay_path(*k))]
+        summarise(kept["rows"], latency, args, pngs, command=kept["command"], rows_machine=kept["machine"])
+        return
     try:
         for case in development_set([c for c in args.cases.split(",") if c] or None, os.path.join(REPO, ".cache")):
             print(f"{case.name}: {case.volume.image.shape} at {case.volume.spacing} mm", flush=True)
@@ -596,7 +635,7 @@ def main():
         cases = {c.name: c for c in development_set(sorted({c for c, _ in overlays}), os.path.join(REPO, ".cache"))}
         for (c, n), parts in overlays.items():
             if (c, n) in wanted:
-                path = os.path.join(RESULTS, f"refinement_real_{c}_{n.replace(' ', '_')}.png")
+                path = overlay_path(c, n)
                 overlay_png(path, cases[c].volume.image, parts)
                 pngs.append(path)
         summarise(rows, latency, args, pngs)
