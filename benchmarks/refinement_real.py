@@ -606,6 +606,7 @@ def main():
     from lib.datasets.development import development_set
 
     rows, latency, overlays = [], [], {}
+    wanted = {tuple(x.split("/", 1)) for x in args.overlays.split(",") if x}
     workdir = tempfile.mkdtemp(prefix="refinement_real_")
     if args.latency_only:
         with open(os.path.join(RESULTS, "refinement_real.json")) as f:
@@ -615,7 +616,6 @@ def main():
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         order = list(dict.fromkeys((r["case"], r["structure"]) for r in kept["rows"]))  # as first measured
-        wanted = {tuple(x.split("/", 1)) for x in args.overlays.split(",") if x}
         pngs = [overlay_path(*k) for k in order if k in wanted and os.path.exists(overlay_path(*k))]
         summarise(kept["rows"], latency, args, pngs, command=kept["command"], rows_machine=kept["machine"])
         return
@@ -631,7 +631,6 @@ def main():
         if not args.skip_latency:
             run_latency(workdir, args.repeats, latency)
         pngs = []
-        wanted = {tuple(x.split("/", 1)) for x in args.overlays.split(",") if x}
         cases = {c.name: c for c in development_set(sorted({c for c, _ in overlays}), os.path.join(REPO, ".cache"))}
         for (c, n), parts in overlays.items():
             if (c, n) in wanted:
