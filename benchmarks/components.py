@@ -39,8 +39,11 @@ MODES = ("true", "object", "myocardium")
 CLASSES = ("lv", "myocardium", "rv")
 
 
-def row_json(work):
-    path = os.path.join(RESULTS, "accuracy", os.path.basename(os.path.normpath(work)) + ".json")
+def row_json(work, seed=0):
+    """The committed accuracy row (JSON) that the workdir ``work`` trained, at training seed ``seed``."""
+    from accuracy import results_dir
+
+    path = os.path.join(results_dir(seed), os.path.basename(os.path.normpath(work)) + ".json")
     if not os.path.exists(path):
         raise SystemExit(f"no accuracy row for workdir {work} ({path})")
     with open(path) as f:

@@ -5,11 +5,15 @@ volumes. A diagnostic of finished ``benchmarks/accuracy.py`` rows: the truth is 
 it never reached their training.
 
     python benchmarks/relabelled_maps.py /work/runs/cebase/can_em_base ...
+    python benchmarks/relabelled_maps.py --seed 1000 --seed-areas <workdir>/can_em_base ...
 
 Each argument is the workdir of one accuracy row (``<workdir>/studies/labels/can_em`` and
-``<workdir>/../data/groundtruth``). Adds those rows to ``benchmarks/results/relabelled_maps.json``
-(replacing a row of the same name) and regenerates ``benchmarks/results/relabelled_maps.md`` from
-every row in it.
+``<workdir>/../data/groundtruth``), trained at ``--seed`` (its JSON is read from that seed's results
+folder; rows of a seed other than 0 are named with it). ``--seed-areas`` adds, per workdir, a row of
+the seed areas its first M step trained on (the row's own trainer grows them again from the
+scribbles, at the image grid): what the first E step replaces. Adds those rows to
+``benchmarks/results/relabelled_maps.json`` (replacing a row of the same name) and regenerates
+``benchmarks/results/relabelled_maps.md`` from every row in it.
 """
 
 import argparse
@@ -29,30 +33,41 @@ from common import RESULTS  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workdirs", nargs="+")
+    parser.add_argument("--seed", type=int, default=0, help="training seed of the rows (accuracy.py --seed)")
+    parser.add_argument("--seed-areas", action="store_true", help="also score each row's seed areas")
     args = parser.parse_args()
     path = os.path.join(RESULTS, "relabelled_maps.json")
     rows = json.load(open(path))["rows"] if os.path.exists(path) else []
     for work in args.workdirs:
-        r = score_row(work)
-        print(r, flush=True)
-        rows = [old for old in rows if old["row"] != r["row"]] + [r]
+        kinds = [False, True] if args.seed_areas else [False]
+        for r in (score_row(work, args.seed, seed_areas=k) for k in kinds):
+            print(r, flush=True)
+            rows = [old for old in rows if old["row"] != r["row"]] + [r]
     with open(path, "w") as f:
         json.dump({"rows": rows}, f, indent=1)
     with open(os.path.join(RESULTS, "relabelled_maps.md"), "w") as f:
         f.write("\n".join(report(rows)) + "\n")
 
 
-def score_row(work):
-    """Precision and coverage per class of the maps one accuracy row's last E step saved."""
+def score_row(work, seed=0, seed_areas=False):
+    """Precision and coverage per class of the maps one accuracy row's last E step saved, or with
+    ``seed_areas`` of the seed areas its trainer grows from the same volumes' scribbles."""
     from lib.scribbles.convention import ScribbleConvention
 
-    row = row_json(work)
+    row = row_json(work, seed)
     convention = ScribbleConvention(row["labels"])
     truth_dir = os.path.join(os.path.dirname(os.path.normpath(work)), "data", "groundtruth")
     hit, labelled, total = (np.zeros(convention.num_classes) for _ in range(3))
     maps = sorted(glob.glob(os.path.join(work, "studies", "labels", "can_em", "*.nii.gz")))
+    grow = seed_area_grower(work, row, convention) if seed_areas else None
     for path in maps:
-        index, annotated = convention.targets(np.asarray(nib.load(path).dataobj).astype(np.int64))
+        if grow:
+            image = nib.load(os.path.join(work, "studies", os.path.basename(path)))
+            scribbles = nib.load(os.path.join(work, "studies", "labels", "final", os.path.basename(path)))
+            label = grow(np.asarray(image.dataobj, dtype=np.float32), np.asarray(scribbles.dataobj), image)
+        else:
+            label = np.asarray(nib.load(path).dataobj).astype(np.int64)
+        index, annotated = convention.targets(label)
         truth = np.asarray(nib.load(os.path.join(truth_dir, os.path.basename(path))).dataobj)
         for k in range(convention.num_classes):
             mine = annotated & (index == k)
@@ -60,12 +75,41 @@ def score_row(work):
             labelled[k] += mine.sum()
             total[k] += np.sum(truth == k)
     names = convention.class_names
+    name = row["recipe"] + (f", seed {seed}" if seed else "") + (": seed areas" if seed_areas else "")
     return {
-        "row": row["recipe"],
+        "row": name,
         "volumes": len(maps),
         "precision": dict(zip(names, (hit / np.maximum(labelled, 1)).round(3).tolist())),
         "coverage": dict(zip(names, (hit / np.maximum(total, 1)).round(3).tolist())),
     }
+
+
+def seed_area_grower(work, row, convention):
+    """``grow(image, scribbles, nifti) -> scribble map``: the row's seed areas (its own trainer's
+    tau, beta and walk) at the image's grid and spacing."""
+    from main import ScribbleSegApp
+    from monailabel.interfaces.utils.app import clear_cache
+
+    from lib.transforms.seed_areas import SeedAreasd
+
+    clear_cache()
+    app = ScribbleSegApp(
+        os.path.join(work, "app"), os.path.join(work, "studies"), {"models": row["base_recipe"], **row["conf"]}
+    )
+    trainer = app._trainers[row["base_recipe"]]
+
+    def grow(image, scribbles, nifti):
+        transform = SeedAreasd(
+            "label",
+            convention,
+            nifti.header.get_zooms()[:3],
+            trainer.tau,
+            trainer.beta,
+            per_slice=trainer.seed_areas_per_slice,
+        )
+        return np.asarray(transform({"image": image[None], "label": scribbles[None]})["label"][0])
+
+    return grow
 
 
 def report(rows):
