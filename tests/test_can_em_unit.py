@@ -7,7 +7,7 @@ from scipy.stats import ttest_ind
 
 from lib.activelearning.uncertainty import mc_dropout_maps
 from lib.datasets.phantoms import make_cardiac_phantom
-from lib.scribbles.convention import NO_SEED
+from lib.scribbles.convention import BACKGROUND_CLASS, NO_SEED
 from lib.scribbles.crf import DenseCRFParams
 from lib.scribbles.relabel import relabel, uncertain_voxels, welch_p_value
 from lib.scribbles.seed_areas import seed_areas
@@ -160,6 +160,36 @@ def test_can_em_conf_switches_reach_the_trainer(tmp_path, convention):
     assert trainer({"can_em_crf": "false", "can_em_crf_mode": "slice"}).crf is None
     with pytest.raises(ValueError, match="conf can_em_seed_areas must be one of 3d, slice, got '2d'"):
         trainer({"can_em_seed_areas": "2d"})
+
+
+def test_outer_slices_background_anchors_the_stroke_less_slices_in_the_seed_areas(tmp_path, convention):
+    """Every slice showing the heart is scribbled; the slices beyond it carry no stroke. With
+    ``can_em_outer_slices_background`` the trainer's seed areas (what the first M step trains on
+    and every E step keeps) make those slices background, and leave the stroked ones to the walk."""
+    from monai.transforms import Compose
+
+    from lib.configs.can_em import CanEm
+
+    spacing = (3.5, 3.5, 8.0)
+    v = make_cardiac_phantom(5, shape=(64, 64, 12), spacing=spacing)
+    outer = ~(v.label > 0).any(axis=(0, 1))
+    assert outer.sum() == 4  # slices 0, 9, 10, 11
+    scribbles = simulate_scribbles(v.label, spacing, convention, seed=0)
+    assert (convention.seeds(scribbles)[..., outer] == NO_SEED).all()
+
+    def grown(conf):
+        config = CanEm()
+        config.init("can_em", str(tmp_path), conf, None, convention=convention)
+        pipeline = Compose(config.trainer()._seed_area_transforms({"target_spacing": list(spacing)}))
+        out = pipeline({"image": v.image[None].astype(np.float32), "label": scribbles[None].astype(np.int64)})
+        return convention.seeds(np.asarray(out["label"][0]))
+
+    plain, anchored = grown({}), grown({"can_em_outer_slices_background": "true"})
+    assert (anchored[..., outer] == BACKGROUND_CLASS).all()
+    assert (plain[..., outer] == BACKGROUND_CLASS).mean() < 0.5  # the walk alone leaves most of them unknown
+    inner = ~outer
+    labelled = anchored[..., inner] != NO_SEED
+    assert (anchored[..., inner][labelled] == v.label[..., inner][labelled]).mean() > 0.97
 
 
 def test_continued_schedule_is_one_decay_over_all_recursions(tmp_path, convention):

@@ -212,6 +212,12 @@ _KEYS = (
         CAN_EM,
     ),
     ConfKey("can_em_seed_areas", "3d", "`3d` random walk, or `slice`: one 2D walk per stroked slice", CAN_EM),
+    ConfKey(
+        "can_em_outer_slices_background",
+        False,
+        "slices beyond the scribbled ones are background seeds (every-slice scribbling)",
+        CAN_EM,
+    ),
     ConfKey("can_em_uncertainty", True, "MC-dropout Welch-test relabelling", CAN_EM),
     ConfKey("can_em_passes", MC_PASSES, "MC-dropout passes of the E step", CAN_EM),
     ConfKey("can_em_alpha", DEFAULT_ALPHA, "Welch-test significance", CAN_EM),

@@ -46,6 +46,7 @@ class CanEm(RecipeConfig, TaskConfig):
             ),
             "crf_per_slice": crf_slices,
             "seed_areas_per_slice": conf_choice(conf, "can_em_seed_areas", ("3d", "slice")) == "slice",
+            "outer_slices_background": conf_flag(conf, "can_em_outer_slices_background"),
             "continued_schedule": conf_choice(conf, "can_em_schedule", ("restart", "continued")) == "continued",
             "uncertainty": conf_flag(conf, "can_em_uncertainty"),
             "passes": conf_int(conf, "can_em_passes", minimum=2),

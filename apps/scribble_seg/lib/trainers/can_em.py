@@ -44,7 +44,7 @@ from lib.scribbles.crf import DenseCRFParams
 from lib.scribbles.random_walk import RandomWalkParams
 from lib.scribbles.relabel import DEFAULT_ALPHA, MC_PASSES, relabel
 from lib.scribbles.seed_areas import DEFAULT_TAU
-from lib.transforms import CurrentLabelsd, SeedAreasd
+from lib.transforms import BackgroundBeyondStrokesd, CurrentLabelsd, SeedAreasd
 
 from .base import ScribbleTrainTask
 from .parameters import integer
@@ -75,6 +75,9 @@ class CanEMTrainTask(ScribbleTrainTask):
         relabel_tag: datastore tag of the relabelled maps (empty: not saved).
         seed_areas_per_slice: one 2D walk per stroked slice (the paper's) instead of one 3D walk.
         crf_per_slice: the E step's CRF per slice on z-scored intensities (the paper's).
+        outer_slices_background: the slices beyond the first and last stroked one are background
+            strokes before the seed areas grow (right when every slice showing a structure was
+            scribbled): the walk, every M step and every E step keep them background.
         continued_schedule: the learning rate follows one polynomial decay over all recursions
             (recursion ``r`` of ``R``, epoch ``e`` of ``E``: ``lr * (1 - (r E + e) / (R E))^0.9``), as
             Can et al.'s optimiser carries on from recursion to recursion; off, every M step starts
@@ -99,6 +102,7 @@ class CanEMTrainTask(ScribbleTrainTask):
         seed_areas_per_slice: bool = False,
         crf_per_slice: bool = False,
         continued_schedule: bool = False,
+        outer_slices_background: bool = False,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -109,6 +113,7 @@ class CanEMTrainTask(ScribbleTrainTask):
         self.mc_batch, self.alpha, self.relabel_tag = mc_batch, float(alpha), relabel_tag
         self.seed_areas_per_slice, self.crf_per_slice = bool(seed_areas_per_slice), bool(crf_per_slice)
         self.continued_schedule = bool(continued_schedule)
+        self.outer_slices_background = bool(outer_slices_background)
         self._datastore = None
         self._relabelled: Dict[str, np.ndarray] = {}
 
@@ -128,8 +133,13 @@ class CanEMTrainTask(ScribbleTrainTask):
             per_slice=self.seed_areas_per_slice,
         )
 
+    def _seed_area_transforms(self, request) -> list:
+        """Scribbles -> seed areas: the outer slices made background first when asked."""
+        outer = [BackgroundBeyondStrokesd("label", self.convention)] if self.outer_slices_background else []
+        return outer + [self._seed_areas_transform(request)]
+
     def recipe_transforms(self, context):
-        return [self._seed_areas_transform(context.request), CurrentLabelsd("label", self._relabelled)]
+        return self._seed_area_transforms(context.request) + [CurrentLabelsd("label", self._relabelled)]
 
     def loss_function(self, context):
         return PartialCrossEntropyLoss(self.convention)
@@ -181,8 +191,7 @@ class CanEMTrainTask(ScribbleTrainTask):
         """Seed areas (scribble maps at the training spacing) of the training volumes, computed
         once per run (and cached on disk for the M steps' data pipeline)."""
         pipeline = Compose(
-            self.load_transforms(SimpleNamespace(request=request), with_gt=False)
-            + [self._seed_areas_transform(request)]
+            self.load_transforms(SimpleNamespace(request=request), with_gt=False) + self._seed_area_transforms(request)
         )
         return {item["id"]: np.asarray(pipeline(dict(item))["label"][0]) for item in items}
 
