@@ -137,6 +137,33 @@ def test_random_walk_spreads_as_far_in_mm_through_thick_slices_as_in_plane():
     assert abs(through - in_plane) < 0.15 * in_plane, (in_plane, through)  # grid error: the ball is 2 slices wide
 
 
+def test_random_walk_solves_on_one_blas_thread_whatever_the_process_allows(disk, monkeypatch):
+    """The solves' BLAS calls run on one thread even where the process allows two: a second
+    thread gains them little and stalls them while a training beside the server holds the cores."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import lib.scribbles.random_walk as rw
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    image, _, seeds, _ = disk
+    during, solve = [], rw.cg
+
+    def watched(*args, **kwargs):
+        during.append(blas_threads())
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(rw, "cg", watched)
+    with threadpool_limits(limits=2, user_api="blas"):
+        allowed = blas_threads()
+        p = random_walk(image, seeds, (1.0, 1.0, 2.0), 2, params=RandomWalkParams(gamma=0.0))
+        after = blas_threads()
+    assert allowed == after == {2}
+    assert during and all(t == {1} for t in during), during
+    np.testing.assert_allclose(p.sum(0), 1.0, atol=1e-5)
+
+
 def test_random_walk_data_term_improves_the_prior(disk):
     image, truth, seeds, prior = disk
     q = random_walk(image, seeds, SPACING, 2, prior)

@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import cg
+from threadpoolctl import threadpool_limits
 
 from .convention import BACKGROUND_CLASS, NO_SEED, require_strokes
 from .prior import normalise_intensity, to_window
@@ -241,17 +242,20 @@ def walk_free(
     # the probabilities sum to 1 at every voxel (seeds one-hot, prior normalised), so the last
     # class is 1 minus the others: C - 1 solves (one for a binary segment)
     solved = []
-    for c in range(num_classes - 1):
-        rhs = np.bincount(rows, weights=weights * (neighbour_class == c), minlength=A.shape[0])
-        if p is not None:
-            rhs += gamma * p[c]
-        if not rhs.any() and (p is None or not p[c].any()):
-            continue  # a class with neither seeds nor prior mass stays 0
-        x, _ = cg(
-            A, rhs, x0=p[c] if p is not None else None, rtol=params.tol, maxiter=int(params.max_iterations), M=jacobi
-        )
-        out[c] = x
-        solved.append(c)
+    # conjugate gradient's dot products and norms are memory-bound BLAS calls on long vectors: a
+    # second BLAS thread gains them little, and stalls them for seconds while another process (a
+    # training beside the server) holds the cores, so the solves run on one
+    with threadpool_limits(limits=1, user_api="blas"):
+        for c in range(num_classes - 1):
+            rhs = np.bincount(rows, weights=weights * (neighbour_class == c), minlength=A.shape[0])
+            if p is not None:
+                rhs += gamma * p[c]
+            if not rhs.any() and (p is None or not p[c].any()):
+                continue  # a class with neither seeds nor prior mass stays 0
+            x0 = p[c] if p is not None else None
+            x, _ = cg(A, rhs, x0=x0, rtol=params.tol, maxiter=int(params.max_iterations), M=jacobi)
+            out[c] = x
+            solved.append(c)
     out[num_classes - 1] = 1.0 - out[solved].sum(axis=0) if solved else 1.0
     out = np.clip(out, 0.0, None)
     out /= np.maximum(out.sum(axis=0, keepdims=True), 1e-12)
