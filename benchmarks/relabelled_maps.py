@@ -94,11 +94,10 @@ def score_row(work, seed=0, seed_areas=False):
 
 def seed_area_grower(work, row, convention):
     """``grow(image, scribbles, nifti) -> scribble map``: the row's seed areas (its own trainer's
-    tau, beta and walk) at the image's grid and spacing."""
+    steps from scribbles to seed areas: tau, beta, walk, outer slices) at the image's grid."""
     from main import ScribbleSegApp
+    from monai.transforms import Compose
     from monailabel.interfaces.utils.app import clear_cache
-
-    from lib.transforms.seed_areas import SeedAreasd
 
     clear_cache()
     app = ScribbleSegApp(
@@ -107,15 +106,8 @@ def seed_area_grower(work, row, convention):
     trainer = app._trainers[row["base_recipe"]]
 
     def grow(image, scribbles, nifti):
-        transform = SeedAreasd(
-            "label",
-            convention,
-            nifti.header.get_zooms()[:3],
-            trainer.tau,
-            trainer.beta,
-            per_slice=trainer.seed_areas_per_slice,
-        )
-        return np.asarray(transform({"image": image[None], "label": scribbles[None]})["label"][0])
+        steps = Compose(trainer._seed_area_transforms({"target_spacing": list(nifti.header.get_zooms()[:3])}))
+        return np.asarray(steps({"image": image[None], "label": scribbles[None]})["label"][0])
 
     return grow
 
