@@ -60,7 +60,7 @@ def score_row(work, seed=0, seed_areas=False):
     hit, labelled, total = (np.zeros(convention.num_classes) for _ in range(3))
     wrong_foreground = wrong_off_strokes = 0
     maps = sorted(glob.glob(os.path.join(work, "studies", "labels", "can_em", "*.nii.gz")))
-    grow = seed_area_grower(work, row, convention) if seed_areas else None
+    grow = seed_area_grower(work, row) if seed_areas else None
     for path in maps:
         scribbles = nib.load(os.path.join(work, "studies", "labels", "final", os.path.basename(path)))
         scribbles = np.asarray(scribbles.dataobj)
@@ -92,7 +92,7 @@ def score_row(work, seed=0, seed_areas=False):
     }
 
 
-def seed_area_grower(work, row, convention):
+def seed_area_grower(work, row):
     """``grow(image, scribbles, nifti) -> scribble map``: the row's seed areas (its own trainer's
     steps from scribbles to seed areas: tau, beta, walk, outer slices) at the image's grid."""
     from main import ScribbleSegApp
