@@ -14,7 +14,7 @@ import re
 import nibabel as nib
 import numpy as np
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from lib.datasets.dicom_series import series_uids
 from lib.datasets.orthanc import Orthanc, load_studies
@@ -60,6 +60,14 @@ def page(served):
         browser.close()
 
 
+def wait_for_toasts_to_close(page):
+    """OHIF's notifications (sonner toasts, bottom right) cover the panel's lower buttons, and a
+    toast under the mouse pointer never times out. Move the pointer off them, as an annotator
+    would, and wait until they are gone before the next click."""
+    page.mouse.move(5, 5)
+    expect(page.locator("[data-sonner-toast]")).to_have_count(0, timeout=30_000)
+
+
 def test_an_annotator_works_in_ohif(served, page, sample_root, convention):
     url = served.url
     case = "case_005"  # no scribbles yet
@@ -78,6 +86,7 @@ def test_an_annotator_works_in_ohif(served, page, sample_root, convention):
     with page.expect_response(lambda r: r.url.startswith(f"{url}/info/"), timeout=60_000) as info:
         page.locator("table.settingsTable button.actionButton").first.click()
     assert info.value.status == 200
+    wait_for_toasts_to_close(page)
     page.get_by_text("Confirm and Hide").click()
     page.wait_for_selector("text=Auto-Segmentation", timeout=30_000)
     assert page.locator("select option:text-is('scribble_clicks')").count() == 1  # the point-prompt model
@@ -89,6 +98,7 @@ def test_an_annotator_works_in_ohif(served, page, sample_root, convention):
     assert seg.value.status == 200
     page.wait_for_timeout(2000)
     page.shot("3_auto_segmentation")
+    wait_for_toasts_to_close(page)
 
     # 4. Point Prompts: the LV picked in the panel, one click at the centre of the axial viewport
     # (the phantom's LV), then Run
@@ -104,6 +114,7 @@ def test_an_annotator_works_in_ohif(served, page, sample_root, convention):
     assert refined.value.status == 200
     page.wait_for_timeout(2000)
     page.shot("5_refined")
+    wait_for_toasts_to_close(page)
     params = re.search(r'\{"background".*\}', sent.value.post_data).group(0)
     clicks = json.loads(params)["lv"]
     assert len(clicks) == 1
