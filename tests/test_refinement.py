@@ -95,12 +95,13 @@ def test_dense_crf_validates_before_the_c_library(disk):
 
 
 def test_random_walk_without_data_term_matches_skimage(disk):
-    """On a 1 mm grid the conductances are 1 and the weights are skimage's (its default spacing)."""
+    """On a 1 mm grid, with the edges read unsmoothed, the conductances are 1 and the weights are
+    skimage's (its default spacing)."""
     image, truth, seeds, _ = disk
     img = image[:, :, :2]
     sd = seeds[:, :, :2]
     iso = (1.0, 1.0, 1.0)
-    ours = random_walk(img, sd, iso, 2, params=RandomWalkParams(beta=300.0, gamma=0.0, tol=1e-6))
+    ours = random_walk(img, sd, iso, 2, params=RandomWalkParams(beta=300.0, gamma=0.0, tol=1e-6, smoothing=0.0))
     ref = random_walker(
         normalise_intensity(img),
         np.where(sd == NO_SEED, 0, sd + 1),
@@ -111,6 +112,31 @@ def test_random_walk_without_data_term_matches_skimage(disk):
         return_full_prob=True,
     )
     np.testing.assert_allclose(ours, ref, atol=2e-3)
+
+
+def test_random_walk_reads_edges_through_voxel_scale_smoothing_so_texture_does_not_split_a_structure():
+    """A bright disk with voxel-scale noise (as trabecular bone or MR noise), a 5 mm interior stroke
+    and a background arc 4-5 mm outside on one side. Read raw, the noise's steps are as steep as the
+    disk's border and the walk stops near the stroke; through the sub-voxel Gaussian it fills the
+    disk."""
+    rng = np.random.default_rng(0)
+    shape, spacing = (64, 64, 6), (1.0, 1.0, 2.0)
+    x, y = np.meshgrid(np.arange(64) - 32, np.arange(64) - 32, indexing="ij")
+    r = np.hypot(x, y)
+    disk = np.repeat((r < 16)[..., None], shape[2], axis=2)
+    image = np.where(disk, 1.0, 0.5) + rng.normal(0.0, 0.2, shape)
+    seeds = np.full(shape, NO_SEED, dtype=np.int64)
+    seeds[30:35, 32, :] = 1
+    seeds[(r > 20) & (r < 21.5) & (x < 0)] = 0
+
+    def dice(smoothing):
+        params = RandomWalkParams(gamma=0.0, smoothing=smoothing)
+        found = random_walk(image, seeds, spacing, 2, params=params)[1] > 0.5
+        return 2 * (found & disk).sum() / (found.sum() + disk.sum())
+
+    assert RandomWalkParams().smoothing > 0
+    assert dice(0.0) < 0.6
+    assert dice(RandomWalkParams().smoothing) > 0.95
 
 
 def test_random_walk_spreads_as_far_in_mm_through_thick_slices_as_in_plane():
@@ -213,8 +239,9 @@ def test_pyramid_halves_the_finest_axes_and_votes_strokes_up():
 
 @pytest.mark.parametrize("method", ["random_walk", "crf"])
 def test_coarse_to_fine_keeps_the_direct_solve_dice(method):
-    """A box over ``max_voxels`` is solved on a pyramid, and loses nothing to the direct solve
-    (measured 0.986 / 0.968 against 0.936 / 0.398 direct: block means also average the noise)."""
+    """A box over ``max_voxels`` is solved on a pyramid at about the direct solve's Dice (measured
+    0.986 / 0.968 against 0.994 / 0.996 direct: the direct solve reads its edges smoothed, the
+    pyramid on block means and, in the full-resolution band, raw)."""
     from lib.scribbles.refine import class_map, from_strokes
 
     rng = np.random.default_rng(1)
@@ -229,7 +256,7 @@ def test_coarse_to_fine_keeps_the_direct_solve_dice(method):
     params = RandomWalkParams() if method == "random_walk" else DenseCRFParams()
     direct = class_map(from_strokes(method, image, seeds, spacing, 2, params, max_voxels=10**9)) == 1
     pyramid_ = class_map(from_strokes(method, image, seeds, spacing, 2, params, max_voxels=5_000)) == 1
-    assert _dice(pyramid_, truth) > max(0.93, _dice(direct, truth) - 0.02)
+    assert _dice(pyramid_, truth) > max(0.93, _dice(direct, truth) - 0.03)
     for max_voxels in (5_000, 10**9):  # the class map alone, as the server asks for it: the same
         labels = from_strokes(method, image, seeds, spacing, 2, params, max_voxels=max_voxels, labels=True)
         assert labels.dtype == np.uint8

@@ -15,6 +15,7 @@ Returns probabilities ``(C, H, W, D)``, or with ``labels=True`` their class map 
 answers; on the pyramid it never builds full-size probabilities).
 """
 
+from dataclasses import replace
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
@@ -124,18 +125,16 @@ def from_strokes(
     stroked = present_values(seeds[seeds != NO_SEED])
     rw = params if isinstance(params, RandomWalkParams) else RandomWalkParams()
 
-    def walk_params(sp):
-        return RandomWalkParams(
-            beta=rw.beta, gamma=absorption(sp, reach_mm), tol=rw.tol, max_iterations=rw.max_iterations
-        )
+    def walk_params(sp, block_mean_grid=False):
+        return _on_grid(replace(rw, gamma=absorption(sp, reach_mm)), block_mean_grid)
 
     def flat(shape):
         uniform = np.zeros((num_classes,) + tuple(shape), dtype=np.float32)
         uniform[stroked] = 1.0 / stroked.size
         return uniform
 
-    def solve(img, sd, sp, _prior, faces):
-        walk = _solve("random_walk", img, sd, sp, flat(img.shape), walk_params(sp), faces)
+    def solve(img, sd, sp, _prior, faces, block_mean_grid=False):
+        walk = _solve("random_walk", img, sd, sp, flat(img.shape), walk_params(sp, block_mean_grid), faces)
         if method == "random_walk":
             return walk
         return refine(
@@ -173,7 +172,7 @@ def class_map(probs: np.ndarray) -> np.ndarray:
 
 
 def _solve_box(solve: Callable, image, seeds, spacing, prior, box, max_voxels, band_params, labels=False) -> np.ndarray:
-    """``solve(image, seeds, spacing, prior, faces)`` on ``box`` of the volume: directly, or on the
+    """``solve(image, seeds, spacing, prior, faces[, block_mean_grid])`` on ``box`` of the volume: directly, or on the
     coarsest grid of the pyramid above ``max_voxels`` and then down by :func:`_walk_down`; the
     probabilities, or with ``labels`` the class map."""
     img, sd = image[box], seeds[box]
@@ -200,13 +199,24 @@ def _open_faces(shape: Sequence[int], sides) -> np.ndarray:
 
 
 def _solver(method, params, crf_on_walk: bool = True) -> Callable:
-    def solve(image, seeds, spacing, prior, faces):
+    def solve(image, seeds, spacing, prior, faces, block_mean_grid=False):
         if method == "crf" and crf_on_walk:
-            walk = _solve("random_walk", image, seeds, spacing, prior, RandomWalkParams(), faces)
+            walk_params = _on_grid(RandomWalkParams(), block_mean_grid)
+            walk = _solve("random_walk", image, seeds, spacing, prior, walk_params, faces)
             prior = sharpened(walk, WALK_SHARPNESS)
-        return _solve(method, image, seeds, spacing, prior, params, faces)
+        return _solve(method, image, seeds, spacing, prior, _on_grid(params, block_mean_grid), faces)
 
     return solve
+
+
+def _on_grid(params, block_mean_grid: bool):
+    """``params`` for a solve on a pyramid's coarse grid (``block_mean_grid``): there each voxel is
+    the mean of a block of at least two voxels a side, which already evens out what the random
+    walk's :attr:`~lib.scribbles.random_walk.RandomWalkParams.smoothing` is for, so the walk reads
+    its edges unsmoothed."""
+    if block_mean_grid and isinstance(params, RandomWalkParams):
+        return replace(params, smoothing=0.0)
+    return params
 
 
 def _solve(method, image, seeds, spacing, prior, params, faces) -> np.ndarray:
@@ -248,6 +258,7 @@ def _coarse_to_fine(solve, image, seeds, spacing, prior, sides, ratios, band_par
         top["spacing"],
         top["prior"],
         _open_faces(top["shape"], sides),
+        block_mean_grid=True,
     )
     for level, r in reversed(list(enumerate(ratios))):
         probs = _walk_down(probs, levels[level], r, band_params, labels=labels and level == 0)

@@ -69,9 +69,9 @@ def seed_areas(
         return grown
     # walkers absorbed at a small rate (a flat prior, as the strokes-only refinement): far from every
     # stroke the walk stays undecided rather than handing the voxel to whichever stroke it reaches
+    # on the raw intensities: tau and the seed areas' precision were measured on them
     flat = np.full((num_classes,) + seeds.shape, 1.0 / num_classes, dtype=np.float32)
-    probabilities = random_walk(
-        image, seeds, spacing, num_classes, flat, params=RandomWalkParams(beta=beta, gamma=ABSORPTION)
-    )
+    params = RandomWalkParams(beta=beta, gamma=ABSORPTION, smoothing=0.0)
+    probabilities = random_walk(image, seeds, spacing, num_classes, flat, params=params)
     grown = np.where(probabilities.max(axis=0) > tau, probabilities.argmax(axis=0), NO_SEED)
     return np.where(seeds != NO_SEED, seeds, grown).astype(np.int64)
