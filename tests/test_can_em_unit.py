@@ -16,6 +16,19 @@ from lib.scribbles.simulate import simulate_scribbles
 SHAPE, SPACING = (64, 64, 8), (3.5, 3.5, 16.0)
 
 
+@pytest.fixture
+def can_em_trainer(tmp_path, convention):
+    """``conf -> trainer``: the ``can_em`` config initialised from ``conf``, as the server does."""
+    from lib.configs.can_em import CanEm
+
+    def trainer(conf):
+        config = CanEm()
+        config.init("can_em", str(tmp_path), conf, None, convention=convention)
+        return config.trainer()
+
+    return trainer
+
+
 def test_welch_p_value_equals_scipy_on_the_samples():
     rng = np.random.default_rng(0)
     a = rng.normal(0.0, 1.0, size=(30, 50))
@@ -144,14 +157,8 @@ def test_crf_per_slice_couples_no_slices_and_reads_z_scores(convention):
     assert not np.allclose(coupled[..., untouched], reference[..., untouched], atol=1e-4)
 
 
-def test_can_em_conf_switches_reach_the_trainer(tmp_path, convention):
-    from lib.configs.can_em import CanEm
-
-    def trainer(conf):
-        config = CanEm()
-        config.init("can_em", str(tmp_path), conf, None, convention=convention)
-        return config.trainer()
-
+def test_can_em_conf_switches_reach_the_trainer(can_em_trainer):
+    trainer = can_em_trainer
     default = trainer({})
     assert not default.seed_areas_per_slice and not default.crf_per_slice and default.crf.iterations == 5
     paper = trainer({"can_em_seed_areas": "slice", "can_em_crf_mode": "slice"})
@@ -162,13 +169,11 @@ def test_can_em_conf_switches_reach_the_trainer(tmp_path, convention):
         trainer({"can_em_seed_areas": "2d"})
 
 
-def test_outer_slices_background_anchors_the_stroke_less_slices_in_the_seed_areas(tmp_path, convention):
+def test_outer_slices_background_anchors_the_stroke_less_slices_in_the_seed_areas(can_em_trainer, convention):
     """Every slice showing the heart is scribbled; the slices beyond it carry no stroke. With
     ``can_em_outer_slices_background`` the trainer's seed areas (what the first M step trains on
     and every E step keeps) make those slices background, and leave the stroked ones to the walk."""
     from monai.transforms import Compose
-
-    from lib.configs.can_em import CanEm
 
     spacing = (3.5, 3.5, 8.0)
     v = make_cardiac_phantom(5, shape=(64, 64, 12), spacing=spacing)
@@ -178,9 +183,7 @@ def test_outer_slices_background_anchors_the_stroke_less_slices_in_the_seed_area
     assert (convention.seeds(scribbles)[..., outer] == NO_SEED).all()
 
     def grown(conf):
-        config = CanEm()
-        config.init("can_em", str(tmp_path), conf, None, convention=convention)
-        pipeline = Compose(config.trainer()._seed_area_transforms({"target_spacing": list(spacing)}))
+        pipeline = Compose(can_em_trainer(conf)._seed_area_transforms({"target_spacing": list(spacing)}))
         out = pipeline({"image": v.image[None].astype(np.float32), "label": scribbles[None].astype(np.int64)})
         return convention.seeds(np.asarray(out["label"][0]))
 
@@ -192,10 +195,9 @@ def test_outer_slices_background_anchors_the_stroke_less_slices_in_the_seed_area
     assert (anchored[..., inner][labelled] == v.label[..., inner][labelled]).mean() > 0.97
 
 
-def test_continued_schedule_is_one_decay_over_all_recursions(tmp_path, convention):
+def test_continued_schedule_is_one_decay_over_all_recursions(can_em_trainer):
     import types
 
-    from lib.configs.can_em import CanEm
     from lib.trainers.can_em import continued_decay
 
     R, E = 3, 4
@@ -206,9 +208,7 @@ def test_continued_schedule_is_one_decay_over_all_recursions(tmp_path, conventio
     assert continued_decay(R - 1, R, E)(E) == 0.0
     assert continued_decay(0, 1, E)(2) == pytest.approx((1 - 2 / E) ** 0.9)  # one recursion: the usual decay
 
-    config = CanEm()
-    config.init("can_em", str(tmp_path), {"can_em_schedule": "continued"}, None, convention=convention)
-    task = config.trainer()
+    task = can_em_trainer({"can_em_schedule": "continued"})
     net = torch.nn.Linear(2, 2)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
     context = types.SimpleNamespace(
