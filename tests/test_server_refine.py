@@ -145,6 +145,7 @@ def test_bad_input_answers_4xx_and_the_server_stays_up(server, case, convention,
     good = _save(strokes, image.affine, tmp_path / "good.nii.gz")
     _expect_4xx(server, "crf", {**info, "roi": [500, 600, 0, 10, 0, 4]}, good, 422, "outside the volume")
     _expect_4xx(server, "random_walk", {**info, "beta": "high"}, good, 422, "beta must be a number")
+    _expect_4xx(server, "random_walk", {**info, "smoothing": -1}, good, 422, "smoothing must be a non-negative")
     _expect_4xx(server, "crf", {**info, "prior_model": "nope"}, good, 404, "not a segmentation model")
     _expect_4xx(server, "crf", {**info, "prior_model": "pce"}, good, 409, "has not been trained yet")
     _expect_4xx(server, "crf", {**info, "margin_mm": "wide"}, good, 422, "margin_mm must be a length in mm")

@@ -172,9 +172,9 @@ def class_map(probs: np.ndarray) -> np.ndarray:
 
 
 def _solve_box(solve: Callable, image, seeds, spacing, prior, box, max_voxels, band_params, labels=False) -> np.ndarray:
-    """``solve(image, seeds, spacing, prior, faces[, block_mean_grid])`` on ``box`` of the volume: directly, or on the
-    coarsest grid of the pyramid above ``max_voxels`` and then down by :func:`_walk_down`; the
-    probabilities, or with ``labels`` the class map."""
+    """``solve(image, seeds, spacing, prior, faces[, block_mean_grid])`` on ``box`` of the volume:
+    directly, or on the coarsest grid of the pyramid above ``max_voxels`` and then down by
+    :func:`_walk_down`; the probabilities, or with ``labels`` the class map."""
     img, sd = image[box], seeds[box]
     pr = prior[(slice(None),) + box] if prior is not None else None
     sides = [(b.start > 0, b.stop < n) for b, n in zip(box, image.shape)]
