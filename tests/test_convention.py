@@ -140,6 +140,15 @@ def test_slicer_binary_mode():
     assert b.convention.labels == {"lv": 1} and b.convention.background_scribble_id == 2
     assert b.scribbles.tolist() == [0, 0, 0, 0, 2, 1, 1]
     assert b.prior.tolist() == [False, True, True, False, False, False, False]
+    # a node of a large volume is mostly zeros: only its non-zero voxels are relabelled, same result
+    sparse = np.zeros((30, 20, 7), label.dtype)
+    sparse[3, 2:9, 1:2] = label[:, None]
+    s = from_slicer_binary(sparse, info, "lv")
+    assert s.scribbles.shape == sparse.shape and s.prior.shape == sparse.shape
+    assert s.scribbles[3, 2:9, 1].tolist() == [0, 0, 0, 0, 2, 1, 1] and s.scribbles.sum() == 4
+    assert s.prior[3, 2:9, 1].tolist() == b.prior.tolist() and s.prior.sum() == 2
+    with pytest.raises(ValueError, match=r"values \[9\] that label_info does not describe"):
+        from_slicer_binary(np.where(sparse == 2, 9, sparse), info, "lv")
     with pytest.raises(ValueError, match="selected_label_name"):
         from_slicer_binary(label, info, "")
     with pytest.raises(ValueError, match="neither 'foreground_scribbles' nor 'background_scribbles'"):
@@ -180,6 +189,14 @@ def test_seeds_of_any_integer_map_equal_the_tensor_rule(dtype, stroked):
     expected[scribbles == UNANNOTATED] = NO_SEED
     np.testing.assert_array_equal(seeds, expected)
     np.testing.assert_array_equal(seeds, conv.seeds(torch.as_tensor(scribbles.astype(np.int64))).numpy())
+    small = conv.seeds(scribbles, conv.seed_dtype())  # what a refinement request works on
+    assert small.dtype == np.int8
+    np.testing.assert_array_equal(small, expected)
+
+
+def test_seed_dtype_is_the_smallest_signed_type_that_holds_every_class():
+    assert ScribbleConvention({"lv": 1}).seed_dtype() == np.int8
+    assert ScribbleConvention({f"c{i}": i for i in range(1, 130)}).seed_dtype() == np.int16
 
 
 @pytest.mark.parametrize("stroked", [0.8, 0.05, 0.0], ids=["dense", "strokes", "empty"])

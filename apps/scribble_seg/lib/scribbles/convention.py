@@ -253,13 +253,19 @@ class ScribbleConvention:
         class_index = scribbles * (~is_bg)
         return class_index, annotated
 
-    def seeds(self, scribbles):
-        """Seed map: the class index of each stroke, ``NO_SEED`` on unannotated voxels."""
+    def seeds(self, scribbles, dtype=np.int64):
+        """Seed map: the class index of each stroke, ``NO_SEED`` on unannotated voxels (a numpy
+        one in ``dtype``; :meth:`seed_dtype` is the smallest that holds it)."""
         if isinstance(scribbles, np.ndarray):
             code = {self.background_scribble_id: BACKGROUND_CLASS, UNANNOTATED: NO_SEED}
-            return _relabel(scribbles, code, None, np.int64)
+            return _relabel(scribbles, code, None, dtype)
         class_index, annotated = self.targets(scribbles)
         return class_index.masked_fill(~annotated, NO_SEED)
+
+    def seed_dtype(self) -> np.dtype:
+        """The smallest signed integer type of this convention's seed maps: a full CT's seed map
+        in ``int8`` is an eighth of the memory every pass over it reads (refinement requests)."""
+        return np.result_type(np.min_scalar_type(-self.num_classes), np.int8)
 
     def from_seeds(self, seeds: np.ndarray) -> np.ndarray:
         """A seed map (class index, ``NO_SEED`` where unknown) as a scribble map: the inverse of
@@ -333,8 +339,11 @@ def present_values(a: np.ndarray) -> np.ndarray:
     return np.unique(a)
 
 
-def _check_values_described(label: np.ndarray, described: Iterable[int], what: str) -> None:
-    bad = np.setdiff1d(present_values(label), [UNANNOTATED, *described])
+def _check_values_described(label: np.ndarray, described: Iterable[int], what: str, nonzero=None) -> None:
+    """Raises ``ValueError`` when ``label`` holds a value neither unannotated nor ``described``
+    (``nonzero``: :func:`_nonzero` of ``label``, when already known)."""
+    present = present_values(label) if nonzero is None else present_values(nonzero[1])
+    bad = np.setdiff1d(present, [UNANNOTATED, *described])
     if bad.size:
         raise ValueError(f"label holds values {bad.tolist()[:10]} that {what} does not describe")
 
@@ -431,7 +440,8 @@ def from_slicer_binary(
         raise ValueError("binary scribbles need 'selected_label_name': the segment the strokes refine")
     a = _as_int_labelmap(label)
     info = parse_label_info(label_info)
-    _check_values_described(a, info, "label_info")
+    nonzero = _nonzero(a)  # found once for the three passes below
+    _check_values_described(a, info, "label_info", nonzero)
     by_name: Dict[str, List[int]] = {}
     for value, name in info.items():
         by_name.setdefault(_norm(name), []).append(value)
@@ -444,8 +454,8 @@ def from_slicer_binary(
         )
     convention = ScribbleConvention({str(selected_label_name).strip(): 1})
     code = {**{v: convention.background_scribble_id for v in bg_ids}, **{v: 1 for v in fg_ids}}
-    scribbles = _relabel(a, code, UNANNOTATED, np.uint8)
-    prior = _relabel(a, {v: True for v in by_name.get(_norm(selected_label_name), [])}, False, bool)
+    scribbles = _relabel(a, code, UNANNOTATED, np.uint8, nonzero)
+    prior = _relabel(a, {v: True for v in by_name.get(_norm(selected_label_name), [])}, False, bool, nonzero)
     return BinaryScribbles(convention=convention, scribbles=scribbles, prior=prior)
 
 
@@ -456,14 +466,25 @@ def _mostly_zero(a: np.ndarray) -> bool:
     return a.size > 0 and a.dtype.kind in "iub" and np.count_nonzero(a) <= a.size // 4
 
 
-def _relabel(a: np.ndarray, mapping: Mapping[int, Any], default: Any, dtype) -> np.ndarray:
+def _nonzero(a: np.ndarray) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """``(flat indices, values)`` of the non-zero voxels of a mostly-zero integer map
+    (:func:`_mostly_zero`), else None."""
+    if not _mostly_zero(a):
+        return None
+    where = np.flatnonzero(a)
+    return where, a.reshape(-1)[where]
+
+
+def _relabel(a: np.ndarray, mapping: Mapping[int, Any], default: Any, dtype, nonzero=None) -> np.ndarray:
     """``mapping[v]`` at every voxel of value ``v``, ``default`` elsewhere (``None``: the value
     itself): one table lookup per voxel (a Slicer node of a full CT holds ~27 M of them) when the
-    values are small non-negative integers; only the non-zero voxels when they are few (strokes)."""
-    if _mostly_zero(a):
+    values are small non-negative integers; only the non-zero voxels when they are few (strokes;
+    ``nonzero``: their :func:`_nonzero`, when already known)."""
+    nonzero = _nonzero(a) if nonzero is None else nonzero
+    if nonzero is not None:
+        where, values = nonzero
         out = np.full(a.shape, mapping.get(0, 0 if default is None else default), dtype=dtype)
-        where = np.flatnonzero(a)
-        out.reshape(-1)[where] = _relabel(a.reshape(-1)[where], mapping, default, dtype)
+        out.reshape(-1)[where] = _relabel(values, mapping, default, dtype)
         return out
     if a.size and a.dtype.kind in "iub" and a.min() >= 0 and a.max() < 1 << 16:
         n = int(a.max()) + 1
