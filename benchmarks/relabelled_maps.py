@@ -106,7 +106,7 @@ def seed_area_grower(work, row):
     trainer = app._trainers[row["base_recipe"]]
 
     def grow(image, scribbles, nifti):
-        steps = Compose(trainer._seed_area_transforms({"target_spacing": list(nifti.header.get_zooms()[:3])}))
+        steps = Compose(trainer.seed_area_transforms({"target_spacing": list(nifti.header.get_zooms()[:3])}))
         return np.asarray(steps({"image": image[None], "label": scribbles[None]})["label"][0])
 
     return grow

@@ -183,7 +183,7 @@ def test_outer_slices_background_anchors_the_stroke_less_slices_in_the_seed_area
     assert (convention.seeds(scribbles)[..., outer] == NO_SEED).all()
 
     def grown(conf):
-        pipeline = Compose(can_em_trainer(conf)._seed_area_transforms({"target_spacing": list(spacing)}))
+        pipeline = Compose(can_em_trainer(conf).seed_area_transforms({"target_spacing": list(spacing)}))
         out = pipeline({"image": v.image[None].astype(np.float32), "label": scribbles[None].astype(np.int64)})
         return convention.seeds(np.asarray(out["label"][0]))
 

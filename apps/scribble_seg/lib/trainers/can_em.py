@@ -133,13 +133,14 @@ class CanEMTrainTask(ScribbleTrainTask):
             per_slice=self.seed_areas_per_slice,
         )
 
-    def _seed_area_transforms(self, request) -> list:
-        """Scribbles -> seed areas: the outer slices made background first when asked."""
+    def seed_area_transforms(self, request) -> list:
+        """Scribbles -> seed areas, the outer slices made background first when asked: the part of the
+        pipeline a benchmark replays to score the seed areas against the truth."""
         outer = [BackgroundBeyondStrokesd("label", self.convention)] if self.outer_slices_background else []
         return outer + [self._seed_areas_transform(request)]
 
     def recipe_transforms(self, context):
-        return self._seed_area_transforms(context.request) + [CurrentLabelsd("label", self._relabelled)]
+        return self.seed_area_transforms(context.request) + [CurrentLabelsd("label", self._relabelled)]
 
     def loss_function(self, context):
         return PartialCrossEntropyLoss(self.convention)
@@ -191,7 +192,7 @@ class CanEMTrainTask(ScribbleTrainTask):
         """Seed areas (scribble maps at the training spacing) of the training volumes, computed
         once per run (and cached on disk for the M steps' data pipeline)."""
         pipeline = Compose(
-            self.load_transforms(SimpleNamespace(request=request), with_gt=False) + self._seed_area_transforms(request)
+            self.load_transforms(SimpleNamespace(request=request), with_gt=False) + self.seed_area_transforms(request)
         )
         return {item["id"]: np.asarray(pipeline(dict(item))["label"][0]) for item in items}
 
