@@ -47,6 +47,7 @@ from lib.errors import RequestError
 from lib.infers import ClickRefinement, ScribbleRefinement, ScribbleSegmentation
 from lib.infers.parameters import check_infer_request
 from lib.infers.refine import LOADED
+from lib.infers.warmup import warm_result_writer
 from lib.scribbles.convention import ScribbleConvention
 from lib.scribbles.refine import METHODS as REFINEMENT_METHODS
 
@@ -134,6 +135,7 @@ class ScribbleSegApp(MONAILabelApp):
             labels=list(self.convention.labels),
         )
         self._retrain_params = self._checked_retrain_params()
+        warm_result_writer()  # the first inference's result does not wait for ITK's modules
 
     def _checked_retrain_params(self) -> Dict:
         """Conf ``al_retrain_params`` checked by the retrained recipe at start-up (the trigger hands
