@@ -1,14 +1,15 @@
-"""Layout of large volumes: block-wise copies between C and Fortran order, and the label maps a
-refinement request sends, read into C order whatever their file format."""
+"""Layout of large volumes: block-wise copies between C and Fortran order, and NIfTI files read
+into C order with MONAI's metadata."""
 
 import nibabel as nib
 import nrrd
 import numpy as np
 import pytest
+import torch
 from monai.transforms import EnsureChannelFirst, LoadImage
 
 from lib.arrays import BLOCK, in_order
-from lib.transforms import LoadLabelmapd
+from lib.transforms import COrderNibabelReader
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, bool])
@@ -37,26 +38,28 @@ def test_in_order_returns_an_array_already_in_order_and_copies_views():
         in_order(a, "A")
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16])
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd"])
-def test_a_label_map_reads_as_monai_reads_it_in_c_order(tmp_path, suffix):
+def test_the_c_order_reader_reads_what_monai_reads(tmp_path, suffix, dtype):
+    """Same values, shape and metadata as MONAI's default readers, C-contiguous: label maps as a
+    refinement request sends them (uint8) and CT intensities (int16, cast to float32 on load)."""
     rng = np.random.default_rng(1)
-    label = (rng.integers(0, 5, size=(37, 20, 9)) * (rng.random((37, 20, 9)) < 0.1)).astype(np.uint8)
+    label = (rng.integers(0, 5, size=(37, 20, 9)) * (rng.random((37, 20, 9)) < 0.1)).astype(dtype)
     path = str(tmp_path / f"node{suffix}")
-    if suffix == ".nrrd":
-        nrrd.write(
-            path,
-            label,
-            {
-                "space": "left-posterior-superior",
-                "space directions": np.diag([0.7, 0.7, 3.0]),
-                "space origin": np.zeros(3),
-            },
-        )
+    if suffix == ".nrrd":  # not NIfTI: MONAI's own reader takes it
+        header = {"space": "left-posterior-superior", "space directions": np.diag([0.7, 0.7, 3.0])}
+        nrrd.write(path, label, {**header, "space origin": np.zeros(3)})
     else:
         nib.save(nib.Nifti1Image(label, np.diag([0.7, 0.7, 3.0, 1.0])), path)
-    got = LoadLabelmapd("label")({"label": path, "other": 1})
-    expected = EnsureChannelFirst()(LoadImage(image_only=True, dtype=None)(path))
-    assert got["other"] == 1 and got["label"].shape == (1,) + label.shape
-    assert np.asarray(got["label"]).flags.c_contiguous
-    np.testing.assert_array_equal(np.asarray(got["label"]), np.asarray(expected))
-    np.testing.assert_array_equal(np.asarray(got["label"])[0], label)
+    for cast in (None, np.float32):
+        ours = EnsureChannelFirst()(LoadImage(image_only=True, dtype=cast, reader=COrderNibabelReader())(path))
+        monai = EnsureChannelFirst()(LoadImage(image_only=True, dtype=cast)(path))
+        assert ours.shape == (1,) + label.shape and ours.is_contiguous() and ours.dtype == monai.dtype
+        assert torch.equal(ours.as_tensor(), monai.as_tensor())
+        np.testing.assert_array_equal(ours.affine, monai.affine)
+        assert sorted(ours.meta) == sorted(monai.meta)
+    np.testing.assert_array_equal(np.asarray(ours)[0], label)
+    if suffix != ".nrrd":  # nibabel's own array is Fortran-ordered; the reader's is already C
+        reader = COrderNibabelReader()
+        array, _ = reader.get_data(reader.read(path))
+        assert array.flags.c_contiguous and not np.asanyarray(nib.load(path).dataobj).flags.c_contiguous

@@ -20,6 +20,8 @@ ALLOWED = {
     "losses": {"scribbles"},
     "transforms": {"scribbles"},
 }
+# modules at lib's root that every package may import: below every floor, they import no lib module
+BASE = {"arrays"}
 # MONAI Label adapters: none imports the floor above it (configs wire trainers and infers together)
 FORBIDDEN = {
     "infers": {"trainers", "configs", "activelearning"},
@@ -46,13 +48,21 @@ def test_package_imports_only_the_layers_below_it(package):
     for path in sorted((LIB / package).glob("*.py")):
         for line, module in _imports(path):
             parts = module.split(".")
-            if parts[0] == "lib" and len(parts) > 1 and parts[1] != package and parts[1] not in ALLOWED[package]:
+            allowed = ALLOWED[package] | BASE
+            if parts[0] == "lib" and len(parts) > 1 and parts[1] != package and parts[1] not in allowed:
                 offending.append(f"{path.relative_to(LIB)}:{line} imports {module}")
             if package in NO_MONAI_LABEL and parts[0] == "monailabel":
                 offending.append(f"{path.relative_to(LIB)}:{line} imports {module}")
     assert not offending, f"lib/{package} may import only {sorted(ALLOWED[package]) or 'itself'}: " + "; ".join(
         offending
     )
+
+
+@pytest.mark.parametrize("module", sorted(BASE))
+def test_base_modules_import_no_lib_module(module):
+    path = LIB / f"{module}.py"
+    offending = [f"{module}.py:{line} imports {m}" for line, m in _imports(path) if m.split(".")[0] == "lib"]
+    assert path.is_file() and not offending, offending
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))

@@ -34,7 +34,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Compose
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
@@ -55,8 +55,8 @@ from lib.scribbles.crf import DenseCRFParams
 from lib.scribbles.prior import segmentation_prior
 from lib.scribbles.random_walk import RandomWalkParams
 from lib.scribbles.refine import DEFAULT_MARGIN_MM, from_strokes, refine
-from lib.transforms.labelmap import LoadLabelmapd
 from lib.transforms.loaded_images import LoadedImaged, LoadedImages
+from lib.transforms.readers import COrderNibabelReader
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,8 @@ class ScribbleRefinement(BasicInferTask):
     def pre_transforms(self, data=None):
         return [
             LoadedImaged("image", LOADED),
-            LoadLabelmapd("label"),
+            LoadImaged("label", image_only=True, dtype=None, reader=COrderNibabelReader()),
+            EnsureChannelFirstd("label"),
         ]
 
     def inferer(self, data=None):

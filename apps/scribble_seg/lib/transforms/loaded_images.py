@@ -21,6 +21,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, MapTransform
 
+from .readers import COrderNibabelReader
+
 logger = logging.getLogger(__name__)
 
 
@@ -38,7 +40,9 @@ class LoadedImages:
         self._entries: "OrderedDict[Tuple[str, int, int], MetaTensor]" = OrderedDict()
         self._reading: Dict[Tuple[str, int, int], threading.Event] = {}
         self._lock = threading.Lock()
-        self._load = Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image")])
+        self._load = Compose(
+            [LoadImaged("image", image_only=True, reader=COrderNibabelReader()), EnsureChannelFirstd("image")]
+        )
         self.hits = self.misses = 0
 
     def __call__(self, path: str) -> MetaTensor:
