@@ -1,7 +1,7 @@
 """Images kept in memory between the requests of one annotation session.
 
 A radiologist correcting a segment sends one refinement request per stroke, each naming the same
-image. Reading and decompressing a 512 x 512 x 100 CT costs ~1 s of the round trip every time;
+image. Reading and decompressing a 512 x 512 x 100 CT costs ~0.5 s of the round trip every time;
 :class:`LoadedImaged` reads it once and serves the next strokes from memory. Entries are keyed by
 path, size and modification time, so an image replaced on disk is read again; the least recently
 used one is dropped beyond ``capacity``. :meth:`LoadedImages.preload` reads an image ahead, on a
