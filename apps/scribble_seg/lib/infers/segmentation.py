@@ -44,7 +44,7 @@ from lib.errors import RequestError
 from lib.infers.inferer import SegmentationInferer
 from lib.model_meta import label_set_mismatch
 from lib.scribbles.convention import BACKGROUND_CLASS, ScribbleConvention
-from lib.transforms import KeepAnchoredComponentsd, KeepLargestObjectd, Spacingd
+from lib.transforms import COrderNibabelReader, KeepAnchoredComponentsd, KeepLargestObjectd, Spacingd
 
 PROBABILITIES = "return_probabilities"
 """Request flag: return the softmax at the input geometry instead of the label map."""
@@ -197,7 +197,7 @@ class ScribbleSegmentation(BasicInferTask):
             self._pre = (
                 spacing,
                 [
-                    LoadImaged("image", image_only=True),
+                    LoadImaged("image", image_only=True, reader=COrderNibabelReader()),
                     EnsureChannelFirstd("image"),
                     Spacingd("image", pixdim=spacing, mode="bilinear"),
                     NormalizeIntensityd("image"),
