@@ -577,10 +577,9 @@ def summarise(rows, latency, args, pngs, command=None, rows_machine=None):
             "|---|---|---|---|---|---|---|",
         ]
         for r in latency:
-            first = f"{r['seconds_first']:.2f}" if "seconds_first" in r else ""
             lines.append(
                 f"| {r['grid']} | {r['voxels'] / 1e6:.2f} M | `{r['method']}` | {r['seconds_median']:.2f} | "
-                f"{first} | {r['dice']:.3f} | {r['training']} |"
+                f"{r['seconds_first']:.2f} | {r['dice']:.3f} | {r['training']} |"
             )
     if pngs:
         lines += [

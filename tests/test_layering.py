@@ -44,11 +44,10 @@ def _imports(path: Path):
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_package_imports_only_the_layers_below_it(package):
-    offending = []
+    offending, allowed = [], ALLOWED[package] | BASE
     for path in sorted((LIB / package).glob("*.py")):
         for line, module in _imports(path):
             parts = module.split(".")
-            allowed = ALLOWED[package] | BASE
             if parts[0] == "lib" and len(parts) > 1 and parts[1] != package and parts[1] not in allowed:
                 offending.append(f"{path.relative_to(LIB)}:{line} imports {module}")
             if package in NO_MONAI_LABEL and parts[0] == "monailabel":

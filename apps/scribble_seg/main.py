@@ -31,7 +31,7 @@ from monailabel.utils.others.class_utils import get_class_names
 import lib.configs
 from lib.activelearning import EpistemicScoring, NextToScribble, Random
 from lib.activelearning.next_to_scribble import SERVED_KEY
-from lib.background import yield_to_server
+from lib.background import is_background_task, yield_to_server
 from lib.conf import (
     conf_choice,
     conf_flag,
@@ -135,7 +135,8 @@ class ScribbleSegApp(MONAILabelApp):
             labels=list(self.convention.labels),
         )
         self._retrain_params = self._checked_retrain_params()
-        warm_result_writer()  # the first inference's result does not wait for ITK's modules
+        if not is_background_task():  # training and scoring subprocesses rebuild the app but answer no stroke
+            warm_result_writer()  # the first inference's result does not wait for ITK's modules
 
     def _checked_retrain_params(self) -> Dict:
         """Conf ``al_retrain_params`` checked by the retrained recipe at start-up (the trigger hands
