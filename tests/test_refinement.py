@@ -174,13 +174,13 @@ def test_random_walk_solves_on_one_blas_thread_whatever_the_process_allows(disk,
         return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
 
     image, _, seeds, _ = disk
-    during, solve = [], rw.cg
+    during, solve = [], rw.jacobi_cg
 
     def watched(*args, **kwargs):
         during.append(blas_threads())
         return solve(*args, **kwargs)
 
-    monkeypatch.setattr(rw, "cg", watched)
+    monkeypatch.setattr(rw, "jacobi_cg", watched)
     with threadpool_limits(limits=2, user_api="blas"):
         allowed = blas_threads()
         p = random_walk(image, seeds, (1.0, 1.0, 2.0), 2, params=RandomWalkParams(gamma=0.0))

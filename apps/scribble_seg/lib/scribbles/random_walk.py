@@ -23,10 +23,10 @@ with S the seeded ones::
 
     (L_UU + gamma * I) x_c,U = -L_US s_c + gamma * p_c,U          (one sparse SPD system per class)
 
-solved by conjugate gradient with a Jacobi preconditioner, then normalised over classes. With
-``gamma = 0`` (or no prior) this is Grady's plain random walker. ``skimage.segmentation
-.random_walker`` has no data term, hence this solver; its results match skimage's for
-``gamma = 0`` and ``smoothing = 0`` on a 1 mm grid (tested).
+solved by conjugate gradient with a Jacobi preconditioner
+(:mod:`lib.scribbles.conjugate_gradient`), then normalised over classes. With ``gamma = 0`` (or
+no prior) this is Grady's plain random walker. ``skimage.segmentation.random_walker`` has no data
+term, hence this solver; its results match skimage's for ``gamma = 0`` and ``smoothing = 0`` on a 1 mm grid (tested).
 
 Made fast by :mod:`lib.scribbles.refine`, which solves only the box around what the user
 touched (its faces fixed to the prior's class), and by warm-starting CG from the prior. The start
@@ -45,9 +45,9 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import scipy.sparse as sp
 from scipy import ndimage
-from scipy.sparse.linalg import cg
 from threadpoolctl import threadpool_limits
 
+from .conjugate_gradient import jacobi_cg
 from .convention import BACKGROUND_CLASS, NO_SEED, require_strokes
 from .prior import normalise_intensity, to_window
 from .request_params import params_from_request
@@ -133,8 +133,10 @@ def free_system(
     beta: float,
     sigma: Optional[float] = None,
     window: Optional[Tuple[float, float]] = None,
+    shift: float = 0.0,
 ) -> Tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray]:
-    """The random walker's system on the free voxels only: ``L_UU`` and the edges to fixed voxels.
+    """The random walker's system on the free voxels only: ``L_UU + shift * I`` and the edges to
+    fixed voxels.
 
     Only the edges that touch a free voxel are built, so the cost grows with the free set, not with
     the volume: a band of a few percent of a 512 x 512 x 100 CT costs a few percent of it.
@@ -147,10 +149,12 @@ def free_system(
         sigma: intensity scale of the weights (default ``std(image01)``).
         window: ``(low, high)`` intensities mapped to [0, 1] (:func:`lib.scribbles.prior.to_window`)
             as the voxels next to ``U`` are read, so a large volume is never normalised whole.
+        shift: added to the diagonal (the prior's weight ``gamma``).
 
     Returns:
-        ``A`` (``(n_U, n_U)`` sparse ``L_UU``), and the edges from free to fixed voxels as three
-        arrays ``(row in U, flat index of the fixed voxel, weight)``: ``-L_US s = sum w s_fixed``.
+        ``A`` (``(n_U, n_U)`` sparse ``L_UU + shift * I``, its column indices sorted in every row),
+        and the edges from free to fixed voxels as three arrays ``(row in U, flat index of the
+        fixed voxel, weight)``: ``-L_US s = sum w s_fixed``.
     """
     shape = image01.shape
     flat = np.asarray(image01).ravel()
@@ -165,20 +169,33 @@ def free_system(
     strides = np.array([shape[1] * shape[2], shape[2], 1])
     finest = float(min(spacing))
     diagonal = np.zeros(n)
-    rows, cols, vals, fixed_rows, fixed_index, fixed_weights = [], [], [], [], [], []
+    # a row of L_UU in CSR order, its columns ascending: one slot per neighbour, the diagonal in
+    # the middle (U is sorted by flat index, so a neighbour's column follows its offset)
+    slots = {(0, -1): 0, (1, -1): 1, (2, -1): 2, (2, 1): 4, (1, 1): 5, (0, 1): 6}
+    columns = np.full((n, 7), -1, dtype=np.int32)
+    entries = np.zeros((n, 7))
+    fixed_rows, fixed_index, fixed_weights = [], [], []
     for ax in range(3):
         for sign in (-1, 1):
-            inside = (coords[ax] + sign >= 0) & (coords[ax] + sign < shape[ax])
-            u = np.flatnonzero(inside)
+            u = np.flatnonzero(coords[ax] >= 1 if sign < 0 else coords[ax] < shape[ax] - 1)
             j = index[u] + sign * strides[ax]
             w = edge_weights(at[u] - value(j), spacing[ax], finest, beta, sigma)
             diagonal += np.bincount(u, weights=w, minlength=n)
-            pj = np.minimum(np.searchsorted(index, j), n - 1)  # row of j in U, when j is free
+            if ax == 2:  # the next voxel along the last axis, when free, is the next one in U
+                pj = np.clip(u + sign, 0, n - 1)
+            else:
+                pj = np.minimum(np.searchsorted(index, j), n - 1)  # row of j in U, when j is free
             both = index[pj] == j
-            rows.append(u[both]), cols.append(pj[both]), vals.append(-w[both])
-            fixed_rows.append(u[~both]), fixed_index.append(j[~both]), fixed_weights.append(w[~both])
-    r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-    A = sp.csr_matrix((np.r_[v, diagonal], (np.r_[r, np.arange(n)], np.r_[c, np.arange(n)])), shape=(n, n))
+            columns[u[both], slots[ax, sign]] = pj[both]
+            entries[u[both], slots[ax, sign]] = -w[both]
+            fixed = ~both
+            fixed_rows.append(u[fixed]), fixed_index.append(j[fixed]), fixed_weights.append(w[fixed])
+    columns[:, 3] = np.arange(n)
+    entries[:, 3] = diagonal + shift if shift else diagonal
+    present = columns >= 0
+    indptr = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(present.sum(axis=1), out=indptr[1:])
+    A = sp.csr_matrix((entries[present], columns[present], indptr), shape=(n, n))
     return A, np.concatenate(fixed_rows), np.concatenate(fixed_index), np.concatenate(fixed_weights)
 
 
@@ -258,12 +275,9 @@ def walk_free(
     Returns:
         ``(C, n)`` float32 probabilities, in the order of the sorted free voxels.
     """
-    A, rows, fixed_index, weights = free_system(image01, free, spacing, params.beta, window=window)
-    neighbour_class = np.asarray(fixed_class(fixed_index))
     gamma = params.gamma if prior is not None else 0.0
-    if gamma:
-        A = (A + gamma * sp.identity(A.shape[0], format="csr")).tocsr()
-    jacobi = sp.diags(1.0 / A.diagonal())
+    A, rows, fixed_index, weights = free_system(image01, free, spacing, params.beta, window=window, shift=gamma)
+    neighbour_class = np.asarray(fixed_class(fixed_index))
     p = np.asarray(prior, dtype=np.float64) if prior is not None else None
     out = np.zeros((num_classes, A.shape[0]))
     # the probabilities sum to 1 at every voxel (seeds one-hot, prior normalised), so the last
@@ -280,8 +294,7 @@ def walk_free(
             if not rhs.any() and (p is None or not p[c].any()):
                 continue  # a class with neither seeds nor prior mass stays 0
             x0 = p[c] if p is not None else None
-            x, _ = cg(A, rhs, x0=x0, rtol=params.tol, maxiter=int(params.max_iterations), M=jacobi)
-            out[c] = x
+            out[c] = jacobi_cg(A, rhs, x0=x0, tol=params.tol, maxiter=int(params.max_iterations))
             solved.append(c)
     out[num_classes - 1] = 1.0 - out[solved].sum(axis=0) if solved else 1.0
     out = np.clip(out, 0.0, None)
