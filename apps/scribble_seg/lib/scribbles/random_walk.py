@@ -26,7 +26,8 @@ with S the seeded ones::
 solved by conjugate gradient with a Jacobi preconditioner
 (:mod:`lib.scribbles.conjugate_gradient`), then normalised over classes. With ``gamma = 0`` (or
 no prior) this is Grady's plain random walker. ``skimage.segmentation.random_walker`` has no data
-term, hence this solver; its results match skimage's for ``gamma = 0`` and ``smoothing = 0`` on a 1 mm grid (tested).
+term, hence this solver; its results match skimage's for ``gamma = 0`` and ``smoothing = 0`` on
+a 1 mm grid (tested).
 
 Made fast by :mod:`lib.scribbles.refine`, which solves only the box around what the user
 touched (its faces fixed to the prior's class), and by warm-starting CG from the prior. The start
@@ -172,7 +173,8 @@ def free_system(
     # a row of L_UU in CSR order, its columns ascending: one slot per neighbour, the diagonal in
     # the middle (U is sorted by flat index, so a neighbour's column follows its offset)
     slots = {(0, -1): 0, (1, -1): 1, (2, -1): 2, (2, 1): 4, (1, 1): 5, (0, 1): 6}
-    columns = np.full((n, 7), -1, dtype=np.int32)
+    index_type = np.int32 if 7 * n < np.iinfo(np.int32).max else np.int64  # SciPy's CSR index types
+    columns = np.full((n, 7), -1, dtype=index_type)
     entries = np.zeros((n, 7))
     fixed_rows, fixed_index, fixed_weights = [], [], []
     for ax in range(3):
@@ -193,7 +195,7 @@ def free_system(
     columns[:, 3] = np.arange(n)
     entries[:, 3] = diagonal + shift if shift else diagonal
     present = columns >= 0
-    indptr = np.zeros(n + 1, dtype=np.int32)
+    indptr = np.zeros(n + 1, dtype=index_type)
     np.cumsum(present.sum(axis=1), out=indptr[1:])
     A = sp.csr_matrix((entries[present], columns[present], indptr), shape=(n, n))
     return A, np.concatenate(fixed_rows), np.concatenate(fixed_index), np.concatenate(fixed_weights)
